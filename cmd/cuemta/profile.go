@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cuemta/cuemta/config"
+)
+
+// runProfile implements `cuemta profile -c PATH DOMAIN_OR_MXHOST [--json]`.
+// An argument is taken as an MX host when it matches an MX pattern of some
+// profile (or --mx is given), else as a recipient domain.
+func runProfile(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("profile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `PATH` (default: the embedded default config)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	mx := fs.String("mx", "", "MX `HOST` of the destination, in addition to its domain")
+	source := fs.String("source", "", "egress source `NAME` (applies per-source overrides)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: cuemta profile [-c PATH] [--mx HOST] [--source NAME] [--json] DOMAIN_OR_MXHOST")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(interleaved(fs, args)); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	dest := strings.ToLower(fs.Arg(0))
+	domain, hosts := dest, []string(nil)
+	if *mx != "" {
+		hosts = []string{*mx}
+	} else if looksLikeMX(cfg, dest) {
+		domain, hosts = "", []string{dest}
+	}
+	eff, err := cfg.Resolve(domain, hosts, *source)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(eff); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stdout, "destination: %s\nprofiles:    %s (most specific first)\n\n", eff.Destination, strings.Join(eff.Chain, " > "))
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SETTING\tVALUE\tFROM\tAT")
+	for _, f := range flatten(eff) {
+		o := eff.Origin[f.name]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.name, f.value, o.Layer, o.At)
+	}
+	tw.Flush()
+	return 0
+}
+
+// looksLikeMX reports whether dest is an MX host that some profile names,
+// rather than a recipient domain.
+func looksLikeMX(cfg *config.Config, dest string) bool {
+	for _, p := range cfg.Profiles {
+		for _, d := range p.Match.Domains {
+			if strings.EqualFold(d, dest) {
+				return false
+			}
+		}
+	}
+	for _, m := range cfg.Match("", []string{dest}) {
+		if m.Level == config.LevelSite || m.Level == config.LevelProvider {
+			return true
+		}
+	}
+	return false
+}
+
+type setting struct{ name, value string }
+
+// flatten lists the effective settings by their CUE path, in order.
+func flatten(eff *config.Effective) []setting {
+	b, _ := json.Marshal(eff.Settings)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	var out []setting
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if sub, ok := v.(map[string]any); ok {
+			keys := make([]string, 0, len(sub))
+			for k := range sub {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				walk(prefix+k+".", sub[k])
+			}
+			return
+		}
+		vb, _ := json.Marshal(v)
+		out = append(out, setting{strings.TrimSuffix(prefix, "."), string(vb)})
+	}
+	walk("", m)
+	return out
+}
+
+// interleaved moves flags after positional arguments to the front, so
+// `profile gmail.com --json` works like `profile --json gmail.com`.
+func interleaved(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			if f := fs.Lookup(name); f != nil {
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+					continue
+				}
+				if i+1 < len(args) {
+					flags = append(flags, args[i+1])
+					i++
+				}
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.LoadDefault()
+	}
+	return config.Load(path)
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cuemta/cuemta/engine"
+)
+
+// runServe implements `cuemta serve [-c PATH]`: load and validate the
+// config (the embedded default without -c), run until SIGTERM or SIGINT,
+// then shut down cleanly.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `PATH`: a directory holding a CUE package, or a .cue file (default: embedded)")
+	logJSON := fs.Bool("log-json", false, "write the process log as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *logJSON {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	logger := slog.New(handler)
+
+	snap, err := engine.Load(*path)
+	if err != nil {
+		for _, l := range engine.ErrorLines(err) {
+			fmt.Fprintln(stderr, l)
+		}
+		return 1
+	}
+	srv, err := engine.NewServer(*path, snap, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		logger.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,219 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"cuelang.org/go/cue"
+)
+
+// annotate records, from the CUE value, the positions that later stages
+// (CEL compilation, policy tests, profile provenance) report errors at.
+func (c *Config) annotate() {
+	if len(c.Pools) == 0 {
+		c.Pools = map[string]*Pool{"default": {Sources: map[string]*Source{"default": {}}}}
+	}
+	for i, r := range c.Rules.Message {
+		r.WhenPos = c.posAt(fmt.Sprintf("rules.message[%d].when", i))
+	}
+	for i, r := range c.Rules.Response {
+		r.WhenPos = c.posAt(fmt.Sprintf("rules.response[%d].when", i))
+	}
+	for _, name := range sortedKeys(c.Profiles) {
+		p := c.Profiles[name]
+		p.Name = name
+		p.Pos = c.posAt("profiles." + cueLabel(name))
+		for i, r := range p.Rules {
+			r.Profile = name
+			r.WhenPos = c.posAt(fmt.Sprintf("profiles.%s.rules[%d].when", cueLabel(name), i))
+		}
+	}
+	for name, t := range c.Tests {
+		t.Pos = c.posAt("tests." + cueLabel(name))
+	}
+}
+
+// cueLabel quotes a map key for use in a CUE path.
+func cueLabel(s string) string {
+	return cue.MakePath(cue.Str(s)).String()
+}
+
+// posAt is the position of the value at a CUE path, as the user wrote it.
+// A value that only the schema gave (a default) is reported at the
+// nearest enclosing value the user wrote instead.
+func (c *Config) posAt(path string) Pos {
+	if !c.value.Exists() {
+		return Pos{} // built in Go (tests), not loaded from CUE
+	}
+	p := cue.ParsePath(path)
+	for {
+		pos := valuePos(c.value.LookupPath(p))
+		sel := p.Selectors()
+		if len(sel) <= 1 || (pos.IsValid() && !strings.HasPrefix(pos.File, "builtin:cuemta.dev/schema/")) {
+			return pos
+		}
+		p = cue.MakePath(sel[:len(sel)-1]...)
+	}
+}
+
+// valuePos picks, among the conjuncts that make up v, the position of the
+// one that is not the schema: that is what an operator wrote (in their
+// files or in a built-in profile).
+func valuePos(v cue.Value) Pos {
+	if !v.Exists() {
+		return Pos{}
+	}
+	var fallback Pos
+	var walk func(v cue.Value, depth int) (Pos, bool)
+	walk = func(v cue.Value, depth int) (Pos, bool) {
+		op, args := v.Expr()
+		if op == cue.AndOp && depth < 4 {
+			// Prefer concrete conjuncts outside the schema, then any outside it.
+			for _, a := range args {
+				if p, ok := walk(a, depth+1); ok {
+					return p, true
+				}
+			}
+			return Pos{}, false
+		}
+		p := v.Pos()
+		if !p.IsValid() {
+			return Pos{}, false
+		}
+		if strings.Contains(p.Filename(), builtinMarker+"schema/") {
+			if !fallback.IsValid() {
+				fallback = posOf(p)
+			}
+			return Pos{}, false
+		}
+		return posOf(p), true
+	}
+	if p, ok := walk(v, 0); ok {
+		return p
+	}
+	if fallback.IsValid() {
+		return fallback
+	}
+	return posOf(v.Pos())
+}
+
+// check finds what the schema cannot see: references between sections,
+// open relays and profiles that could never take effect.
+func (c *Config) check() Errors {
+	var errs Errors
+	add := func(path, format string, args ...any) {
+		errs = append(errs, Error{Pos: c.posAt(path), Msg: fmt.Sprintf(format, args...)})
+	}
+	c.checkRelay(add)
+	c.checkListeners(add)
+	c.checkReferences(add)
+	c.checkProfiles(add)
+	c.checkTests(add)
+	return errs
+}
+
+type addFunc func(path, format string, args ...any)
+
+func (c *Config) checkRelay(add addFunc) {
+	for i, n := range c.Relay.Networks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			add(fmt.Sprintf("relay.networks[%d]", i), "relay.networks: %q is not a CIDR network: %v", n, err)
+			continue
+		}
+		// Anything wider than a /8 (IPv4) or /16 (IPv6) is the internet,
+		// not a client network: that is an open relay.
+		if (p.Addr().Is4() && p.Bits() < 8) || (!p.Addr().Is4() && p.Bits() < 16) {
+			add(fmt.Sprintf("relay.networks[%d]", i), "relay.networks: %s would let almost any host on the internet relay mail through this server without authentication (an open relay); list only your own client networks", n)
+		}
+	}
+	host, _, err := net.SplitHostPort(c.Admin.Addr)
+	if err == nil && !isLoopbackHost(host) && c.Admin.Token == "" {
+		add("admin.addr", "admin.addr: %s is reachable from other hosts; set admin.token (a bearer token) or listen on 127.0.0.1", c.Admin.Addr)
+	}
+	if c.Smarthost != nil {
+		if _, ok := c.Routes["*"]; !ok {
+			add("smarthost", `smarthost: settings for a smarthost, but routes has no "*" entry naming it`)
+		}
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
+func (c *Config) checkListeners(add addFunc) {
+	byAddr := map[string]string{}
+	for _, name := range sortedKeys(c.Listeners) {
+		l := c.Listeners[name]
+		path := "listeners." + cueLabel(name)
+		if prev, ok := byAddr[l.Addr]; ok {
+			add(path+".addr", "listeners.%s.addr: %s is already used by listener %q", name, l.Addr, prev)
+		}
+		byAddr[l.Addr] = name
+		if l.Auth.Enabled && l.TLS == nil {
+			add(path, "listeners.%s: AUTH is only offered after STARTTLS, so a listener with auth needs tls {cert, key}", name)
+		}
+		if l.Auth.Enabled && len(l.Auth.Users) == 0 {
+			add(path+".auth", "listeners.%s.auth: AUTH is enabled but no users are configured, so nobody could log in", name)
+		}
+	}
+}
+
+func (c *Config) checkReferences(add addFunc) {
+	sources := map[string]bool{}
+	for _, pool := range c.Pools {
+		for s := range pool.Sources {
+			sources[s] = true
+		}
+	}
+	if _, ok := c.Pools[c.Delivery.DefaultPool]; !ok {
+		at := "delivery.defaultPool"
+		if !c.value.LookupPath(cue.ParsePath(at)).IsConcrete() || strings.HasPrefix(c.posAt(at).File, "builtin:") {
+			at = "pools"
+		}
+		add(at, "delivery.defaultPool: no pool named %q (pools: %s)", c.Delivery.DefaultPool, strings.Join(sortedKeys(c.Pools), ", "))
+	}
+	for i, r := range c.Rules.Message {
+		path := fmt.Sprintf("rules.message[%d]", i)
+		if r.Pool != "" {
+			if _, ok := c.Pools[r.Pool]; !ok {
+				add(path+".pool", "rule %q: no pool named %q (pools: %s)", r.Name, r.Pool, strings.Join(sortedKeys(c.Pools), ", "))
+			}
+		}
+		if r.DKIM != "" && r.DKIM != "none" {
+			if _, ok := c.DKIM.Keys[r.DKIM]; !ok {
+				add(path+".dkim", "rule %q: no DKIM key named %q", r.Name, r.DKIM)
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.Profiles) {
+		for _, s := range sortedKeys(c.Profiles[name].Sources) {
+			if !sources[s] {
+				add("profiles."+cueLabel(name)+".sources."+cueLabel(s), "profile %q: no egress source named %q in any pool", name, s)
+			}
+		}
+	}
+}
+
+func (c *Config) checkTests(add addFunc) {
+	for _, name := range sortedKeys(c.Tests) {
+		t := c.Tests[name]
+		if (t.Message == nil) == (t.Reply == nil) {
+			add("tests."+cueLabel(name), "test %q: give exactly one of message or reply", name)
+		}
+	}
+}
+
+// PosOf is the position of the value at a CUE path (such as
+// `dkim.keys."k1".keyFile`), for errors found by later load stages.
+func (c *Config) PosOf(path string) Pos { return c.posAt(path) }
+
+// Label quotes a map key for use in a path given to PosOf.
+func Label(key string) string { return cueLabel(key) }

@@ -1,0 +1,352 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"cuelang.org/go/cue"
+)
+
+// Config is the decoded, validated configuration. It mirrors #Config in
+// schema/config.cue field for field (json tags are the CUE names).
+type Config struct {
+	Hostname  string                 `json:"hostname"`
+	Listeners map[string]*Listener   `json:"listeners"`
+	Admin     Admin                  `json:"admin"`
+	Spool     Spool                  `json:"spool"`
+	DNS       DNS                    `json:"dns"`
+	Relay     Relay                  `json:"relay"`
+	Routes    map[string]string      `json:"routes"`
+	Smarthost *Smarthost             `json:"smarthost,omitempty"`
+	Delivery  Delivery               `json:"delivery"`
+	Pools     map[string]*Pool       `json:"pools"`
+	DKIM      DKIM                   `json:"dkim"`
+	Retry     Retry                  `json:"retry"`
+	Profiles  map[string]*Profile    `json:"profiles"`
+	Rules     Rules                  `json:"rules"`
+	Tests     map[string]*PolicyTest `json:"tests"`
+	Log       Log                    `json:"log"`
+
+	// Files are the CUE files the config was loaded from.
+	Files []string `json:"-"`
+
+	value cue.Value // the unified, validated config
+	base  cue.Value // #BaseProfile, the floor under every profile
+}
+
+type Admin struct {
+	Addr  string `json:"addr"`
+	Token string `json:"token,omitempty"`
+}
+
+type Spool struct {
+	Dir               string   `json:"dir"`
+	SegmentSize       int64    `json:"segmentSize"`
+	GroupCommitWindow Duration `json:"groupCommitWindow"`
+}
+
+type DNS struct {
+	Servers []string `json:"servers"`
+	Timeout Duration `json:"timeout"`
+}
+
+type Relay struct {
+	Networks []string `json:"networks"`
+	Domains  []string `json:"domains"`
+}
+
+type Smarthost struct {
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	TLS      string `json:"tls"`
+}
+
+type Delivery struct {
+	Port        int    `json:"port"`
+	DefaultPool string `json:"defaultPool"`
+	MaxWorkers  int    `json:"maxWorkers"`
+}
+
+type Listener struct {
+	Name   string         `json:"name"`
+	Addr   string         `json:"addr"`
+	Mode   string         `json:"mode"` // "mx" or "submission"
+	TLS    *TLSFiles      `json:"tls,omitempty"`
+	Auth   ListenerAuth   `json:"auth"`
+	Limits ListenerLimits `json:"limits"`
+}
+
+type TLSFiles struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+type ListenerAuth struct {
+	Enabled bool              `json:"enabled"`
+	Users   map[string]string `json:"users"` // user -> bcrypt hash
+}
+
+type ListenerLimits struct {
+	MaxMessageSize      int64    `json:"maxMessageSize"`
+	MaxRecipients       int      `json:"maxRecipients"`
+	MaxConnections      int      `json:"maxConnections"`
+	MaxConnectionsPerIP int      `json:"maxConnectionsPerIP"`
+	CommandTimeout      Duration `json:"commandTimeout"`
+	DataTimeout         Duration `json:"dataTimeout"`
+}
+
+type Pool struct {
+	Sources map[string]*Source `json:"sources"`
+}
+
+type Source struct {
+	Addr string `json:"addr"`
+	EHLO string `json:"ehlo"`
+}
+
+type DKIM struct {
+	Keys           map[string]*DKIMKey `json:"keys"`
+	BySenderDomain bool                `json:"bySenderDomain"`
+}
+
+type DKIMKey struct {
+	Domain           string   `json:"domain"`
+	Selector         string   `json:"selector"`
+	KeyFile          string   `json:"keyFile"`
+	Headers          []string `json:"headers"`
+	Canonicalization string   `json:"canonicalization"`
+}
+
+type Retry struct {
+	Schedule []Duration `json:"schedule"`
+	MaxAge   Duration   `json:"maxAge"`
+	Jitter   float64    `json:"jitter"`
+}
+
+type Rules struct {
+	Message        []*MessageRule  `json:"message"`
+	Response       []*ResponseRule `json:"response"`
+	TenantHeader   string          `json:"tenantHeader"`
+	CampaignHeader string          `json:"campaignHeader"`
+}
+
+type Log struct {
+	File    string `json:"file"`
+	Stdout  bool   `json:"stdout"`
+	MaxSize int64  `json:"maxSize"`
+	Keep    int    `json:"keep"`
+}
+
+// Pos is a position in a config file, for messages that point at the line
+// an operator has to change.
+type Pos struct {
+	File      string `json:"file,omitempty"`
+	Line, Col int    `json:"-"`
+}
+
+func (p Pos) String() string {
+	if p.File == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// IsValid reports whether the position names a file.
+func (p Pos) IsValid() bool { return p.File != "" }
+
+type MessageRule struct {
+	Name          string            `json:"name"`
+	When          string            `json:"when"`
+	Pool          string            `json:"pool,omitempty"`
+	Route         string            `json:"route,omitempty"`
+	Tenant        *string           `json:"tenant,omitempty"`
+	Campaign      *string           `json:"campaign,omitempty"`
+	Priority      *int              `json:"priority,omitempty"`
+	DKIM          string            `json:"dkim,omitempty"`
+	AddHeaders    map[string]string `json:"addHeaders,omitempty"`
+	RemoveHeaders []string          `json:"removeHeaders,omitempty"`
+	Reject        *Reject           `json:"reject,omitempty"`
+	Stop          bool              `json:"stop"`
+
+	// WhenPos is where the `when` expression starts (set by the loader).
+	WhenPos Pos `json:"-"`
+}
+
+type Reject struct {
+	Code     int    `json:"code"`
+	Enhanced string `json:"enhanced"`
+	Text     string `json:"text"`
+}
+
+type ResponseRule struct {
+	Name       string     `json:"name"`
+	When       string     `json:"when"`
+	Ref        string     `json:"ref,omitempty"`
+	Classify   string     `json:"classify,omitempty"`
+	Suspend    *Suspend   `json:"suspend,omitempty"`
+	Throttle   *Throttle  `json:"throttle,omitempty"`
+	RetryAfter *Duration  `json:"retryAfter,omitempty"`
+	Bounce     bool       `json:"bounce"`
+	Threshold  *Threshold `json:"threshold,omitempty"`
+
+	// Profile is the profile that carries the rule ("" for global rules);
+	// WhenPos is where the `when` expression starts (set by the loader).
+	Profile string `json:"-"`
+	WhenPos Pos    `json:"-"`
+}
+
+type Suspend struct {
+	Scope string   `json:"scope"`
+	For   Duration `json:"for"`
+}
+
+type Throttle struct {
+	MaxConnections int      `json:"maxConnections,omitempty"`
+	MessageRate    *Rate    `json:"messageRate,omitempty"`
+	For            Duration `json:"for"`
+}
+
+type Threshold struct {
+	Count  int      `json:"count"`
+	Within Duration `json:"within"`
+}
+
+// PolicyTest mirrors #PolicyTest.
+type PolicyTest struct {
+	Message *TestMessage `json:"message,omitempty"`
+	Reply   *TestReply   `json:"reply,omitempty"`
+	Expect  TestExpect   `json:"expect"`
+
+	Pos Pos `json:"-"`
+}
+
+type TestMessage struct {
+	Sender     string            `json:"sender"`
+	Recipients []string          `json:"recipients"`
+	Headers    map[string]string `json:"headers"`
+	Size       int64             `json:"size"`
+	Listener   string            `json:"listener"`
+	ClientIP   string            `json:"clientIP"`
+	User       string            `json:"user"`
+	Tenant     string            `json:"tenant"`
+	Campaign   string            `json:"campaign"`
+}
+
+type TestReply struct {
+	Code     int    `json:"code"`
+	Enhanced string `json:"enhanced"`
+	Text     string `json:"text"`
+	Stage    string `json:"stage"`
+	Domain   string `json:"domain"`
+	MX       string `json:"mx"`
+	Source   string `json:"source"`
+	Pool     string `json:"pool"`
+	Tenant   string `json:"tenant"`
+	Campaign string `json:"campaign"`
+	Attempt  int    `json:"attempt"`
+	Previous int    `json:"previous"`
+}
+
+type TestExpect struct {
+	Pool     *string `json:"pool,omitempty"`
+	Route    *string `json:"route,omitempty"`
+	Tenant   *string `json:"tenant,omitempty"`
+	Campaign *string `json:"campaign,omitempty"`
+	Priority *int    `json:"priority,omitempty"`
+	DKIM     *string `json:"dkim,omitempty"`
+	Reject   *struct {
+		Code     *int    `json:"code,omitempty"`
+		Enhanced *string `json:"enhanced,omitempty"`
+	} `json:"reject,omitempty"`
+	Accept   *bool   `json:"accept,omitempty"`
+	Classify *string `json:"classify,omitempty"`
+	Rule     *string `json:"rule,omitempty"`
+	Suspend  *struct {
+		Scope *string   `json:"scope,omitempty"`
+		For   *Duration `json:"for,omitempty"`
+	} `json:"suspend,omitempty"`
+	RetryAfter *Duration `json:"retryAfter,omitempty"`
+	Bounce     *bool     `json:"bounce,omitempty"`
+	Throttle   *struct {
+		MaxConnections *int      `json:"maxConnections,omitempty"`
+		MessageRate    *Rate     `json:"messageRate,omitempty"`
+		For            *Duration `json:"for,omitempty"`
+	} `json:"throttle,omitempty"`
+	Matched []string `json:"matched,omitempty"`
+}
+
+// Duration is a time.Duration written in CUE as a Go duration string.
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Rate is a number of events per Per, written "600/m".
+type Rate struct {
+	N   float64
+	Per time.Duration
+}
+
+// PerSecond is the rate in events per second.
+func (r Rate) PerSecond() float64 {
+	if r.Per <= 0 {
+		return 0
+	}
+	return r.N / r.Per.Seconds()
+}
+
+func (r Rate) String() string {
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
+	return strconv.FormatFloat(r.N, 'f', -1, 64) + "/" + unit
+}
+
+// ParseRate parses "N/s", "N/m" or "N/h".
+func ParseRate(s string) (Rate, error) {
+	n, unit, ok := strings.Cut(s, "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("bad rate %q: want N/s, N/m or N/h", s)
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	if err != nil || f < 0 {
+		return Rate{}, fmt.Errorf("bad rate %q: %q is not a number", s, n)
+	}
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	if per == 0 {
+		return Rate{}, fmt.Errorf("bad rate %q: unit must be s, m or h", s)
+	}
+	return Rate{N: f, Per: per}, nil
+}
+
+func (r *Rate) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("rate must be a string such as \"600/m\": %w", err)
+	}
+	v, err := ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+func (r Rate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }

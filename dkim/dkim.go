@@ -1,0 +1,135 @@
+// Package dkim signs outgoing mail (RFC 6376) with the keys named in the
+// config. Keys are read and checked when a config snapshot is built, so a
+// missing or unreadable key is a load error, never a runtime surprise.
+package dkim
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"strings"
+
+	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/cuemta/cuemta/config"
+)
+
+// Key is one loaded signing key with its signing options.
+type Key struct {
+	Name    string
+	Domain  string
+	options msgdkim.SignOptions
+}
+
+// Keys are the loaded keys by name.
+type Keys map[string]*Key
+
+// Load reads every key in the config. Problems are reported as
+// config.Errors positioned at the key's definition.
+func Load(cfg *config.Config) (Keys, error) {
+	keys := Keys{}
+	var errs config.Errors
+	for name, k := range cfg.DKIM.Keys {
+		signer, err := readKey(k.KeyFile)
+		if err != nil {
+			errs = append(errs, config.Error{Pos: cfg.PosOf("dkim.keys." + config.Label(name) + ".keyFile"), Msg: fmt.Sprintf("dkim key %q: %v", name, err)})
+			continue
+		}
+		hc, bc, _ := strings.Cut(k.Canonicalization, "/")
+		keys[name] = &Key{Name: name, Domain: strings.ToLower(k.Domain), options: msgdkim.SignOptions{
+			Domain:                 k.Domain,
+			Selector:               k.Selector,
+			Signer:                 signer,
+			Hash:                   crypto.SHA256,
+			HeaderCanonicalization: msgdkim.Canonicalization(hc),
+			BodyCanonicalization:   msgdkim.Canonicalization(bc),
+			HeaderKeys:             withFrom(k.Headers),
+		}}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return keys, nil
+}
+
+// ForDomain returns the key that signs for a sender domain, if any.
+func (ks Keys) ForDomain(domain string) *Key {
+	domain = strings.ToLower(domain)
+	var best *Key
+	for _, k := range ks {
+		if k.Domain == domain && (best == nil || k.Name < best.Name) {
+			best = k
+		}
+	}
+	return best
+}
+
+// Sign returns the message with a DKIM-Signature header prepended.
+func (k *Key) Sign(msg []byte) ([]byte, error) {
+	opts := k.options
+	s, err := msgdkim.NewSigner(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+	}
+	if _, err := s.Write(msg); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+	}
+	if err := s.Close(); err != nil {
+		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+	}
+	var out bytes.Buffer
+	out.Grow(len(msg) + 512)
+	out.WriteString(s.Signature())
+	out.Write(msg)
+	return out.Bytes(), nil
+}
+
+// withFrom makes sure From is signed: RFC 6376 §5.4 requires it.
+func withFrom(h []string) []string {
+	for _, k := range h {
+		if strings.EqualFold(k, "From") {
+			return h
+		}
+	}
+	return append([]string{"From"}, h...)
+}
+
+func readKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read key file: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block found", path)
+	}
+	var key any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: unsupported PEM block %q (want PRIVATE KEY or RSA PRIVATE KEY)", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		// RFC 8301 §3.2: verifiers must not accept keys under 1024 bits.
+		if k.N.BitLen() < 1024 {
+			return nil, fmt.Errorf("%s: RSA key of %d bits is too short (RFC 8301 requires at least 1024)", path, k.N.BitLen())
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("%s: unsupported key type %T (want RSA or Ed25519)", path, key)
+}
