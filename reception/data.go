@@ -1,0 +1,165 @@
+package reception
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// sinkTimeout bounds Sink.Accept. It is below the 10 minutes a client
+// waits for the reply to the end of data (RFC 5321 §4.5.3.2.6), so the
+// client hears a 451 rather than timing out and retrying blind.
+const sinkTimeout = 5 * time.Minute
+
+// Data implements smtp.Session for DATA and BDAT. go-smtp has already
+// removed dot-stuffing (DATA) and enforces the size limit on both.
+func (s *session) Data(r io.Reader) error {
+	txn := s.txn.Load()
+	if txn == nil {
+		return errNoTransaction
+	}
+	s.tc.inData.Store(true) // cleared by Reset, after go-smtp drains r
+	msg, err := s.readMessage(r)
+	if err != nil {
+		var reply *smtp.SMTPError
+		if errors.As(err, &reply) {
+			s.log.Info("message refused", "trace", txn.id, "reply", reply.Code, "reason", reply.Message)
+		}
+		return err
+	}
+
+	now := s.srv.now()
+	var extra []string
+	if s.srv.submission {
+		extra = submissionFields(msg, s.srv.policy.Hostname, now)
+	}
+	received := receivedHeader(traceInfo{
+		helo:     txn.helo,
+		ip:       s.tc.ip,
+		hostname: s.srv.policy.Hostname,
+		tls:      s.tls,
+		auth:     s.user != "",
+		utf8:     txn.utf8,
+		id:       txn.id,
+		rcpts:    txn.rcpts,
+		at:       now,
+	})
+	sub := &Submission{
+		From:         txn.from,
+		Recipients:   slices.Clone(txn.rcpts),
+		Body:         buildMessage(received, msg, extra),
+		Listener:     s.srv.name,
+		ClientIP:     clientIP(s.tc),
+		Helo:         txn.helo,
+		User:         s.user,
+		TLS:          s.tls,
+		Received:     now,
+		TraceID:      txn.id,
+		SMTPUTF8:     txn.utf8,
+		EightBitMIME: txn.eightBit,
+	}
+
+	ctx, cancel := context.WithTimeout(s.srv.ctx, sinkTimeout)
+	id, err := s.srv.sink.Accept(ctx, sub)
+	cancel()
+	if err != nil {
+		reply := sinkReply(err)
+		s.log.Warn("message not accepted by sink", "trace", txn.id, "err", err,
+			"reply", reply.Code)
+		return reply
+	}
+	s.log.Info("message queued", "trace", txn.id, "queue_id", id, "from", txn.from,
+		"rcpts", len(sub.Recipients), "size", len(sub.Body), "user", s.user, "tls", s.tls)
+	// Only now, with the message stored, does the client hear 250.
+	return &smtp.SMTPError{
+		Code:         250,
+		EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message:      "Ok: queued as " + oneLine(id),
+	}
+}
+
+// readMessage reads the whole message and checks what go-smtp does not.
+func (s *session) readMessage(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, s.readError(err)
+	}
+	msg := buf.Bytes()
+	// SMTP smuggling: go-smtp ends DATA only at CRLF.CRLF, but a bare LF or
+	// CR passes through, and a server further down the line may take
+	// "\n.\n" or "\r.\r" for the end of data and read what follows as a
+	// second message. RFC 5321 §2.3.8 allows CR and LF only together.
+	if hasBareCRorLF(msg) {
+		return nil, errBareLF
+	}
+	return msg, nil
+}
+
+// readError maps a failure to read the message to its reply.
+func (s *session) readError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		// go-smtp reads and discards the rest of the data itself.
+		return errTooBig
+	case errors.Is(err, smtp.ErrDataReset):
+		// BDAT aborted by RSET, EHLO or a lost connection: no reply.
+		return err
+	case errors.Is(err, smtp.ErrTooLongLine):
+		// go-smtp can't resynchronise after an over-long line.
+		s.tc.hangup.Store(true)
+		return errLineTooLong
+	case errors.As(err, &ne) && ne.Timeout():
+		// The client may still send the rest of the message later, which
+		// would be read as commands: close after replying.
+		s.tc.hangup.Store(true)
+		return errDataTimeout
+	}
+	s.tc.hangup.Store(true)
+	return errDataFailed
+}
+
+// hasBareCRorLF reports whether b has a LF not preceded by CR or a CR not
+// followed by LF. Every LF must follow a CR; then the CRs can only all be
+// paired if there are as many as LFs.
+func hasBareCRorLF(b []byte) bool {
+	lf := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i+j == 0 || b[i+j-1] != '\r' {
+			return true
+		}
+		lf++
+		i += j + 1
+	}
+	return bytes.Count(b, []byte{'\r'}) != lf
+}
+
+// clientIP is Submission.ClientIP: "" for a transport without IPs.
+func clientIP(tc *trackedConn) string {
+	if !tc.ip.IsValid() {
+		return ""
+	}
+	return tc.ip.String()
+}
+
+// oneLine keeps a value from adding lines to a reply (go-smtp splits text
+// at "\n" into a multi-line reply).
+func oneLine(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c == '\r' || c == '\n' {
+			return ' '
+		}
+		return c
+	}, s)
+}

@@ -1,0 +1,23 @@
+// Package reception receives mail over SMTP (RFC 5321) for one configured
+// listener and hands each accepted message to a Sink, which stores it
+// durably and returns its queue ID.
+//
+// The protocol engine is github.com/emersion/go-smtp; this package supplies
+// the policy around it: connection limits counted on the listener, relay
+// control, STARTTLS-only AUTH PLAIN/LOGIN against bcrypt hashes, size and
+// recipient limits, read deadlines for commands and message data, a defence
+// against SMTP smuggling (bare CR or LF in message data is refused), the
+// Received trace header, Message-ID and Date for submission listeners, and
+// a graceful Shutdown that lets transactions in progress finish.
+//
+// Timeouts: limits.commandTimeout is go-smtp's ReadTimeout, the deadline
+// for each command line (and WriteTimeout for each reply). go-smtp would
+// keep that one deadline for a whole DATA upload, so while message data is
+// read the connection instead gives every network read a fresh
+// limits.dataTimeout: an idle timeout per block, as RFC 5321 §4.5.3.2
+// describes, which a slow but live upload of a large message survives.
+//
+// Replies follow RFC 5321 with RFC 3463 enhanced status codes. The 250
+// after the message data is sent only once Sink.Accept has returned a queue
+// ID, so "queued" always means stored.
+package reception

@@ -1,0 +1,206 @@
+package reception
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// traceInfo is what the Received header records about one transaction.
+type traceInfo struct {
+	helo     string
+	ip       netip.Addr
+	hostname string
+	tls      bool
+	auth     bool
+	utf8     bool
+	id       string
+	rcpts    []string
+	at       time.Time
+}
+
+// receivedHeader renders the trace field of RFC 5321 §4.4:
+//
+//	Received: from HELO ([IP]) by HOSTNAME (cuemta) with PROTO id ID
+//	        [for <rcpt>]; DATE
+//
+// No reverse DNS is looked up, so TCP-info is the bare address literal.
+// PROTO is ESMTP with S for TLS and A for AUTH (RFC 3848), or UTF8SMTP
+// likewise when SMTPUTF8 was used (RFC 6531 §3.7.3). The "for" clause names
+// the recipient only when there is exactly one, so Bcc recipients are not
+// disclosed to each other.
+func receivedHeader(t traceInfo) string {
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(heloForHeader(t.helo))
+	b.WriteString(" (")
+	b.WriteString(addressLiteral(t.ip))
+	b.WriteString(")\r\n\tby ")
+	b.WriteString(t.hostname)
+	b.WriteString(" (cuemta) with ")
+	proto := "ESMTP"
+	if t.utf8 {
+		proto = "UTF8SMTP"
+	}
+	if t.tls {
+		proto += "S"
+	}
+	if t.auth {
+		proto += "A"
+	}
+	b.WriteString(proto)
+	b.WriteString(" id ")
+	b.WriteString(t.id)
+	if len(t.rcpts) == 1 {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(t.rcpts[0])
+		b.WriteString(">")
+	}
+	b.WriteString(";\r\n\t")
+	b.WriteString(t.at.Format(time.RFC1123Z)) // RFC 5322 §3.3 date-time
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// addressLiteral renders ip as in RFC 5321 §4.1.3.
+func addressLiteral(ip netip.Addr) string {
+	switch {
+	case !ip.IsValid():
+		return "unknown"
+	case ip.Is4():
+		return "[" + ip.String() + "]"
+	default:
+		return "[IPv6:" + ip.String() + "]"
+	}
+}
+
+// heloForHeader keeps the client's HELO argument from breaking the header's
+// structure: it is client-controlled, so comment and separator characters
+// and anything outside printable ASCII become '_'.
+func heloForHeader(h string) string {
+	if h == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>;\"`, r) {
+			return '_'
+		}
+		return r
+	}, h)
+}
+
+// headerEnd returns the offset where the header section ends (RFC 5322
+// §2.1): the start of the empty line, of the first line that is neither a
+// field nor a continuation, or len(msg). sep reports whether an empty line
+// is there, separating the header from the body.
+func headerEnd(msg []byte) (end int, sep bool) {
+	for pos := 0; pos < len(msg); {
+		n := bytes.Index(msg[pos:], []byte("\r\n"))
+		if n < 0 {
+			n = len(msg) - pos
+		}
+		line := msg[pos : pos+n]
+		switch {
+		case len(line) == 0:
+			return pos, true
+		case line[0] == ' ' || line[0] == '\t':
+			if pos == 0 {
+				return 0, false // a continuation of nothing
+			}
+		case !isField(line):
+			return pos, false
+		}
+		pos += n + 2
+	}
+	return len(msg), false
+}
+
+// isField reports whether line starts a header field: a field-name of
+// printable ASCII but ':' (RFC 5322 §3.6.8), then ':' after optional WSP
+// (the obsolete syntax of RFC 5322 §4.5).
+func isField(line []byte) bool {
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(line[i:], " \t")
+	return len(rest) > 0 && rest[0] == ':'
+}
+
+// hasField reports whether the header section hdr has a field called name
+// (case-insensitive, RFC 5322 §1.2.2).
+func hasField(hdr []byte, name string) bool {
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+2:]
+		} else {
+			hdr = nil
+		}
+		if len(line) < len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
+			continue
+		}
+		rest := bytes.TrimLeft(line[len(name):], " \t")
+		if len(rest) > 0 && rest[0] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// buildMessage returns the message to store: the Received header, the
+// client's header section with the extra fields appended, then the body.
+// A message that does not end in CRLF (possible with BDAT) gets one, and a
+// body that starts without the empty line after the added fields gets one,
+// so the stored message is well-formed (RFC 5322 §2.1).
+func buildMessage(received string, msg []byte, extra []string) []byte {
+	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
+		msg = append(msg, '\r', '\n')
+	}
+	end, sep := headerEnd(msg)
+	n := len(received) + len(msg) + 2
+	for _, e := range extra {
+		n += len(e)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, received...)
+	out = append(out, msg[:end]...)
+	for _, e := range extra {
+		out = append(out, e...)
+	}
+	if len(extra) > 0 && !sep && end < len(msg) {
+		out = append(out, '\r', '\n')
+	}
+	return append(out, msg[end:]...)
+}
+
+// submissionFields returns the Message-ID and Date fields a submission
+// listener adds when the client left them out (RFC 6409 §8.2, §8.3).
+func submissionFields(msg []byte, hostname string, now time.Time) []string {
+	end, _ := headerEnd(msg)
+	hdr := msg[:end]
+	var extra []string
+	if !hasField(hdr, "Message-ID") {
+		extra = append(extra, "Message-ID: <"+newID(16)+"@"+hostname+">\r\n") // RFC 5322 §3.6.4
+	}
+	if !hasField(hdr, "Date") {
+		extra = append(extra, "Date: "+now.Format(time.RFC1123Z)+"\r\n") // RFC 5322 §3.6.1
+	}
+	return extra
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns n random bytes as lower-case base32: unique, and safe in a
+// Received id, a Message-ID left side and a log line.
+func newID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}

@@ -1,0 +1,112 @@
+package reception
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Reply is a typed SMTP outcome, for example a policy refusal from a Sink.
+// It is converted to a plain *smtp.SMTPError only at the go-smtp boundary,
+// because go-smtp recognises reply codes only on an unwrapped *SMTPError.
+type Reply struct {
+	Code     int    // three-digit reply code, 4xx or 5xx when used as an error
+	Enhanced string // RFC 3463 enhanced status code such as "5.7.1"; "" for the class default
+	Text     string // one line of text; CR and LF are replaced by spaces on the wire
+	Cause    error  // what led to the reply, for logs; never sent to the client
+}
+
+func (r *Reply) Error() string {
+	s := strconv.Itoa(r.Code)
+	if r.Enhanced != "" {
+		s += " " + r.Enhanced
+	}
+	if r.Text != "" {
+		s += " " + r.Text
+	}
+	if r.Cause != nil {
+		s += ": " + r.Cause.Error()
+	}
+	return s
+}
+
+func (r *Reply) Unwrap() error { return r.Cause }
+
+// errStorage is the reply for a Sink error that carries no *Reply.
+var errStorage = newReply(451, "4.3.0", "Requested action aborted: local storage error, try again later")
+
+// sinkReply turns an error from Sink.Accept into the reply for the client.
+func sinkReply(err error) *smtp.SMTPError {
+	var r *Reply
+	if !errors.As(err, &r) || r.Code < 400 || r.Code > 599 {
+		// A 2xx/3xx "error" is a Sink bug; failing safe keeps the message
+		// with the client.
+		return errStorage
+	}
+	return r.smtpError()
+}
+
+// smtpError converts r to the plain *smtp.SMTPError go-smtp sends as is.
+func (r *Reply) smtpError() *smtp.SMTPError {
+	return &smtp.SMTPError{
+		Code:         r.Code,
+		EnhancedCode: parseEnhanced(r.Enhanced, r.Code),
+		// A Sink's text must not add lines to the reply (RFC 5321 §4.2.1).
+		Message: oneLine(r.Text),
+	}
+}
+
+// parseEnhanced parses "c.s.d" (RFC 3463 §2). An empty, malformed or
+// class-mismatched code becomes EnhancedCodeNotSet, which go-smtp sends as
+// the class default (for example 4.0.0 for a 451).
+func parseEnhanced(s string, code int) smtp.EnhancedCode {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return smtp.EnhancedCodeNotSet
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 999 || len(p) > 3 {
+			return smtp.EnhancedCodeNotSet
+		}
+		ec[i] = n
+	}
+	if ec[0] != code/100 {
+		return smtp.EnhancedCodeNotSet
+	}
+	return ec
+}
+
+// newReply builds a fixed reply of this package. It panics on a malformed
+// enhanced code, which only a programming error can produce.
+func newReply(code int, enhanced, text string) *smtp.SMTPError {
+	ec := parseEnhanced(enhanced, code)
+	if ec == smtp.EnhancedCodeNotSet {
+		panic(fmt.Sprintf("reception: bad enhanced code %q for %d", enhanced, code))
+	}
+	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
+}
+
+// Replies of this package. The codes cite RFC 5321 §4.2 and RFC 3463.
+var (
+	errRelayDenied      = newReply(550, "5.7.1", "Relaying denied")
+	errAuthRequired     = newReply(530, "5.7.0", "Authentication required")                           // RFC 4954 §6
+	errTooManyRcpts     = newReply(452, "4.5.3", "Too many recipients")                               // RFC 5321 §4.5.3.1.10
+	errTooBig           = newReply(552, "5.3.4", "Message size exceeds fixed maximum message size")   // RFC 1870 §6
+	errBareLF           = newReply(550, "5.6.0", "Bare LF/CR not allowed")                            // RFC 5321 §2.3.8
+	errLineTooLong      = newReply(550, "5.6.0", "Line too long")                                     // RFC 5321 §4.5.3.1.6
+	errDataTimeout      = newReply(421, "4.4.2", "Timeout waiting for message data, closing channel") // RFC 5321 §4.5.3.2
+	errDataFailed       = newReply(421, "4.4.0", "Error reading message data, closing channel")
+	errNestedMail       = newReply(503, "5.5.1", "Nested MAIL command")      // RFC 5321 §4.1.4
+	errNoTransaction    = newReply(503, "5.5.1", "Bad sequence of commands") // RFC 5321 §4.1.4
+	errShuttingDown     = newReply(421, "4.3.2", "Service shutting down, try again later")
+	errBadRcptSyntax    = newReply(501, "5.1.3", "Bad recipient address syntax") // RFC 3463 X.1.3
+	errBadSenderSyntax  = newReply(501, "5.1.7", "Bad sender address syntax")    // RFC 3463 X.1.7
+	errRcptNotAllowed   = newReply(553, "5.1.3", "Quoted local parts are not accepted")
+	errSenderNotAllowed = newReply(553, "5.1.7", "Quoted local parts are not accepted")
+	errNeedSMTPUTF8     = newReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8") // RFC 6531 §3.5
+)

@@ -1,0 +1,163 @@
+package reception
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// session is one SMTP session from HELO/EHLO on; go-smtp makes a new one
+// after STARTTLS. Its methods run on the connection's goroutine, except
+// Data for BDAT, which go-smtp runs on its own goroutine while the
+// connection goroutine feeds it chunks; Data therefore reads the session
+// only before its first read of the message.
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	tc   *trackedConn
+	tls  bool
+	log  *slog.Logger
+
+	user string // authenticated user
+	// txn is atomic because Reset may run on the connection goroutine
+	// while a BDAT Data goroutine is starting.
+	txn atomic.Pointer[transaction]
+}
+
+// transaction is the state from MAIL to the end of the message.
+type transaction struct {
+	id       string // trace ID: Received "id" and logs
+	helo     string // go-smtp's copy may change under a BDAT Data goroutine
+	from     string
+	utf8     bool
+	eightBit bool
+	rcpts    []string
+	seen     map[string]bool // normalised recipients, to drop duplicates
+}
+
+// newSession implements smtp.Backend.
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	tc, err := connOf(c.Conn())
+	if err != nil {
+		return nil, err
+	}
+	if tc.draining.Load() {
+		tc.hangup.Store(true)
+		return nil, errShuttingDown
+	}
+	_, isTLS := c.TLSConnectionState()
+	return &session{
+		srv:  s,
+		conn: c,
+		tc:   tc,
+		tls:  isTLS,
+		log:  s.log.With("conn", tc.id, "client_ip", clientIP(tc)),
+	}, nil
+}
+
+// Mail implements smtp.Session.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	switch {
+	case s.tc.draining.Load():
+		s.tc.hangup.Store(true) // RFC 5321 §3.8: 421, then close
+		return errShuttingDown
+	case s.txn.Load() != nil:
+		return errNestedMail
+	}
+	// go-smtp has checked SIZE= against the maximum (RFC 1870 §6.2).
+	if from != "" {
+		if _, err := checkMailbox(from, opts.UTF8); err != nil {
+			return addressReply(err, errBadSenderSyntax, errSenderNotAllowed)
+		}
+	}
+	s.txn.Store(&transaction{
+		id:       newID(10),
+		helo:     s.conn.Hostname(),
+		from:     from,
+		utf8:     opts.UTF8,
+		eightBit: opts.Body == smtp.Body8BitMIME,
+		seen:     make(map[string]bool),
+	})
+	s.tc.busy.Store(true)
+	return nil
+}
+
+// Rcpt implements smtp.Session.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	txn := s.txn.Load()
+	if txn == nil {
+		return errNoTransaction // go-smtp checks this first
+	}
+	domain, err := checkMailbox(to, txn.utf8)
+	if err != nil {
+		return addressReply(err, errBadRcptSyntax, errRcptNotAllowed)
+	}
+	if err := s.relayCheck(domain); err != nil {
+		s.log.Info("recipient refused", "trace", txn.id, "rcpt", to, "reply", err.Code)
+		return err
+	}
+	key := to[:strings.LastIndexByte(to, '@')+1] + domain
+	if txn.seen[key] {
+		return nil // RFC 5321 §3.3 allows a duplicate; deliver once
+	}
+	// go-smtp's own limit would also advertise LIMITS (RFC 9422); this
+	// gives the exact reply of RFC 5321 §4.5.3.1.10.
+	if len(txn.rcpts) >= s.srv.limits.maxRecipients {
+		return errTooManyRcpts
+	}
+	txn.seen[key] = true
+	txn.rcpts = append(txn.rcpts, to)
+	return nil
+}
+
+// relayCheck applies RelayPolicy to one recipient domain.
+func (s *session) relayCheck(domain string) *smtp.SMTPError {
+	r := s.srv.relay
+	switch {
+	case s.user != "", r.acceptsDomain(domain):
+		return nil
+	case s.srv.submissionAuth:
+		// RFC 6409 §4.3: a submission server relays for authenticated
+		// users only, whatever network they come from.
+		return errAuthRequired
+	case r.fromNetwork(s.tc.ip):
+		return nil
+	}
+	return errRelayDenied
+}
+
+func addressReply(err error, syntax, notAllowed *smtp.SMTPError) error {
+	switch {
+	case errors.Is(err, errAddrQuoted):
+		return notAllowed
+	case errors.Is(err, errAddrNonASCII):
+		return errNeedSMTPUTF8
+	}
+	return syntax
+}
+
+// Reset implements smtp.Session: go-smtp calls it at RSET, a new EHLO and
+// after every message, so it ends the transaction.
+func (s *session) Reset() {
+	s.txn.Store(nil)
+	s.tc.inData.Store(false)
+	s.tc.busy.Store(false)
+}
+
+// Logout implements smtp.Session.
+func (s *session) Logout() error {
+	s.Reset()
+	return nil
+}
+
+// now returns the policy clock's time.
+func (s *Server) now() time.Time {
+	if s.policy.Now != nil {
+		return s.policy.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,70 @@
+package reception
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Submission is one message as received, handed to the Sink after DATA or
+// the last BDAT chunk.
+type Submission struct {
+	From       string // envelope sender; "" is the null sender <>
+	Recipients []string
+	// Body is the whole message with CRLF line endings, starting with the
+	// Received header this server added (and Message-ID/Date when a
+	// submission listener added them).
+	Body     []byte
+	Listener string // listener name
+	ClientIP string
+	Helo     string // the client's latest HELO/EHLO argument
+	User     string // authenticated user, "" if none
+	TLS      bool   // the message arrived over STARTTLS
+	Received time.Time
+
+	// TraceID identifies this transaction in the Received header ("id")
+	// and in this package's log lines; the queue ID does not exist yet when
+	// the header is written.
+	TraceID string
+	// SMTPUTF8 is set when MAIL FROM carried SMTPUTF8 (RFC 6531): the
+	// envelope or header may hold UTF-8 and must only be relayed to servers
+	// that offer SMTPUTF8.
+	SMTPUTF8 bool
+	// EightBitMIME is set when MAIL FROM carried BODY=8BITMIME (RFC 6152).
+	EightBitMIME bool
+}
+
+// Sink stores a message durably and returns its queue ID. It runs message
+// policy and may refuse: a *Reply anywhere in the returned error's chain is
+// sent to the client as is; any other error becomes
+// 451 4.3.0 "Requested action aborted: local storage error, try again later".
+type Sink interface {
+	Accept(ctx context.Context, s *Submission) (id string, err error)
+}
+
+// Policy is what a listener needs to know beyond its own config.Listener.
+type Policy struct {
+	// Hostname is this MTA's name: it is in the 220 greeting, the "by"
+	// clause of the Received header and generated Message-IDs. Required.
+	Hostname string
+	// Relay decides which recipients are accepted; see RelayPolicy.
+	Relay RelayPolicy
+	// Now is the clock for the Received and Date headers and
+	// Submission.Received; nil means time.Now.
+	Now func() time.Time
+}
+
+// RelayPolicy keeps the server from being an open relay. A recipient is
+// accepted when any of these holds:
+//   - the session is authenticated (AUTH after STARTTLS);
+//   - the client's IP is in Networks, except on a submission listener with
+//     auth enabled, where only authentication lets a client relay;
+//   - the recipient's domain is in Domains (exact match, case-insensitive,
+//     no subdomains): this MTA is that domain's MX or relay.
+//
+// Otherwise RCPT is answered 550 5.7.1 Relaying denied (530 5.7.0
+// Authentication required on a submission listener with auth enabled).
+type RelayPolicy struct {
+	Networks []netip.Prefix
+	Domains  []string // ASCII (A-label) domain names
+}
