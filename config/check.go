@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/token"
 )
 
 // annotate records, from the CUE value, the positions that later stages
@@ -78,7 +80,7 @@ func valuePos(v cue.Value) Pos {
 			}
 			return Pos{}, false
 		}
-		p := v.Pos()
+		p := literalPos(v)
 		if !p.IsValid() {
 			return Pos{}, false
 		}
@@ -97,6 +99,16 @@ func valuePos(v cue.Value) Pos {
 		return fallback
 	}
 	return posOf(v.Pos())
+}
+
+// literalPos is where a value is written: for a field, its value rather
+// than its label, so that positions inside a string literal (CEL errors)
+// can be computed from it.
+func literalPos(v cue.Value) token.Pos {
+	if f, ok := v.Source().(*ast.Field); ok && f.Value != nil {
+		return f.Value.Pos()
+	}
+	return v.Pos()
 }
 
 // check finds what the schema cannot see: references between sections,

@@ -1,0 +1,64 @@
+package golden
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/cuemta/cuemta/engine"
+	"github.com/cuemta/cuemta/internal/golden"
+	"github.com/cuemta/cuemta/rules"
+)
+
+// TestPolicyTests runs `cuemta test`'s logic over every test/<case>
+// directory and compares the report with want.txt.
+func TestPolicyTests(t *testing.T) {
+	cases, err := filepath.Glob("test/*")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no test cases found (%v)", err)
+	}
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			snap, err := engine.Load(dir)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			var out bytes.Buffer
+			passed, failed := rules.RunTests(snap.Config, snap.Rules, &out)
+			fmt.Fprintf(&out, "exit %d\n", map[bool]int{true: 1, false: 0}[failed > 0])
+			golden.Check(t, filepath.Join(dir, "want.txt"), out.Bytes())
+			if passed+failed == 0 {
+				t.Error("a test case must run at least one policy test")
+			}
+		})
+	}
+}
+
+// TestBuiltinProfilesPolicy runs the built-in ISP profiles' own policy
+// tests (what `cuemta test` without a path does): none may fail, and every
+// shipped response rule must be made to fire by at least one test.
+func TestBuiltinProfilesPolicy(t *testing.T) {
+	snap, err := engine.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	passed, failed := rules.RunTests(snap.Config, snap.Rules, &out)
+	if failed > 0 || passed == 0 {
+		t.Fatalf("built-in policy tests: %d passed, %d failed:\n%s", passed, failed, out.String())
+	}
+	fired := map[string]bool{}
+	for _, tc := range snap.Config.Tests {
+		if tc.Expect.Rule != nil {
+			fired[*tc.Expect.Rule] = true
+		}
+	}
+	for name, p := range snap.Config.Profiles {
+		for _, r := range p.Rules {
+			if !fired[r.Name] {
+				t.Errorf("profile %s: rule %q has no policy test that makes it fire (dead rule)", name, r.Name)
+			}
+		}
+	}
+}
