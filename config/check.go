@@ -26,14 +26,14 @@ func (c *Config) annotate() {
 	for _, name := range sortedKeys(c.Profiles) {
 		p := c.Profiles[name]
 		p.Name = name
-		p.Pos = c.posAt("profiles." + cueLabel(name))
+		p.Pos = c.labelPosAt("profiles." + cueLabel(name))
 		for i, r := range p.Rules {
 			r.Profile = name
 			r.WhenPos = c.posAt(fmt.Sprintf("profiles.%s.rules[%d].when", cueLabel(name), i))
 		}
 	}
 	for name, t := range c.Tests {
-		t.Pos = c.posAt("tests." + cueLabel(name))
+		t.Pos = c.labelPosAt("tests." + cueLabel(name))
 	}
 }
 
@@ -58,6 +58,22 @@ func (c *Config) posAt(path string) Pos {
 		}
 		p = cue.MakePath(sel[:len(sel)-1]...)
 	}
+}
+
+// labelPosAt is the position of the label of the field at a CUE path
+// (the name of a profile or test), where the user wrote it.
+func (c *Config) labelPosAt(path string) Pos {
+	if !c.value.Exists() {
+		return Pos{}
+	}
+	v := c.value.LookupPath(cue.ParsePath(path))
+	_, args := v.Expr()
+	for _, a := range append([]cue.Value{v}, args...) {
+		if p := a.Pos(); p.IsValid() && !strings.Contains(p.Filename(), builtinMarker+"schema/") {
+			return posOf(p)
+		}
+	}
+	return c.posAt(path)
 }
 
 // valuePos picks, among the conjuncts that make up v, the position of the
