@@ -6,8 +6,11 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery"
+	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/rules"
 )
 
@@ -17,8 +20,12 @@ import (
 type Snapshot struct {
 	Config *config.Config
 	Rules  *rules.Set
+	DKIM   dkim.Keys
 	// Generation numbers snapshots in the order they were loaded.
 	Generation uint64
+
+	policyOnce     sync.Once
+	deliveryPolicy *delivery.Policy
 }
 
 // Load builds a snapshot from the config at path ("" = embedded default).
@@ -42,7 +49,11 @@ func compile(cfg *config.Config) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{Config: cfg, Rules: set}, nil
+	keys, err := dkim.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Config: cfg, Rules: set, DKIM: keys}, nil
 }
 
 // Vet loads each path and returns every problem found, one line each in

@@ -1,0 +1,266 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/mx"
+	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/rules"
+)
+
+// Event is one delivery outcome, for the delivery log and metrics.
+type Event struct {
+	Time       time.Time     `json:"time"`
+	Type       string        `json:"type"` // delivered, transient, bounce, expired, suspension
+	MessageID  string        `json:"message_id"`
+	From       string        `json:"from"`
+	Rcpt       string        `json:"rcpt,omitempty"`
+	Site       string        `json:"site,omitempty"`
+	MX         string        `json:"mx,omitempty"`
+	Source     string        `json:"source,omitempty"`
+	Pool       string        `json:"pool,omitempty"`
+	Tenant     string        `json:"tenant,omitempty"`
+	Campaign   string        `json:"campaign,omitempty"`
+	Reply      string        `json:"reply,omitempty"`
+	Class      string        `json:"class,omitempty"`
+	Rule       string        `json:"rule,omitempty"`
+	Attempt    int           `json:"attempt"`
+	Duration   time.Duration `json:"duration_ns,omitempty"`
+	InQueue    time.Duration `json:"in_queue_ns,omitempty"`
+	NextRetry  *time.Time    `json:"next_retry,omitempty"`
+	Generation uint64        `json:"generation"`
+}
+
+// attempt is one delivery attempt of a message: one job per recipient
+// domain, whose outcomes are gathered and written back to the spool when
+// the last job finishes.
+type attempt struct {
+	engine  *Engine
+	env     queue.Envelope
+	policy  *Policy
+	started time.Time
+
+	bodyOnce sync.Once
+	bodyData []byte
+	bodyErr  error
+
+	mu       sync.Mutex
+	jobs     int // outstanding
+	results  []queue.RecipientResult
+	next     time.Time
+	failures []failure
+}
+
+// failure is a recipient that will not be delivered, for the DSN.
+type failure struct {
+	rcpt, status, diagnostic, remoteMTA string
+	expired                             bool
+}
+
+// job is the recipients of one attempt that share a domain.
+type job struct {
+	att    *attempt
+	domain string
+	rcpts  []string
+	hop    *hop
+	lane   *lane
+	tries  int // connection attempts that failed before it was sent
+}
+
+// outcome is what happened to one recipient in this attempt.
+type outcome struct {
+	rcpt      string
+	class     string // rules.Delivered, rules.Permanent or rules.Transient
+	reply     string
+	retryAt   time.Time // for transient outcomes; zero: by the retry schedule
+	remoteMTA string
+	rule      string
+}
+
+// complete records the outcomes of a job; the attempt finishes with its
+// last job.
+func (j *job) complete(outs []outcome) {
+	att := j.att
+	e := att.engine
+	now := e.opts.Now()
+	eff := j.effective()
+	site, source, mxHost := "", "", ""
+	if j.hop != nil {
+		site = j.hop.key
+	}
+	if j.lane != nil {
+		source = j.lane.source
+		mxHost = j.lane.lastMX()
+	}
+	att.mu.Lock()
+	for _, o := range outs {
+		ev := Event{Time: now, MessageID: att.env.ID, From: att.env.From, Rcpt: o.rcpt, Site: site, MX: mxHost,
+			Source: source, Pool: att.env.Pool, Tenant: att.env.Tenant, Campaign: att.env.Campaign,
+			Reply: o.reply, Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
+			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}
+		switch o.class {
+		case rules.Delivered:
+			ev.Type, ev.Class = "delivered", rules.Delivered
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply})
+		case rules.Permanent:
+			ev.Type, ev.Class = "bounce", rules.Permanent
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
+			att.failures = append(att.failures, failure{rcpt: o.rcpt, status: statusOf(o.reply, "5.0.0"), diagnostic: o.reply, remoteMTA: o.remoteMTA})
+		default:
+			expiry := att.env.Received.Add(eff.MaxAge())
+			if !now.Before(expiry) {
+				ev.Type, ev.Class = "expired", rules.Permanent
+				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
+				att.failures = append(att.failures, failure{rcpt: o.rcpt, status: "4.4.7", diagnostic: o.reply, remoteMTA: o.remoteMTA, expired: true})
+				break
+			}
+			at := o.retryAt
+			if at.IsZero() {
+				at = now.Add(retryDelay(eff, att.env.Attempts))
+			}
+			if at.After(expiry) {
+				at = expiry
+			}
+			ev.Type, ev.Class, ev.NextRetry = "transient", rules.Transient, &at
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply})
+			if att.next.IsZero() || at.Before(att.next) {
+				att.next = at
+			}
+		}
+		e.opts.Events(ev)
+	}
+	att.jobs--
+	last := att.jobs == 0
+	att.mu.Unlock()
+	if last {
+		att.finish()
+	}
+}
+
+// effective is the profile in force for the job (its lane's, or resolved
+// from the domain alone when the job never reached a lane).
+func (j *job) effective() *config.Effective {
+	if j.lane != nil {
+		if eff := j.lane.profile(); eff != nil {
+			return eff
+		}
+	}
+	eff, err := j.att.policy.Config.Resolve(j.domain, nil, "")
+	if err != nil {
+		// Resolve fails only if the embedded base profile is broken.
+		panic(fmt.Sprintf("delivery: resolve profile: %v", err))
+	}
+	return eff
+}
+
+func (j *job) all(class, reply string, retryAt time.Time) []outcome {
+	outs := make([]outcome, len(j.rcpts))
+	for i, r := range j.rcpts {
+		outs[i] = outcome{rcpt: r, class: class, reply: reply, retryAt: retryAt}
+	}
+	return outs
+}
+
+// failAll bounces every recipient of the job.
+func (j *job) failAll(reply string) { j.complete(j.all(rules.Permanent, reply, time.Time{})) }
+
+// retryAll defers every recipient by the retry schedule.
+func (j *job) retryAll(reply, _ string) { j.complete(j.all(rules.Transient, reply, time.Time{})) }
+
+// deferAll defers every recipient until a given time.
+func (j *job) deferAll(until time.Time, reply string) {
+	j.complete(j.all(rules.Transient, reply, until))
+}
+
+// finish writes the attempt's outcome to the spool and sends the DSN.
+func (att *attempt) finish() {
+	e := att.engine
+	defer e.done(att.env.ID)
+	att.mu.Lock()
+	results, next, failures := att.results, att.next, att.failures
+	att.mu.Unlock()
+	if len(failures) > 0 {
+		att.bounce(failures)
+	}
+	if next.IsZero() {
+		outcome, reason := queue.OutcomeDelivered, "delivered"
+		if len(failures) > 0 {
+			outcome, reason = queue.OutcomeBounced, fmt.Sprintf("%d recipient(s) failed", len(failures))
+			if allExpired(failures) {
+				outcome, reason = queue.OutcomeExpired, "expired at max age"
+			}
+		}
+		// Per-recipient results first, so the record shows who got what.
+		if err := e.opts.Store.RecordAttempt(att.env.ID, results, time.Time{}); err != nil {
+			e.opts.Logger.Error("spool: record attempt", "id", att.env.ID, "err", err)
+		}
+		if err := e.opts.Store.Complete(att.env.ID, outcome, reason); err != nil {
+			e.opts.Logger.Error("spool: complete", "id", att.env.ID, "err", err)
+		}
+		return
+	}
+	if err := e.opts.Store.RecordAttempt(att.env.ID, results, next); err != nil {
+		e.opts.Logger.Error("spool: record attempt", "id", att.env.ID, "err", err)
+	}
+}
+
+// retryDelay is the schedule's delay after the given number of earlier
+// attempts (the last delay repeats), spread by the profile's jitter.
+func retryDelay(eff *config.Effective, attempts int) time.Duration {
+	sched := eff.RetrySchedule()
+	if len(sched) == 0 {
+		return 5 * time.Minute
+	}
+	d := sched[min(attempts, len(sched)-1)]
+	if j := *eff.Settings.Retry.Jitter; j > 0 {
+		d = time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
+	}
+	return max(d, time.Second)
+}
+
+// statusOf extracts the enhanced status code of a reply text such as
+// "550 5.1.1 unknown user", or returns def.
+func statusOf(reply, def string) string {
+	f := strings.Fields(reply)
+	if len(f) >= 2 && len(f[1]) >= 5 && (f[1][0] == '2' || f[1][0] == '4' || f[1][0] == '5') && f[1][1] == '.' {
+		return f[1]
+	}
+	if len(f) >= 1 && len(f[0]) == 3 {
+		switch f[0][0] {
+		case '4':
+			return "4.0.0"
+		case '5':
+			return "5.0.0"
+		}
+	}
+	return def
+}
+
+// dnsFailureReply describes a resolution failure as an SMTP-style reply,
+// so logs and DSNs read the same whatever failed.
+func dnsFailureReply(err error) string {
+	switch {
+	case errors.Is(err, mx.ErrNullMX):
+		return "556 5.1.10 Recipient domain accepts no mail (null MX): " + err.Error()
+	case errors.Is(err, mx.ErrNoSuchDomain):
+		return "550 5.1.2 Recipient domain does not exist: " + err.Error()
+	case errors.Is(err, mx.ErrNoAddress):
+		return "550 5.1.2 Recipient domain has no mail server address: " + err.Error()
+	}
+	return "451 4.4.3 Temporary DNS failure: " + err.Error()
+}
+
+func allExpired(fs []failure) bool {
+	for _, f := range fs {
+		if !f.expired {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,88 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	"github.com/cuemta/cuemta/delivery/dsn"
+	"github.com/cuemta/cuemta/queue"
+)
+
+// body reads the message body once per attempt, for all its jobs.
+func (att *attempt) body() ([]byte, error) {
+	att.bodyOnce.Do(func() {
+		att.bodyData, att.bodyErr = att.engine.opts.Store.Body(att.env.ID)
+	})
+	return att.bodyData, att.bodyErr
+}
+
+// bounce sends one RFC 3464 DSN for the failed recipients of an attempt
+// to the message's envelope sender. It is never sent to the null sender
+// (RFC 5321 §4.5.5), so bounces cannot loop; a DSN that cannot be built or
+// spooled is logged, and the message is finished all the same.
+func (att *attempt) bounce(failures []failure) {
+	e := att.engine
+	if dsn.NeverBounce(att.env.From) {
+		e.opts.Logger.Warn("not bouncing to the null sender", "id", att.env.ID, "failed", len(failures))
+		return
+	}
+	cfg := att.policy.Config
+	now := e.opts.Now()
+	rcpts := make([]dsn.Recipient, len(failures))
+	reason := "The message could not be delivered to some recipients."
+	for i, f := range failures {
+		rcpts[i] = dsn.Recipient{Addr: f.rcpt, Action: "failed", Status: f.status, RemoteMTA: f.remoteMTA, Diagnostic: "smtp; " + f.diagnostic}
+		if f.expired {
+			reason = "The message could not be delivered before it expired."
+		}
+	}
+	var headers []byte
+	if b, err := att.body(); err == nil {
+		headers, _ = splitHeaderBlock(b)
+	}
+	msg, err := dsn.Build(dsn.Params{
+		ReportingMTA:    cfg.Hostname,
+		From:            "MAILER-DAEMON@" + cfg.Hostname,
+		To:              att.env.From,
+		MessageID:       att.env.ID,
+		Arrival:         att.env.Received,
+		Now:             now,
+		Recipients:      rcpts,
+		OriginalHeaders: headers,
+		Reason:          reason,
+	})
+	if err != nil {
+		e.opts.Logger.Error("build DSN", "id", att.env.ID, "err", err)
+		return
+	}
+	env := &queue.Envelope{
+		From:        "",
+		Recipients:  []queue.Recipient{{Addr: att.env.From}},
+		Received:    now,
+		Pool:        att.env.Pool,
+		Tenant:      att.env.Tenant,
+		Priority:    9,
+		Size:        int64(len(msg)),
+		NextAttempt: now,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := e.opts.Store.Enqueue(ctx, env, msg)
+	if err != nil {
+		e.opts.Logger.Error("spool DSN", "id", att.env.ID, "err", err)
+		return
+	}
+	e.opts.Logger.Info("bounce queued", "id", att.env.ID, "dsn", id, "to", att.env.From, "failed", len(failures))
+	e.Wake()
+}
+
+// splitHeaderBlock returns the header of a message (without the blank
+// line) and its body.
+func splitHeaderBlock(msg []byte) (header, body []byte) {
+	for i := 0; i+3 < len(msg); i++ {
+		if msg[i] == '\r' && msg[i+1] == '\n' && msg[i+2] == '\r' && msg[i+3] == '\n' {
+			return msg[:i+2], msg[i+4:]
+		}
+	}
+	return msg, nil
+}

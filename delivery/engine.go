@@ -1,0 +1,348 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/mx"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
+	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/rules"
+)
+
+// Store is the spool as delivery uses it.
+type Store interface {
+	Due(now time.Time, max int) []queue.Envelope
+	Body(id string) ([]byte, error)
+	RecordAttempt(id string, results []queue.RecipientResult, next time.Time) error
+	Complete(id string, outcome queue.Outcome, reason string) error
+	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+}
+
+// Resolver finds next hops.
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) (*mx.Result, error)
+	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Policy is the configuration delivery works under; a reload replaces it
+// and lanes pick the new one up before their next message.
+type Policy struct {
+	Config     *config.Config
+	Rules      *rules.Set
+	Generation uint64
+}
+
+// Options configure an Engine.
+type Options struct {
+	Store    Store
+	Resolver Resolver
+	// Policy returns the policy in force; called often, must be cheap.
+	Policy func() *Policy
+	// Dial opens an SMTP connection; default smtpclient.Dial.
+	Dial func(ctx context.Context, o smtpclient.Options) (*smtpclient.Conn, error)
+	Now  func() time.Time
+	// Events receives one Event per delivery outcome, for logs and metrics.
+	Events func(Event)
+	Logger *slog.Logger
+	// PollInterval bounds how long a due message waits to be noticed.
+	PollInterval time.Duration
+	// IdleTimeout is how long an idle connection waits for more messages
+	// before QUIT.
+	IdleTimeout time.Duration
+}
+
+// Engine schedules deliveries from the spool.
+type Engine struct {
+	opts Options
+	wake chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]*attempt
+	sites    map[string]*site
+	// suspended tenants and campaigns ("tenant:x", "campaign:y") until.
+	suspended map[string]suspension
+	wg        sync.WaitGroup
+	ctx       context.Context
+}
+
+type suspension struct {
+	until  time.Time
+	reason string
+}
+
+// New returns an engine; Run starts it.
+func New(opts Options) *Engine {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Dial == nil {
+		opts.Dial = smtpclient.Dial
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 250 * time.Millisecond
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Second
+	}
+	if opts.Events == nil {
+		opts.Events = func(Event) {}
+	}
+	return &Engine{
+		opts:      opts,
+		wake:      make(chan struct{}, 1),
+		inflight:  map[string]*attempt{},
+		sites:     map[string]*site{},
+		suspended: map[string]suspension{},
+	}
+}
+
+// Wake asks the scheduler to look at the spool now (after an enqueue).
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run schedules deliveries until ctx is done, then waits for attempts in
+// flight to finish their current message.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.ctx = ctx
+	e.mu.Unlock()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.wg.Wait()
+			return nil
+		case <-e.wake:
+		case <-timer.C:
+		}
+		e.dispatchDue(ctx)
+		timer.Reset(e.opts.PollInterval)
+	}
+}
+
+// batch bounds how many messages one pass takes from the spool.
+const batch = 2000
+
+func (e *Engine) dispatchDue(ctx context.Context) {
+	now := e.opts.Now()
+	e.mu.Lock()
+	busy := len(e.inflight)
+	e.mu.Unlock()
+	for _, env := range e.opts.Store.Due(now, busy+batch) {
+		e.mu.Lock()
+		_, dup := e.inflight[env.ID]
+		if !dup {
+			e.inflight[env.ID] = nil // reserved; filled by start
+		}
+		e.mu.Unlock()
+		if !dup {
+			e.start(ctx, env)
+		}
+	}
+}
+
+// start begins one attempt of a message: its pending recipients are
+// grouped by domain, and each group is routed to a lane.
+func (e *Engine) start(ctx context.Context, env queue.Envelope) {
+	pol := e.opts.Policy()
+	att := &attempt{engine: e, env: env, policy: pol, started: e.opts.Now()}
+	byDomain := map[string][]string{}
+	var domains []string
+	for _, r := range env.Recipients {
+		if r.Status != queue.RcptPending {
+			continue
+		}
+		d := domainOf(r.Addr)
+		if _, ok := byDomain[d]; !ok {
+			domains = append(domains, d)
+		}
+		byDomain[d] = append(byDomain[d], r.Addr)
+	}
+	sort.Strings(domains)
+	att.jobs = len(domains)
+	e.mu.Lock()
+	e.inflight[env.ID] = att
+	e.mu.Unlock()
+	if len(domains) == 0 {
+		att.finish()
+		return
+	}
+	for _, d := range domains {
+		j := &job{att: att, domain: d, rcpts: byDomain[d]}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.route(ctx, j)
+		}()
+	}
+}
+
+// route resolves a job's next hop and hands it to its lane.
+func (e *Engine) route(ctx context.Context, j *job) {
+	att := j.att
+	cfg := att.policy.Config
+	if s, ok := e.tenantSuspended(att.env); ok {
+		j.deferAll(s.until, fmt.Sprintf("451 4.7.0 %s", s.reason))
+		return
+	}
+	hop, err := e.nextHop(ctx, cfg, att.env, j.domain)
+	if err != nil {
+		if mx.IsPermanent(err) {
+			j.failAll(dnsFailureReply(err))
+		} else {
+			j.retryAll(dnsFailureReply(err), "")
+		}
+		return
+	}
+	j.hop = hop
+	sources := poolSources(cfg, att.env.Pool)
+	source := sources[stableIndex(att.env.ID+"\x00"+j.domain, len(sources))]
+	l := e.lane(hop, source, att.env.Pool)
+	l.push(j)
+}
+
+// hop is where a job goes: MX hosts in preference order, or a static route.
+type hop struct {
+	key    string   // the site key: the sorted MX set, or "route:host:port"
+	hosts  []string // hosts to try in order (host names or IPs)
+	port   string
+	static bool // a route or smarthost, not MX
+	domain string
+}
+
+func (e *Engine) nextHop(ctx context.Context, cfg *config.Config, env queue.Envelope, domain string) (*hop, error) {
+	route := env.Route
+	if route == "" {
+		route = cfg.Routes[domain]
+	}
+	if route == "" {
+		route = cfg.Routes["*"]
+	}
+	if route != "" {
+		host, port, err := splitHostPort(route)
+		if err != nil {
+			return nil, err
+		}
+		return &hop{key: "route:" + route, hosts: []string{host}, port: port, static: true, domain: domain}, nil
+	}
+	res, err := e.opts.Resolver.LookupMX(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]string, len(res.Hosts))
+	for i, h := range res.Hosts {
+		hosts[i] = strings.ToLower(strings.TrimSuffix(h.Name, "."))
+	}
+	set := append([]string(nil), hosts...)
+	sort.Strings(set)
+	return &hop{key: "mx:" + strings.Join(set, ","), hosts: hosts, port: fmt.Sprint(cfg.Delivery.Port), domain: domain}, nil
+}
+
+// lane returns the lane of a site for a source, creating both as needed.
+func (e *Engine) lane(h *hop, source, pool string) *lane {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.sites[h.key]
+	if !ok {
+		s = &site{engine: e, key: h.key, lanes: map[string]*lane{}}
+		e.sites[h.key] = s
+	}
+	l, ok := s.lanes[source]
+	if !ok {
+		l = newLane(s, h, source, pool)
+		s.lanes[source] = l
+	}
+	return l
+}
+
+func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	for _, k := range []string{"tenant:" + env.Tenant, "campaign:" + env.Campaign} {
+		if k == "tenant:" || k == "campaign:" {
+			continue
+		}
+		if s, ok := e.suspended[k]; ok && now.Before(s.until) {
+			return s, true
+		}
+	}
+	return suspension{}, false
+}
+
+func (e *Engine) suspendKey(key string, until time.Time, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, ok := e.suspended[key]; !ok || s.until.Before(until) {
+		e.suspended[key] = suspension{until: until, reason: reason}
+	}
+}
+
+// done forgets a finished attempt so the message can be picked up again.
+func (e *Engine) done(id string) {
+	e.mu.Lock()
+	delete(e.inflight, id)
+	e.mu.Unlock()
+}
+
+// poolSources lists a pool's source names in a stable order.
+func poolSources(cfg *config.Config, pool string) []string {
+	p, ok := cfg.Pools[pool]
+	if !ok {
+		p = cfg.Pools[cfg.Delivery.DefaultPool]
+	}
+	if p == nil || len(p.Sources) == 0 {
+		return []string{"default"}
+	}
+	names := make([]string, 0, len(p.Sources))
+	for n := range p.Sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// stableIndex spreads messages over sources deterministically, so a
+// retry (of a greylisted recipient, say) leaves from the same address.
+func stableIndex(key string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+// splitHostPort splits a route "host:port"; an empty host is refused.
+func splitHostPort(hostport string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(hostport)
+	if err != nil {
+		return "", "", fmt.Errorf("route %q: %w", hostport, err)
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("route %q: no host", hostport)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/reception"
+	"github.com/cuemta/cuemta/rules"
+)
+
+// Spool is what reception needs of the queue.
+type Spool interface {
+	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+}
+
+// acceptor is the reception.Sink of a server: message rules, header
+// changes, DKIM signing, then the durable enqueue. It reads the snapshot
+// in force when the message arrives, so a reload mid-session applies from
+// the next message on.
+type acceptor struct {
+	snapshot func() *Snapshot
+	spool    Spool
+	logger   *slog.Logger
+	queued   func() // called after each enqueue (wakes delivery)
+}
+
+// Accept implements reception.Sink. The returned error is a
+// *reception.Reply whenever the client must see a specific reply.
+func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
+	snap := a.snapshot()
+	env, body, err := prepare(snap, &Message{
+		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
+		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
+	})
+	if err != nil {
+		return "", err
+	}
+	id, err := a.spool.Enqueue(ctx, env, body)
+	if err != nil {
+		a.logger.Error("spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
+		return "", storageReply(err)
+	}
+	a.logger.Info("accepted", "id", id, "from", env.From, "rcpts", len(env.Recipients), "size", len(body),
+		"listener", sub.Listener, "client", sub.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
+		"dkim", env.DKIM, "generation", snap.Generation)
+	if a.queued != nil {
+		a.queued()
+	}
+	return id, nil
+}
+
+// Message is a message offered for queueing, by SMTP or the HTTP API.
+type Message struct {
+	From       string
+	Recipients []string
+	Body       []byte
+	Listener   string
+	ClientIP   string
+	User       string
+	Tenant     string
+	Campaign   string
+}
+
+// prepare runs the message rules and returns the envelope and body to
+// spool, or the reply that refuses the message.
+func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, error) {
+	cfg := snap.Config
+	header, _ := splitHeader(m.Body)
+	in := &rules.MessageInput{
+		Sender: m.From, Recipients: m.Recipients,
+		Headers:  rules.HeadersFromMIME(parseHeader(header)),
+		Size:     int64(len(m.Body)),
+		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
+		Tenant: m.Tenant, Campaign: m.Campaign,
+	}
+	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
+	d := snap.Rules.EvalMessage(in)
+	if d.Reject != nil {
+		return nil, nil, &reception.Reply{Code: d.Reject.Code, Enhanced: d.Reject.Enhanced, Text: d.Reject.Text,
+			Cause: errors.New("rejected by rule " + strings.Join(d.Matched, ","))}
+	}
+	body := rewriteHeader(m.Body, d.AddHeaders, d.RemoveHeaders)
+	keyName := d.DKIM
+	if keyName == "" && cfg.DKIM.BySenderDomain {
+		if k := snap.DKIM.ForDomain(domainOf(m.From)); k != nil {
+			keyName = k.Name
+		}
+	}
+	if k, ok := snap.DKIM[keyName]; ok {
+		signed, err := k.Sign(body)
+		if err != nil {
+			// Never lose or silently alter policy: refuse temporarily.
+			return nil, nil, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
+		}
+		body = signed
+	} else {
+		keyName = ""
+	}
+	pool := d.Pool
+	if pool == "" {
+		pool = cfg.Delivery.DefaultPool
+	}
+	rcpts := make([]queue.Recipient, len(m.Recipients))
+	for i, r := range m.Recipients {
+		rcpts[i] = queue.Recipient{Addr: r}
+	}
+	return &queue.Envelope{
+		From: m.From, Recipients: rcpts,
+		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
+		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route, DKIM: keyName,
+		Priority: d.Priority, Generation: snap.Generation,
+	}, body, nil
+}
+
+// storageReply is the reply for a spool that could not store a message:
+// never a 250, and a code that tells the client to try again.
+func storageReply(err error) *reception.Reply {
+	if queue.IsNoSpace(err) {
+		// RFC 3463 §3.4: X.3.1 mail system full.
+		return &reception.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later", Cause: err}
+	}
+	return &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local storage error, try again later", Cause: err}
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
