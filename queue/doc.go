@@ -1,0 +1,31 @@
+// Package queue is cuemta's durable spool: the messages that were accepted
+// and not yet finished, with their envelopes, bodies and retry schedule.
+//
+// Durability promise: Enqueue returns nil only after the fsync that covers
+// the message (envelope AND body) has returned, and every state change
+// (RecordAttempt, Reschedule, Update, Complete) is likewise durable when its
+// call returns nil. A crash at any moment loses nothing that was
+// acknowledged. Work that was not acknowledged (a call that returned an
+// error or had not returned yet) may or may not survive a crash; when it
+// survives it is whole, never half-applied.
+//
+// Layout under the spool directory:
+//
+//	LOCK      flock(2)ed by the owning process, holds its pid
+//	wal/      github.com/tidwall/wal segments: one record per state change
+//	body/     append-only body files, one frame per message body
+//
+// Bodies live outside the log (DESIGN.md has the measurements behind that):
+// a log record holds the envelope and a reference (file, offset, length,
+// CRC) to the body frame. Concurrent calls are group-committed: one
+// goroutine writes the bodies of everything pending, then fsyncs the body
+// file and writes+fsyncs one log batch, overlapping the two fsyncs, and
+// only then answers every waiter. The in-memory index holds envelopes (in
+// their compact encoded form) and the schedule, never bodies.
+//
+// Storage faults are never silent: a failed write or fsync fails every call
+// in that batch with an error wrapping ErrNoSpace or ErrStorage, nothing of
+// it enters the index, and before the next batch the spool cuts the log
+// back to the last acknowledged record (ftruncate + fsync) and rolls to a
+// fresh body file, so once the fault clears new calls succeed again.
+package queue

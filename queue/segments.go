@@ -1,0 +1,201 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/wal"
+)
+
+// Knowledge of tidwall/wal v1.2.1's files, needed because the library
+// neither checksums records nor fsyncs its directory: a segment is a file
+// named by the 20-digit index of its first entry, holding entries framed as
+// uvarint(length) + data. TruncateFront/Back leave NAME.START/NAME.END
+// files (and NAME.*.TEMP while writing them) that wal.Open finishes.
+
+type segFile struct {
+	start uint64
+	path  string
+	size  int64
+}
+
+// listSegments returns the segment files in index order. pending reports
+// leftovers of an interrupted truncation, which wal.Open must finish first.
+func listSegments(dir string) (segs []segFile, pending bool, err error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, de := range des {
+		name := de.Name()
+		if len(name) < 20 || de.IsDir() {
+			continue
+		}
+		start, err := strconv.ParseUint(name[:20], 10, 64)
+		if err != nil || start == 0 {
+			continue
+		}
+		if len(name) != 20 {
+			pending = pending || strings.HasSuffix(name, ".START") || strings.HasSuffix(name, ".END")
+			continue
+		}
+		fi, err := de.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed by a concurrent truncation
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		segs = append(segs, segFile{start: start, path: filepath.Join(dir, name), size: fi.Size()})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].start < segs[j].start })
+	return segs, pending, nil
+}
+
+// tailStart is the first index of the newest segment (0 if none).
+func tailStart(dir string) (uint64, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return 0, err
+	}
+	var max uint64
+	for _, name := range names {
+		if len(name) != 20 {
+			continue
+		}
+		if v, err := strconv.ParseUint(name, 10, 64); err == nil && v > max {
+			max = v
+		}
+	}
+	return max, nil
+}
+
+var errTorn = errors.New("torn or garbled entry")
+
+// walkEntries calls fn for each entry of a segment's data with its byte
+// offset. It stops at the first entry that does not frame or that fn
+// rejects, returning that entry's offset.
+func walkEntries(data []byte, fn func(off int, rec []byte) error) (int, error) {
+	off := 0
+	for off < len(data) {
+		size, n := binary.Uvarint(data[off:])
+		if n <= 0 || size > uint64(len(data)-off-n) {
+			return off, errTorn
+		}
+		if err := fn(off, data[off+n:off+n+int(size)]); err != nil {
+			return off, err
+		}
+		off += n + int(size)
+	}
+	return off, nil
+}
+
+// truncateFile cuts a file to size and fsyncs it.
+func truncateFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// truncateLogAfter makes the log end at entry last (the wal must be
+// closed): later segments are removed and the segment holding last+1 is cut
+// just before it, then file and directory are fsynced. It returns the
+// number of bytes dropped. Used to discard an unacknowledged batch.
+func truncateLogAfter(dir string, last uint64) (int64, error) {
+	segs, _, err := listSegments(dir)
+	if err != nil {
+		return 0, err
+	}
+	var dropped int64
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		if s.start > last+1 {
+			if err := os.Remove(s.path); err != nil {
+				return dropped, err
+			}
+			dropped += s.size
+			continue
+		}
+		data, err := os.ReadFile(s.path)
+		if err != nil {
+			return dropped, err
+		}
+		keep := last + 1 - s.start
+		cut := -1
+		var count uint64
+		end, werr := walkEntries(data, func(off int, _ []byte) error {
+			if count == keep {
+				cut = off
+				return errStop
+			}
+			count++
+			return nil
+		})
+		switch {
+		case cut >= 0:
+		case werr == nil && count == keep:
+			cut = end
+		case werr == errTorn && count == keep:
+			cut = end // a torn remainder past the kept entries goes too
+		default:
+			return dropped, fmt.Errorf("segment %s holds %d entries, want at least %d: %w", s.path, count, keep, ErrCorrupt)
+		}
+		if int64(cut) < int64(len(data)) {
+			if err := truncateFile(s.path, int64(cut)); err != nil {
+				return dropped, err
+			}
+			dropped += int64(len(data) - cut)
+		}
+		break
+	}
+	return dropped, syncDir(dir)
+}
+
+var errStop = errors.New("stop")
+
+// openLog opens the wal with the spool's settings. AllowEmpty because
+// truncations may legitimately leave an empty tail segment.
+func openLog(dir string, segSize int64) (*wal.Log, error) {
+	return wal.Open(dir, &wal.Options{
+		SegmentSize:      int(segSize),
+		SegmentCacheSize: 1, // the spool never reads through wal
+		NoCopy:           true,
+		AllowEmpty:       true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+}
+
+// finishTruncation lets wal.Open complete an interrupted TruncateFront or
+// TruncateBack (START/END files). Its ErrCorrupt for a torn tail is
+// expected here: replay repairs that next.
+func finishTruncation(dir string, segSize int64) error {
+	l, err := openLog(dir, segSize)
+	if err == nil {
+		return l.Close()
+	}
+	if errors.Is(err, wal.ErrCorrupt) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,223 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tidwall/wal"
+)
+
+// Spool is a durable message queue in one directory. All methods are safe
+// for concurrent use.
+type Spool struct {
+	dir, walDir, bodyDir string
+	opts                 Options
+	log                  *slog.Logger
+	lockFile             *os.File
+	ids                  idGen
+	idx                  *index
+
+	submitMu sync.RWMutex // guards closed against sends on reqs
+	closed   bool
+	reqs     chan *request
+	runDone  chan struct{}
+
+	// owned by the committer goroutine (and by Open before it starts)
+	wal       *wal.Log
+	lastIdx   uint64 // last log index written and acknowledged
+	tailStart uint64 // first index of the newest log segment
+	batchSeq  uint64
+	body      activeBody
+	nextBody  uint32
+	broken    error // set by a failed write; storage is repaired before the next one
+	overlay   map[string]staged
+	ops       []op
+	wb        wal.Batch
+	bodyBuf   []byte
+	scratch   []byte
+
+	compactMu   sync.Mutex
+	stopCompact chan struct{}
+	compactDone chan struct{}
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+var errConflict = errors.New("spool: envelope changed concurrently")
+
+// Open opens or creates the spool in dir, taking its lock and replaying
+// its log (repairing a torn tail left by a crash).
+func Open(dir string, opts Options) (*Spool, error) {
+	opts = opts.withDefaults()
+	created := false
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		created = true
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+	}
+	lf, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{
+		dir:         dir,
+		walDir:      filepath.Join(dir, "wal"),
+		bodyDir:     filepath.Join(dir, "body"),
+		opts:        opts,
+		log:         opts.Logger,
+		lockFile:    lf,
+		idx:         newIndex(),
+		reqs:        make(chan *request, maxBatchRequests),
+		runDone:     make(chan struct{}),
+		stopCompact: make(chan struct{}),
+		compactDone: make(chan struct{}),
+		overlay:     make(map[string]staged),
+	}
+	if err := s.load(created); err != nil {
+		if s.wal != nil {
+			s.wal.Close()
+		}
+		if s.body.f != nil {
+			s.body.f.Close()
+		}
+		lf.Close()
+		return nil, err
+	}
+	go s.run()
+	if opts.CompactInterval > 0 {
+		go s.compactLoop()
+	} else {
+		close(s.compactDone)
+	}
+	return s, nil
+}
+
+func (s *Spool) load(created bool) error {
+	start := time.Now()
+	for _, d := range []string{s.walDir, s.bodyDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("spool: create %s: %w", d, err)
+		}
+	}
+	// A crash inside wal's atomic write can leave NAME.START.TEMP behind;
+	// wal ignores it, so remove it here.
+	if temps, _ := filepath.Glob(filepath.Join(s.walDir, "*.TEMP")); len(temps) > 0 {
+		for _, p := range temps {
+			os.Remove(p)
+		}
+	}
+	if _, pending, err := listSegments(s.walDir); err != nil {
+		return fmt.Errorf("spool: list log: %w", err)
+	} else if pending {
+		if err := finishTruncation(s.walDir, s.opts.SegmentSize); err != nil {
+			return fmt.Errorf("spool: finish interrupted log truncation: %w", err)
+		}
+	}
+	res, err := replayLog(s.walDir, s.bodyDir, s.idx, s.log)
+	if err != nil {
+		return err
+	}
+	s.lastIdx, s.batchSeq = res.lastIdx, res.lastBatch
+	if s.wal, err = openLog(s.walDir, s.opts.SegmentSize); err != nil {
+		return fmt.Errorf("spool: open log: %w", err)
+	}
+	if li, _ := s.wal.LastIndex(); li != s.lastIdx {
+		return fmt.Errorf("spool: log ends at %d after replay, wal says %d: %w", s.lastIdx, li, ErrCorrupt)
+	}
+	if s.tailStart, err = tailStart(s.walDir); err != nil {
+		return fmt.Errorf("spool: list log: %w", err)
+	}
+	if err := s.loadBodyFiles(); err != nil {
+		return err
+	}
+	dirs := []string{s.walDir, s.bodyDir, s.dir}
+	if created {
+		dirs = append(dirs, filepath.Dir(s.dir))
+	}
+	for _, d := range dirs {
+		if err := s.opts.hooks.dirSync(d); err != nil {
+			return storageErr("open: fsync "+d, err)
+		}
+	}
+	if err := s.rollBody(); err != nil {
+		return storageErr("open: start body file", err)
+	}
+	s.log.Info("spool: opened", "dir", s.dir, "messages", len(s.idx.m), "log_entries", s.lastIdx,
+		"replay", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// loadBodyFiles checks that every live message's body frame lies inside an
+// existing body file and deletes files nothing references any more.
+func (s *Spool) loadBodyFiles() error {
+	sizes, err := listBodyFiles(s.bodyDir)
+	if err != nil {
+		return fmt.Errorf("spool: list body files: %w", err)
+	}
+	for id, e := range s.idx.m {
+		size, ok := sizes[e.file]
+		if !ok || e.off+frameLen(len(id), e.n) > size {
+			return fmt.Errorf("spool: body of %s (%s at %d) is missing: %w", id, bodyName(e.file), e.off, ErrCorrupt)
+		}
+	}
+	removed := 0
+	for num, size := range sizes {
+		s.nextBody = max(s.nextBody, num)
+		if u := s.idx.files[num]; u != nil && u.live > 0 {
+			u.size = size
+			continue
+		}
+		delete(s.idx.files, num)
+		if err := os.Remove(filepath.Join(s.bodyDir, bodyName(num))); err != nil {
+			return fmt.Errorf("spool: remove unreferenced body file: %w", err)
+		}
+		removed++
+	}
+	for num := range s.idx.files { // entries left by replayed-then-finished messages
+		if _, ok := sizes[num]; !ok {
+			delete(s.idx.files, num)
+		}
+	}
+	if removed > 0 {
+		s.log.Info("spool: removed unreferenced body files", "files", removed)
+	}
+	return nil
+}
+
+// Close flushes pending requests, stops the background compactor and
+// releases the lock. Calls after Close return ErrClosed.
+func (s *Spool) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stopCompact)
+		<-s.compactDone
+		s.compactMu.Lock() // wait for a Compact call in progress
+		s.submitMu.Lock()
+		s.closed = true
+		s.submitMu.Unlock()
+		s.compactMu.Unlock()
+		close(s.reqs)
+		<-s.runDone // the committer drains what was queued
+		var errs []error
+		if s.wal != nil {
+			if err := s.wal.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("spool: close log: %w", err))
+			}
+		}
+		if s.body.f != nil {
+			if err := s.body.f.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("spool: close body file: %w", err))
+			}
+		}
+		if err := s.lockFile.Close(); err != nil { // releases the flock
+			errs = append(errs, fmt.Errorf("spool: release lock: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
