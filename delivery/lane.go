@@ -490,14 +490,11 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 	replies := map[string]smtpclient.Reply{}
 	var order []string
 	for i, rcpt := range j.rcpts {
-		r := res.Data
-		switch {
-		case res.Mail.Code >= 400 || res.Mail.Code == 0:
-			r = res.Mail
-		case i < len(res.Rcpt) && res.Rcpt[i].Code >= 400:
-			r = res.Rcpt[i]
-		case i >= len(res.Rcpt):
-			r = smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: "no reply to RCPT", Stage: "rcpt"}
+		r, known := res.Outcome(i)
+		if !known {
+			// The connection broke before the server answered for this
+			// recipient: nobody knows, so it is retried, never bounced.
+			r = smtpclient.Reply{Code: 0, Enhanced: "4.4.2", Text: "connection lost before the server answered", Stage: r.Stage}
 		}
 		k := replyKey(r)
 		if _, ok := replies[k]; !ok {

@@ -23,6 +23,7 @@ var commands = map[string]command{
 	"profile": {runProfile, "show the effective delivery profile: profile -c PATH DOMAIN_OR_MXHOST [--json]"},
 	"test":    {runTest, "run policy tests: test [PATH] (built-in profiles' tests without PATH)"},
 	"explain": {runExplain, "show which rules match a message or a reply: explain -c PATH ..."},
+	"sim":     {runSim, "run a fake mail provider for tests: sim -c sim.cue"},
 	"version": {runVersion, "print the version"},
 }
 

@@ -1,0 +1,70 @@
+package smtpclient
+
+import (
+	"context"
+	"errors"
+	"net"
+)
+
+// NetError is a failure with no server reply behind it: the connection
+// could not be made, broke, timed out, or carried something that is not
+// SMTP. The connection is unusable afterwards. For delivery it is always
+// a temporary failure.
+type NetError struct {
+	Stage string
+	Err   error
+}
+
+func (e *NetError) Error() string { return "smtp " + e.Stage + ": " + e.Err.Error() }
+func (e *NetError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the failure was a deadline (ours or the
+// caller's context).
+func (e *NetError) Timeout() bool {
+	var ne net.Error
+	return errors.Is(e.Err, context.DeadlineExceeded) || (errors.As(e.Err, &ne) && ne.Timeout())
+}
+
+// Temporary is always true: a network failure is worth a retry.
+func (e *NetError) Temporary() bool { return true }
+
+// TLSError means STARTTLS could not be had: not offered (under TLS
+// "required"), refused by the server (Err is then its *Reply), or the
+// handshake failed. After a failed handshake the connection is closed; a
+// caller with opportunistic TLS may redial with TLS "none" and remember
+// that for the site.
+type TLSError struct {
+	Err error
+}
+
+func (e *TLSError) Error() string { return "smtp starttls: " + e.Err.Error() }
+func (e *TLSError) Unwrap() error { return e.Err }
+
+// IsTLSFailure reports whether err is a *TLSError.
+func IsTLSFailure(err error) bool {
+	var te *TLSError
+	return errors.As(err, &te)
+}
+
+var (
+	// ErrNoSTARTTLS: TLS is required but the server does not offer STARTTLS.
+	ErrNoSTARTTLS = errors.New("STARTTLS required but not offered")
+	// ErrTLSInjection: the server sent data after its STARTTLS reply and
+	// before the handshake (a plaintext injection, cf. CVE-2011-0411).
+	ErrTLSInjection = errors.New("data after the STARTTLS reply before the handshake")
+	// ErrAuthWithoutTLS: credentials are only sent over TLS.
+	ErrAuthWithoutTLS = errors.New("refusing AUTH over a connection without TLS")
+	// ErrAuthUnsupported: the server does not offer AUTH PLAIN.
+	ErrAuthUnsupported = errors.New("server does not offer AUTH PLAIN")
+	// ErrSMTPUTF8Unsupported: the envelope needs SMTPUTF8 and the server
+	// does not offer it (RFC 6531 §3.4: the message must not be sent). This
+	// is a permanent failure for the message.
+	ErrSMTPUTF8Unsupported = errors.New("address needs SMTPUTF8, which the server does not offer")
+	// ErrBadAddress: an envelope address contains characters that would
+	// break the command line.
+	ErrBadAddress = errors.New("invalid envelope address")
+	// ErrMalformedReply: the server's reply is not SMTP.
+	ErrMalformedReply = errors.New("malformed reply")
+	// ErrClosed: the connection was closed or broke earlier.
+	ErrClosed = errors.New("connection closed")
+)

@@ -1,0 +1,226 @@
+package smtpclient
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Result is the outcome of one transaction.
+type Result struct {
+	// Mail is the reply to MAIL FROM.
+	Mail Reply
+	// Rcpt holds the reply to each RCPT TO, in the order of the
+	// recipients. It is shorter than the recipient list only when the
+	// transaction broke off (MAIL refused without pipelining, or a
+	// network error).
+	Rcpt []Reply
+	// Data is the reply after the final "." (Stage "eod"), or the
+	// refusal of the DATA command itself (Stage "data"). Zero when DATA
+	// was not sent or its outcome is unknown.
+	Data Reply
+	// Accepted are the indices of the recipients the server accepted.
+	Accepted []int
+	// Pipelined reports that MAIL, RCPT and DATA went in one batch.
+	Pipelined bool
+}
+
+// Outcome returns the reply that decided recipient i's fate: MAIL's if it
+// was refused, else the recipient's RCPT reply if refused, else the DATA
+// or end-of-data reply. ok is false when the transaction ended before
+// that was known (the caller should treat it as a temporary failure).
+func (r *Result) Outcome(i int) (rep Reply, ok bool) {
+	switch {
+	case r.Mail.Code == 0:
+		return Reply{}, false
+	case !r.Mail.Positive():
+		return r.Mail, true
+	case i >= len(r.Rcpt):
+		return Reply{}, false
+	case !r.Rcpt[i].Positive():
+		return r.Rcpt[i], true
+	case r.Data.Code == 0:
+		return Reply{}, false
+	}
+	return r.Data, true
+}
+
+// Send runs one mail transaction: MAIL FROM, RCPT TO for each recipient,
+// DATA and the body. The server's refusals are not errors: they are in
+// the Result, one reply per recipient (see Outcome). The error is non-nil
+// when the transaction could not run to its end: a *NetError (the
+// connection is dead; the Result holds the replies received so far) or a
+// local refusal such as ErrSMTPUTF8Unsupported or ErrBadAddress.
+//
+// If no recipient is accepted, no message is sent and the transaction is
+// reset with RSET, as after any refusal before the body; the connection
+// stays usable.
+func (c *Conn) Send(ctx context.Context, from string, rcpts []string, body []byte) (*Result, error) {
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("smtp rcpt: %w: no recipients", ErrBadAddress)
+	}
+	mail, err := c.mailCommand(from, rcpts, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rcpts {
+		if err := checkAddr(r); err != nil || r == "" {
+			return nil, fmt.Errorf("smtp rcpt: %w: %q", ErrBadAddress, r)
+		}
+	}
+	defer c.w.bind(ctx)()
+	c.w.setTimeout(c.opts.CommandTimeout)
+	res := &Result{Rcpt: make([]Reply, 0, len(rcpts))}
+	var dataReply *Reply
+	if c.ext.Has("PIPELINING") {
+		dataReply, err = c.envelopePipelined(res, mail, rcpts)
+	} else {
+		dataReply, err = c.envelope(res, mail, rcpts)
+	}
+	if err != nil {
+		return res, err
+	}
+	for i, r := range res.Rcpt {
+		if r.Positive() {
+			res.Accepted = append(res.Accepted, i)
+		}
+	}
+	if !res.Mail.Positive() || len(res.Accepted) == 0 || (dataReply != nil && dataReply.Code != 354) {
+		if dataReply != nil && dataReply.Code == 354 {
+			// A server that says 354 with no valid recipient (RFC 2920
+			// §3.1 asks for 503/554) gets an empty message to end DATA.
+			if err := c.send(StageData, []byte(".\r\n")); err != nil {
+				return res, err
+			}
+			if _, err := c.readReply(StageEOD); err != nil {
+				return res, err
+			}
+		} else if dataReply != nil && res.Mail.Positive() && len(res.Accepted) > 0 {
+			res.Data = *dataReply
+		}
+		return res, c.rset()
+	}
+	if dataReply == nil {
+		r, err := c.cmd(StageData, "DATA")
+		if err != nil {
+			return res, err
+		}
+		if r.Code != 354 {
+			res.Data = *r
+			return res, c.rset()
+		}
+	}
+	// RFC 5321 §4.5.3.2.5-6: the body and the final reply have their own,
+	// longer timeout.
+	c.w.setTimeout(c.opts.DataTimeout)
+	if err := writeData(c.bw, body); err != nil {
+		return res, c.fail(StageData, err)
+	}
+	r, err := c.readReply(StageEOD)
+	if err != nil {
+		return res, err
+	}
+	res.Data = *r
+	return res, nil
+}
+
+// envelope sends MAIL and RCPTs one at a time, waiting for each reply. It
+// stops after a refused MAIL.
+func (c *Conn) envelope(res *Result, mail string, rcpts []string) (*Reply, error) {
+	r, err := c.cmd(StageMail, mail)
+	if err != nil {
+		return nil, err
+	}
+	res.Mail = *r
+	if !r.Positive() {
+		return nil, nil
+	}
+	for _, rcpt := range rcpts {
+		r, err := c.cmd(StageRcpt, "RCPT TO:<"+rcpt+">")
+		if err != nil {
+			return nil, err
+		}
+		res.Rcpt = append(res.Rcpt, *r)
+	}
+	return nil, nil
+}
+
+// envelopePipelined sends MAIL, every RCPT and DATA in one write, then
+// reads the replies in order (RFC 2920 §3.1: DATA is the last command of
+// a group, and the replies come back in command order).
+func (c *Conn) envelopePipelined(res *Result, mail string, rcpts []string) (*Reply, error) {
+	res.Pipelined = true
+	var batch bytes.Buffer
+	batch.WriteString(mail + "\r\n")
+	for _, rcpt := range rcpts {
+		batch.WriteString("RCPT TO:<" + rcpt + ">\r\n")
+	}
+	batch.WriteString("DATA\r\n")
+	if err := c.send(StageMail, batch.Bytes()); err != nil {
+		return nil, err
+	}
+	r, err := c.readReply(StageMail)
+	if err != nil {
+		return nil, err
+	}
+	res.Mail = *r
+	for range rcpts {
+		r, err := c.readReply(StageRcpt)
+		if err != nil {
+			return nil, err
+		}
+		res.Rcpt = append(res.Rcpt, *r)
+	}
+	return c.readReply(StageData)
+}
+
+// mailCommand builds MAIL FROM with the parameters the message needs and
+// the server offers.
+func (c *Conn) mailCommand(from string, rcpts []string, body []byte) (string, error) {
+	if err := checkAddr(from); err != nil {
+		return "", fmt.Errorf("smtp mail: %w: %q", ErrBadAddress, from)
+	}
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<" + from + ">")
+	if c.ext.Has("SIZE") {
+		// RFC 1870 §6: declare the size; a server with a lower limit
+		// refuses MAIL with 552, before the body is sent.
+		fmt.Fprintf(&b, " SIZE=%d", messageSize(body))
+	}
+	if c.ext.Has("8BITMIME") && has8bit(body) {
+		b.WriteString(" BODY=8BITMIME") // RFC 6152 §2
+	}
+	if needsUTF8(from, rcpts) {
+		// RFC 6531 §3.4: without the extension the message must not go.
+		if !c.ext.Has("SMTPUTF8") {
+			return "", fmt.Errorf("smtp mail: %w", ErrSMTPUTF8Unsupported)
+		}
+		b.WriteString(" SMTPUTF8")
+	}
+	return b.String(), nil
+}
+
+// checkAddr refuses what would break out of the angle brackets or the
+// command line.
+func checkAddr(a string) error {
+	if strings.ContainsAny(a, "<>\r\n\x00") || strings.ContainsRune(a, ' ') && !strings.HasPrefix(a, "\"") {
+		return ErrBadAddress
+	}
+	return nil
+}
+
+func needsUTF8(from string, rcpts []string) bool {
+	if has8bit([]byte(from)) {
+		return true
+	}
+	for _, r := range rcpts {
+		if has8bit([]byte(r)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,228 @@
+package sim
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// maxRecipients per transaction (RFC 5321 §4.5.3.1.8 asks for at least 100).
+const maxRecipients = 100
+
+// command runs one command line and replies; an error ends the session.
+func (ss *session) command(line string) error {
+	verb, arg, _ := strings.Cut(line, " ")
+	switch strings.ToUpper(verb) {
+	case "EHLO", "HELO":
+		return ss.hello(strings.ToUpper(verb), strings.TrimSpace(arg))
+	case "STARTTLS":
+		if !ss.cfg().STARTTLS || ss.tls || ss.sim.tlsConfig == nil {
+			return ss.reply("502 5.5.1 STARTTLS not available")
+		}
+		return ss.startTLS()
+	case "MAIL":
+		return ss.mail(arg)
+	case "RCPT":
+		return ss.rcpt(arg)
+	case "DATA":
+		return ss.data()
+	case "RSET":
+		ss.from, ss.rcpts = nil, nil
+		return ss.reply("250 2.0.0 Ok")
+	case "NOOP":
+		return ss.reply("250 2.0.0 Ok")
+	case "VRFY":
+		return ss.reply("252 2.0.0 Cannot VRFY user, but will accept message")
+	case "HELP":
+		return ss.reply("214 2.0.0 See RFC 5321")
+	case "QUIT":
+		ss.reply("221 2.0.0 Bye")
+		ss.w.Flush()
+		return errClose
+	}
+	return ss.reply("500 5.5.2 Command not recognized")
+}
+
+func (ss *session) hello(verb, name string) error {
+	if name == "" {
+		return ss.reply("501 5.5.4 Syntax: " + verb + " hostname")
+	}
+	cfg := ss.cfg()
+	if cfg.Replies.EHLO != "" {
+		return ss.reply(cfg.Replies.EHLO)
+	}
+	ss.helo, ss.from, ss.rcpts = name, nil, nil
+	if verb == "HELO" {
+		return ss.reply("250 " + ss.name())
+	}
+	// RFC 5321 §4.1.1.1: the first line greets, the others are keywords.
+	lines := []string{
+		ss.name() + " greets " + name,
+		"PIPELINING",
+		"SIZE " + strconv.FormatInt(cfg.MaxMessageSize, 10),
+		"8BITMIME",
+		"ENHANCEDSTATUSCODES",
+		"SMTPUTF8",
+	}
+	if cfg.STARTTLS && !ss.tls {
+		lines = append(lines, "STARTTLS")
+	}
+	return ss.reply("250 " + strings.Join(lines, "\n"))
+}
+
+func (ss *session) mail(arg string) error {
+	if ss.helo == "" {
+		return ss.reply("503 5.5.1 Send EHLO first")
+	}
+	if ss.from != nil {
+		return ss.reply("503 5.5.1 Nested MAIL command")
+	}
+	addr, params, ok := parsePath(arg, "FROM:")
+	if !ok {
+		return ss.reply("501 5.5.4 Syntax: MAIL FROM:<address>")
+	}
+	cfg := ss.cfg()
+	for _, p := range params {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(k, "SIZE") {
+			// RFC 1870 §6.1: refuse early what will not fit.
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cfg.MaxMessageSize {
+				return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
+			}
+		}
+	}
+	if cfg.Replies.Mail != "" {
+		return ss.reply(cfg.Replies.Mail)
+	}
+	ss.sim.mu.Lock()
+	limited := ss.info.site.rateLimited(ss.client, ss.sim.opts.Now())
+	ss.sim.mu.Unlock()
+	if limited {
+		return ss.reply(cfg.RateLimit.Reply)
+	}
+	ss.from, ss.rcpts = &addr, nil
+	return ss.reply("250 2.1.0 Ok")
+}
+
+func (ss *session) rcpt(arg string) error {
+	if ss.from == nil {
+		return ss.reply("503 5.5.1 Need MAIL command")
+	}
+	addr, _, ok := parsePath(arg, "TO:")
+	if !ok || addr == "" {
+		return ss.reply("501 5.5.4 Syntax: RCPT TO:<address>")
+	}
+	if len(ss.rcpts) >= maxRecipients {
+		return ss.reply("452 4.5.3 Too many recipients")
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	ss.sim.mu.Lock()
+	st := ss.info.site
+	cfg := st.cfg
+	local := st.domains[strings.ToLower(domain)]
+	unknown := local && st.isUnknown(addr)
+	grey := local && !unknown && cfg.Replies.Rcpt == "" &&
+		st.greylisted(triplet{strings.ToLower(*ss.from), strings.ToLower(addr), ss.client}, ss.sim.opts.Now())
+	ss.sim.mu.Unlock()
+	switch {
+	case !local:
+		return ss.reply("550 5.7.1 <" + addr + ">: Relay access denied")
+	case unknown:
+		return ss.reply("550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown")
+	case cfg.Replies.Rcpt != "":
+		return ss.reply(cfg.Replies.Rcpt)
+	case grey:
+		return ss.reply(cfg.Greylist.Reply)
+	}
+	ss.rcpts = append(ss.rcpts, addr)
+	return ss.reply("250 2.1.5 Ok")
+}
+
+func (ss *session) data() error {
+	if ss.from == nil {
+		return ss.reply("503 5.5.1 Need MAIL command")
+	}
+	if len(ss.rcpts) == 0 {
+		// RFC 2920 §3.1 / RFC 5321 §3.3: DATA with no valid recipient.
+		return ss.reply("554 5.5.1 No valid recipients")
+	}
+	if err := ss.reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
+		return err
+	}
+	ss.w.Flush()
+	cfg := ss.cfg()
+	body, tooBig, err := ss.readBody(cfg.MaxMessageSize)
+	if err != nil {
+		return err
+	}
+	from, rcpts := *ss.from, ss.rcpts
+	ss.from, ss.rcpts = nil, nil
+	switch {
+	case tooBig:
+		return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
+	case cfg.Replies.Data != "":
+		return ss.reply(cfg.Replies.Data)
+	}
+	now := ss.sim.opts.Now()
+	msg := Message{
+		Site: ss.info.site.name, MXHost: ss.info.host, ClientIP: ss.client, Helo: ss.helo,
+		From: from, Rcpts: rcpts, Body: body, Size: len(body), TLS: ss.tls, Time: now,
+	}
+	ss.sim.record(msg)
+	if ss.sim.opts.OnMessage != nil {
+		ss.sim.opts.OnMessage(msg)
+	}
+	return ss.reply("250 2.0.0 Ok: queued as " + queueID())
+}
+
+// readBody reads the message up to the line ".", undoing dot-stuffing
+// (RFC 5321 §4.5.2). Lines end with CRLF only, so only CRLF.CRLF ends
+// the data and bare-LF smuggling stays inside the message. Beyond max, the rest is read and dropped.
+func (ss *session) readBody(max int64) (body []byte, tooBig bool, err error) {
+	var b bytes.Buffer
+	lineStart := true
+	for {
+		chunk, err := ss.r.ReadSlice('\n')
+		full := errors.Is(err, bufio.ErrBufferFull) // a long line continues
+		if err != nil && !full {
+			return nil, false, fmt.Errorf("reading message: %w", err)
+		}
+		if lineStart && string(chunk) == ".\r\n" {
+			return b.Bytes(), tooBig, nil
+		}
+		if lineStart && chunk[0] == '.' {
+			chunk = chunk[1:]
+		}
+		if !tooBig {
+			b.Write(chunk)
+			tooBig = int64(b.Len()) > max
+		}
+		// Lines end with CRLF only; after a bare LF we are mid-line.
+		lineStart = !full && bytes.HasSuffix(chunk, []byte("\r\n"))
+	}
+}
+
+// parsePath parses "FROM:<addr> PARAMS" (RFC 5321 §4.1.2), leniently
+// about a space after the colon.
+func parsePath(arg, prefix string) (addr string, params []string, ok bool) {
+	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
+		return "", nil, false
+	}
+	rest := strings.TrimSpace(arg[len(prefix):])
+	if !strings.HasPrefix(rest, "<") {
+		return "", nil, false
+	}
+	end := strings.IndexByte(rest, '>')
+	if end < 0 {
+		return "", nil, false
+	}
+	addr = rest[1:end]
+	// Drop a source route (RFC 5321 §4.1.2 says servers must accept it).
+	if i := strings.IndexByte(addr, ':'); i >= 0 && strings.HasPrefix(addr, "@") {
+		addr = addr[i+1:]
+	}
+	return addr, strings.Fields(rest[end+1:]), true
+}
