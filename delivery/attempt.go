@@ -221,7 +221,7 @@ func retryDelay(eff *config.Effective, attempts int) time.Duration {
 	if j := *eff.Settings.Retry.Jitter; j > 0 {
 		d = time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
 	}
-	return max(d, time.Second)
+	return max(d, 100*time.Millisecond)
 }
 
 // statusOf extracts the enhanced status code of a reply text such as

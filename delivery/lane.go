@@ -656,6 +656,9 @@ func (l *lane) throttled(now time.Time, eff *config.Effective, reason string) ti
 	l.mu.Unlock()
 	until := now.Add(d)
 	l.suspend(until, "throttled: "+reason)
+	e := l.site.engine
+	e.opts.Events(Event{Time: now, Type: "suspension", Site: l.site.key, Source: l.source, Class: "source",
+		Reply: "throttled: " + reason, NextRetry: &until, Generation: e.opts.Policy().Generation})
 	return until
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,23 +44,36 @@ func (s *Sim) acceptLoop(ln net.Listener, info *listenerInfo) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			// The session stops counting once its last reply is written and
+			// before the server closes its side: a client that waits for the
+			// close (as cuemta does after QUIT) then never races the count.
+			var once sync.Once
+			leave := func() {
+				once.Do(func() {
+					s.mu.Lock()
+					info.site.disconnect(ip)
+					s.mu.Unlock()
+				})
+			}
 			defer func() {
+				leave()
 				c.Close()
 				s.mu.Lock()
 				delete(s.conns, c)
-				info.site.disconnect(ip)
 				s.mu.Unlock()
 			}()
 			if refuse {
 				s.log.Debug("sim: connection refused: cap", "site", info.site.name, "client", ip)
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 				c.Write([]byte(tooManyConnections + "\r\n"))
+				leave()
 				lingerClose(c)
 				return
 			}
 			s.log.Debug("sim: connection", "site", info.site.name, "mx", info.host, "client", ip)
 			ss := newSession(s, info, c, ip)
 			ss.serve()
+			leave()
 			lingerClose(ss.conn)
 		}()
 	}

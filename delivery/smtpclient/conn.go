@@ -211,7 +211,22 @@ func (c *Conn) Quit() error {
 	if r.Code != 221 {
 		return r
 	}
+	c.awaitClose()
 	return nil
+}
+
+// awaitClose waits, briefly, for the server to close its side after the
+// 221 (RFC 5321 §4.1.1.10: the server closes once it has replied). Only
+// then is the connection gone from the server's point of view, so a
+// connection cap counted by the caller matches what the server counts.
+func (c *Conn) awaitClose() {
+	c.w.nc.SetReadDeadline(time.Now().Add(time.Second))
+	var buf [64]byte
+	for {
+		if _, err := c.br.Read(buf[:]); err != nil {
+			return
+		}
+	}
 }
 
 // quietQuit sends QUIT on a session being abandoned, without waiting
