@@ -36,14 +36,24 @@ type fakeDNS struct {
 func startDNS(t *testing.T, script map[string]resp) *fakeDNS {
 	t.Helper()
 	f := &fakeDNS{script: script, queries: map[string]int{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP must share a port; a free UDP port may be taken for
+	// TCP, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ; try++ {
+		var err error
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.addr = pc.LocalAddr().String()
+		if ln, err = net.Listen("tcp", f.addr); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
 	}
 	for _, s := range []*dns.Server{
 		{PacketConn: pc, Handler: dns.HandlerFunc(f.serve)},
