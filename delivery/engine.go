@@ -109,6 +109,32 @@ func New(opts Options) *Engine {
 	}
 }
 
+// Refresh makes every lane pick up the policy in force now: a raised
+// connection cap opens connections for queued mail at once (a lowered one
+// takes effect as connections finish their current message).
+func (e *Engine) Refresh() {
+	e.mu.Lock()
+	var lanes []*lane
+	for _, s := range e.sites {
+		s.mu.Lock()
+		for _, l := range s.lanes {
+			lanes = append(lanes, l)
+		}
+		s.mu.Unlock()
+	}
+	e.mu.Unlock()
+	now := e.opts.Now()
+	for _, l := range lanes {
+		l.mu.Lock()
+		if l.profileLocked() != nil {
+			l.wakeIdleLocked()
+			l.spawnLocked(now)
+		}
+		l.mu.Unlock()
+	}
+	e.Wake()
+}
+
 // Wake asks the scheduler to look at the spool now (after an enqueue).
 func (e *Engine) Wake() {
 	select {

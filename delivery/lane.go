@@ -85,6 +85,9 @@ type lane struct {
 	active   int // open or opening connections
 	idle     int // connections waiting for a job
 	signal   chan struct{}
+	// refresh is closed (and replaced) to wake every idle connection, so
+	// that each re-checks the limits after a reload.
+	refresh chan struct{}
 	gen      uint64
 	eff      *config.Effective
 	msgLim   *rate.Limiter
@@ -102,7 +105,7 @@ type lane struct {
 }
 
 func newLane(s *site, h *hop, source, pool string) *lane {
-	return &lane{site: s, hop: h, source: source, pool: pool, signal: make(chan struct{}, 1)}
+	return &lane{site: s, hop: h, source: source, pool: pool, signal: make(chan struct{}, 1), refresh: make(chan struct{})}
 }
 
 // profile returns the lane's effective profile, re-resolving it when the
@@ -166,6 +169,12 @@ func (l *lane) capLocked(now time.Time) int {
 		c = l.throttleConns
 	}
 	return c
+}
+
+// wakeIdleLocked makes every idle connection re-check the limits.
+func (l *lane) wakeIdleLocked() {
+	close(l.refresh)
+	l.refresh = make(chan struct{})
 }
 
 // push queues a job and opens a connection for it if the limits allow.
@@ -271,10 +280,12 @@ func (l *lane) next(ctx context.Context, idle time.Duration) *job {
 			return j
 		}
 		l.idle++
+		refresh := l.refresh
 		l.mu.Unlock()
 		var stop bool
 		select {
 		case <-l.signal:
+		case <-refresh:
 		case <-timer.C:
 			stop = true
 		case <-ctx.Done():

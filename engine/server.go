@@ -2,10 +2,8 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -28,19 +26,12 @@ type Server struct {
 
 	spool    *queue.Spool
 	delivery *delivery.Engine
-	accept   *acceptor
 
 	mu        sync.Mutex
 	listeners map[string]*listener
 	ready     chan struct{}
-}
 
-// listener is one running SMTP listener.
-type listener struct {
-	cfg  *config.Listener
-	srv  *reception.Server
-	addr net.Addr
-	done chan struct{}
+	reload reloader
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
@@ -92,7 +83,6 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:   s.logger,
 		Events:   s.logEvent,
 	})
-	s.accept = &acceptor{snapshot: s.Snapshot, spool: spool, logger: s.logger, queued: s.delivery.Wake}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -107,6 +97,7 @@ func (s *Server) Run(ctx context.Context) error {
 		<-deliveryDone
 		return err
 	}
+	s.watch(ctx)
 	close(s.ready)
 
 	<-ctx.Done()
@@ -137,44 +128,24 @@ func (snap *Snapshot) policy() *delivery.Policy {
 // cannot bind stops the start: an MTA that silently lacks a listener is
 // worse than one that refuses to start.
 func (s *Server) startListeners(snap *Snapshot) error {
-	names := make([]string, 0, len(snap.Config.Listeners))
-	for n := range snap.Config.Listeners {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := s.startListener(snap, snap.Config.Listeners[n]); err != nil {
+	for _, n := range sortedNames(snap.Config.Listeners) {
+		l := snap.Config.Listeners[n]
+		run, err := s.bindListener(l)
+		if err == nil {
+			_, err = s.serve(run, l, snap)
+			if err != nil {
+				run.ln.Close()
+			}
+		}
+		if err != nil {
 			s.stopListeners(context.Background())
 			return err
 		}
+		s.mu.Lock()
+		s.listeners[n] = run
+		s.mu.Unlock()
+		s.logger.Info("listening", "listener", n, "addr", run.ln.Addr().String(), "mode", l.Mode, "tls", l.TLS != nil)
 	}
-	return nil
-}
-
-func (s *Server) startListener(snap *Snapshot, l *config.Listener) error {
-	pol, err := receptionPolicy(snap.Config)
-	if err != nil {
-		return err
-	}
-	srv, err := reception.New(l, pol, s.accept, s.logger)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.Name, err)
-	}
-	ln, err := net.Listen("tcp", l.Addr)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.Name, err)
-	}
-	run := &listener{cfg: l, srv: srv, addr: ln.Addr(), done: make(chan struct{})}
-	go func() {
-		defer close(run.done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, reception.ErrServerClosed) {
-			s.logger.Error("listener stopped", "listener", l.Name, "err", err)
-		}
-	}()
-	s.mu.Lock()
-	s.listeners[l.Name] = run
-	s.mu.Unlock()
-	s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String(), "mode", l.Mode, "tls", l.TLS != nil)
 	return nil
 }
 
@@ -184,13 +155,11 @@ func (s *Server) stopListeners(ctx context.Context) {
 	s.listeners = map[string]*listener{}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
-	for name, l := range ls {
+	for _, l := range ls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				s.logger.Warn("listener shutdown", "listener", name, "err", err)
-			}
+			s.closeListener(ctx, l)
 		}()
 	}
 	wg.Wait()
@@ -201,9 +170,18 @@ func (s *Server) ListenerAddr(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.listeners[name]; ok {
-		return l.addr.String()
+		return l.ln.Addr().String()
 	}
 	return ""
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func receptionPolicy(cfg *config.Config) (reception.Policy, error) {

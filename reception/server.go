@@ -224,6 +224,51 @@ func (s *Server) Addr() net.Addr {
 	return s.listeners[0].Addr()
 }
 
+// Drain stops accepting connections and lets every session end on its
+// own terms (QUIT, or its command timeout), as a config reload needs:
+// clients are never cut off because the config changed. If ctx ends
+// first, the remaining sessions are shut down as by Shutdown.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.closed = true
+	lns := s.listeners
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.smtp.Shutdown(context.Background())
+		close(done)
+	}()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	// Out of patience: idle sessions get 421 now, busy ones finish their
+	// transaction, within a last grace period.
+	s.conns.drain()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-time.After(drainGrace):
+		s.cancel()
+		s.conns.closeAll()
+		return fmt.Errorf("listener %q: drain: %w", s.name, ctx.Err())
+	}
+}
+
+// drainGrace bounds how long Drain waits after its context ends.
+const drainGrace = 30 * time.Second
+
 // Shutdown stops accepting connections and closes idle ones at once (with
 // 421). A connection in a mail transaction may finish it, Sink.Accept
 // included, and is closed when it would wait for the next command. When
