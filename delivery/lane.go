@@ -79,15 +79,15 @@ type lane struct {
 	source string
 	pool   string
 
-	mu       sync.Mutex
-	hop      *hop
-	queue    []*job
-	active   int // open or opening connections
-	idle     int // connections waiting for a job
-	signal   chan struct{}
+	mu     sync.Mutex
+	hop    *hop
+	queue  []*job
+	active int // open or opening connections
+	idle   int // connections waiting for a job
+	signal chan struct{}
 	// refresh is closed (and replaced) to wake every idle connection, so
 	// that each re-checks the limits after a reload.
-	refresh chan struct{}
+	refresh  chan struct{}
 	gen      uint64
 	eff      *config.Effective
 	msgLim   *rate.Limiter

@@ -44,6 +44,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// SIGHUP reloads the config; a bad one is refused and logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				srv.Reload(ctx, "sighup")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("stopped with an error", "err", err)
 		return 1
