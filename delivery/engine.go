@@ -53,6 +53,8 @@ type Options struct {
 	Now  func() time.Time
 	// Events receives one Event per delivery outcome, for logs and metrics.
 	Events func(Event)
+	// OnConn is told when a connection to a site opens (+1) and closes (-1).
+	OnConn func(site string, delta int)
 	Logger *slog.Logger
 	// PollInterval bounds how long a due message waits to be noticed.
 	PollInterval time.Duration
@@ -71,13 +73,16 @@ type Engine struct {
 	sites    map[string]*site
 	// suspended tenants and campaigns ("tenant:x", "campaign:y") until.
 	suspended map[string]suspension
-	wg        sync.WaitGroup
+	// domainSite remembers the site each domain was last routed to.
+	domainSite map[string]string
+	wg         sync.WaitGroup
 	ctx       context.Context
 }
 
 type suspension struct {
 	until  time.Time
 	reason string
+	origin string
 }
 
 // New returns an engine; Run starts it.
@@ -100,12 +105,16 @@ func New(opts Options) *Engine {
 	if opts.Events == nil {
 		opts.Events = func(Event) {}
 	}
+	if opts.OnConn == nil {
+		opts.OnConn = func(string, int) {}
+	}
 	return &Engine{
 		opts:      opts,
 		wake:      make(chan struct{}, 1),
 		inflight:  map[string]*attempt{},
 		sites:     map[string]*site{},
-		suspended: map[string]suspension{},
+		suspended:  map[string]suspension{},
+		domainSite: map[string]string{},
 	}
 }
 
@@ -226,7 +235,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 	att := j.att
 	cfg := att.policy.Config
 	if s, ok := e.tenantSuspended(att.env); ok {
-		j.deferAll(s.until, fmt.Sprintf("451 4.7.0 %s", s.reason))
+		j.deferAll(s.until, "451 4.7.0 "+s.reason)
 		return
 	}
 	hop, err := e.nextHop(ctx, cfg, att.env, j.domain)
@@ -239,6 +248,9 @@ func (e *Engine) route(ctx context.Context, j *job) {
 		return
 	}
 	j.hop = hop
+	e.mu.Lock()
+	e.domainSite[j.domain] = hop.key
+	e.mu.Unlock()
 	sources := poolSources(cfg, att.env.Pool)
 	source := sources[stableIndex(att.env.ID+"\x00"+j.domain, len(sources))]
 	l := e.lane(hop, source, att.env.Pool)
@@ -303,8 +315,8 @@ func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
-	for _, k := range []string{"tenant:" + env.Tenant, "campaign:" + env.Campaign} {
-		if k == "tenant:" || k == "campaign:" {
+	for _, k := range []string{ScopeTenant + ":" + env.Tenant, ScopeCampaign + ":" + env.Campaign} {
+		if strings.HasSuffix(k, ":") {
 			continue
 		}
 		if s, ok := e.suspended[k]; ok && now.Before(s.until) {
@@ -314,11 +326,12 @@ func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
 	return suspension{}, false
 }
 
-func (e *Engine) suspendKey(key string, until time.Time, reason string) {
+func (e *Engine) suspendKey(key string, until time.Time, reason, rule string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s, ok := e.suspended[key]; !ok || s.until.Before(until) {
-		e.suspended[key] = suspension{until: until, reason: reason}
+		scope, k, _ := strings.Cut(key, ":")
+		e.suspended[key] = suspension{until: until, reason: suspendedReply(scope, k, reason), origin: rule}
 	}
 }
 

@@ -215,8 +215,12 @@ func (l *lane) spawnLocked(now time.Time) {
 	}
 }
 
-// suspension reports whether the lane or its site is suspended.
+// suspension reports whether the lane or its site is suspended, by a
+// rule or by the operator.
 func (l *lane) suspension(now time.Time) (time.Time, string, bool) {
+	if s, ok := l.site.engine.adminSuspension(l.site.key, l.source, now); ok {
+		return s.until, s.reason, true
+	}
 	if until, reason, ok := l.site.suspended(now); ok {
 		return until, reason, true
 	}
@@ -327,6 +331,8 @@ func (l *lane) work() {
 		l.connectFailed(first, host, err)
 		return
 	}
+	e.opts.OnConn(l.site.key, 1)
+	defer e.opts.OnConn(l.site.key, -1)
 	defer conn.Close()
 	l.mu.Lock()
 	l.connFailures = 0
@@ -620,9 +626,9 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 		case "source":
 			l.suspend(until, reason)
 		case "tenant":
-			e.suspendKey("tenant:"+j.att.env.Tenant, until, reason)
+			e.suspendKey(ScopeTenant+":"+j.att.env.Tenant, until, reason, d.Rule)
 		case "campaign":
-			e.suspendKey("campaign:"+j.att.env.Campaign, until, reason)
+			e.suspendKey(ScopeCampaign+":"+j.att.env.Campaign, until, reason, d.Rule)
 		}
 		e.opts.Events(Event{Time: now, Type: "suspension", MessageID: j.att.env.ID, Site: l.site.key, Source: l.source,
 			Reply: formatReply(r), Rule: d.Rule, Class: s.Scope, NextRetry: &until, Generation: e.opts.Policy().Generation})

@@ -24,7 +24,8 @@ type acceptor struct {
 	snapshot func() *Snapshot
 	spool    Spool
 	logger   *slog.Logger
-	queued   func() // called after each enqueue (wakes delivery)
+	// accepted is called after each enqueue (logs, metrics, wakes delivery).
+	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int)
 }
 
 // Accept implements reception.Sink. The returned error is a
@@ -43,11 +44,8 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		a.logger.Error("spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
 		return "", storageReply(err)
 	}
-	a.logger.Info("accepted", "id", id, "from", env.From, "rcpts", len(env.Recipients), "size", len(body),
-		"listener", sub.Listener, "client", sub.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
-		"dkim", env.DKIM, "generation", snap.Generation)
-	if a.queued != nil {
-		a.queued()
+	if a.accepted != nil {
+		a.accepted(snap, id, env, len(body))
 	}
 	return id, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 )
 
@@ -124,7 +125,11 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	if err != nil {
 		return nil, err
 	}
-	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger, queued: s.delivery.Wake}
+	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger,
+		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int) {
+			s.accepted(snap, id, env, size)
+			s.delivery.Wake()
+		}}
 	srv, err := reception.New(cfg, pol, acc, s.logger)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)

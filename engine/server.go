@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
+	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 )
@@ -26,6 +30,11 @@ type Server struct {
 
 	spool    *queue.Spool
 	delivery *delivery.Engine
+	metrics  *metrics.Metrics
+	dlog     *deliverylog.Writer
+	admin    *admin.Server
+	started  time.Time
+	version  string
 
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -36,11 +45,15 @@ type Server struct {
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
 func NewServer(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
-	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{})}
+	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{}),
+		metrics: metrics.New(), started: time.Now(), version: Version}
 	snap.Generation = 1
 	s.snap.Store(snap)
 	return s, nil
 }
+
+// Version is the version reported by the admin API (set by main).
+var Version = "dev"
 
 // Snapshot returns the configuration in force.
 func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
@@ -72,6 +85,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.logger.Info("spool open", "dir", cfg.Spool.Dir, "messages", st.Live)
 
+	s.metrics.QueueSizeFunc(spool.Len)
+	s.metrics.SetGeneration(snap.Generation)
+	s.reload.onResult = func(r *ReloadResult) {
+		s.metrics.ReloadOutcome(r.OK)
+		s.metrics.SetGeneration(r.Generation)
+	}
+	dlog, err := deliverylog.New(cfg.Log)
+	if err != nil {
+		return fmt.Errorf("delivery log: %w", err)
+	}
+	s.dlog = dlog
+	defer dlog.Close()
+
 	resolver, err := mx.New(mx.Options{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
@@ -81,7 +107,14 @@ func (s *Server) Run(ctx context.Context) error {
 		Resolver: resolver,
 		Policy:   s.policy,
 		Logger:   s.logger,
-		Events:   s.logEvent,
+		Events:   s.deliveryEvent,
+		OnConn: func(site string, delta int) {
+			if delta > 0 {
+				s.metrics.ConnOpened(site)
+			} else {
+				s.metrics.ConnClosed(site)
+			}
+		},
 	})
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -92,7 +125,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.delivery.Run(runCtx)
 	}()
 
+	if err := s.startAdmin(cfg); err != nil {
+		cancel()
+		<-deliveryDone
+		return err
+	}
 	if err := s.startListeners(snap); err != nil {
+		s.admin.Shutdown(context.Background())
 		cancel()
 		<-deliveryDone
 		return err
@@ -105,6 +144,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shutCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer stop()
 	s.stopListeners(shutCtx)
+	s.admin.Shutdown(shutCtx)
 	cancel()
 	<-deliveryDone
 	s.logger.Info("stopped")
@@ -198,11 +238,66 @@ func receptionPolicy(cfg *config.Config) (reception.Policy, error) {
 	return reception.Policy{Hostname: cfg.Hostname, Relay: relay}, nil
 }
 
-// logEvent writes a delivery outcome to the process log.
-func (s *Server) logEvent(ev delivery.Event) {
+// startAdmin serves the admin API, metrics and injection endpoint.
+func (s *Server) startAdmin(cfg *config.Config) error {
+	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger,
+		admin.OnAction(func(e admin.ActionEvent) { s.dlog.Log(e.LogEvent()) }),
+		admin.WithHostname(cfg.Hostname))
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.admin = srv
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			s.logger.Error("admin API stopped", "err", err)
+		}
+	}()
+	s.logger.Info("admin listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// accepted records a message taken into the spool, from SMTP or HTTP.
+func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size int) {
+	rcpts := make([]string, len(env.Recipients))
+	for i, r := range env.Recipients {
+		rcpts[i] = r.Addr
+	}
+	s.logger.Info("accepted", "id", id, "from", env.From, "rcpts", len(rcpts), "size", size,
+		"listener", env.Listener, "client", env.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
+		"dkim", env.DKIM, "generation", snap.Generation)
+	s.metrics.Received(env.Listener)
+	s.dlog.Log(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
+		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
+		ClientIP: env.ClientIP, Generation: snap.Generation})
+}
+
+// deliveryEvent records a delivery outcome in the process log, the
+// delivery log and the metrics.
+func (s *Server) deliveryEvent(ev delivery.Event) {
 	s.logger.Info("delivery", "type", ev.Type, "id", ev.MessageID, "rcpt", ev.Rcpt, "site", ev.Site,
 		"mx", ev.MX, "source", ev.Source, "reply", ev.Reply, "rule", ev.Rule, "attempt", ev.Attempt,
 		"generation", ev.Generation)
+	switch ev.Type {
+	case "delivered":
+		s.metrics.Delivered(ev.Site)
+	case "transient":
+		s.metrics.Transient(ev.Site, ev.Class)
+	case "bounce":
+		s.metrics.Bounced(ev.Site, ev.Class)
+	case "expired":
+		s.metrics.Expired(ev.Site)
+	}
+	if ev.Rule != "" {
+		s.metrics.RuleHit("response", ev.Rule)
+	}
+	s.dlog.Log(deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
+		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
+		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Attempt: ev.Attempt,
+		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation})
 }
 
 // logConfig logs what was loaded: one line for the config and one per

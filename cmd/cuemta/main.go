@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/cuemta/cuemta/engine"
 )
 
 // command is one subcommand: it takes its arguments and the output
@@ -18,19 +20,29 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve":   {runServe, "run the MTA (embedded default config without -c)"},
-	"vet":     {runVet, "validate configs: vet PATH... (exit 1 and file:line:col per problem)"},
-	"profile": {runProfile, "show the effective delivery profile: profile -c PATH DOMAIN_OR_MXHOST [--json]"},
-	"test":    {runTest, "run policy tests: test [PATH] (built-in profiles' tests without PATH)"},
-	"explain": {runExplain, "show which rules match a message or a reply: explain -c PATH ..."},
-	"sim":     {runSim, "run a fake mail provider for tests: sim -c sim.cue"},
-	"version": {runVersion, "print the version"},
+	"serve":    {runServe, "run the MTA (embedded default config without -c)"},
+	"vet":      {runVet, "validate configs: vet PATH... (exit 1 and file:line:col per problem)"},
+	"profile":  {runProfile, "show the effective delivery profile: profile -c PATH DOMAIN_OR_MXHOST [--json]"},
+	"test":     {runTest, "run policy tests: test [PATH] (built-in profiles' tests without PATH)"},
+	"explain":  {runExplain, "show which rules match a message or a reply: explain -c PATH ..."},
+	"sim":      {runSim, "run a fake mail provider for tests: sim -c sim.cue"},
+	"queue":    {runQueue, "inspect and act on the queue: queue ls|show|suspend|resume|retry|bounce|delete"},
+	"status":   {runStatus, "show the running server's status"},
+	"reload":   {runReload, "reload the running server's config (prints the new generation or the errors)"},
+	"sendmail": {runSendmail, "submit a message from stdin, sendmail-style (-t -i -f -F)"},
+	"version":  {runVersion, "print the version"},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	engine.Version = version
+	// Installed as (or linked to) sendmail, mailq or newaliases, behave so.
+	switch filepath.Base(os.Args[0]) {
+	case "sendmail", "mailq", "newaliases":
+		os.Exit(sendmailMain(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(dispatch(os.Args, os.Stdout, os.Stderr))
 }
 

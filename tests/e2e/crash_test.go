@@ -26,6 +26,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	dir := writeConfig(t, fmt.Sprintf(`
 hostname: "mx.test"
 listeners: mx: addr: "127.0.0.1:0"
+admin: addr: "127.0.0.1:0"
 spool: dir: %q
 // Deliveries go nowhere, so accepted mail stays in the spool.
 routes: "*": "127.0.0.1:9"

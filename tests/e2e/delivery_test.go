@@ -37,6 +37,7 @@ func mtaConfig(t *testing.T, s *sim.Sim, extra string) string {
 	return writeConfig(t, fmt.Sprintf(`
 hostname: "mta.test"
 listeners: mx: addr: "127.0.0.1:0"
+admin: addr: "127.0.0.1:0"
 spool: dir: %q
 dns: servers: [%q]
 delivery: port: %d

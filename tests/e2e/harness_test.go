@@ -47,6 +47,7 @@ type server struct {
 	cmd   *exec.Cmd
 	log   *logBuffer
 	addrs map[string]string // listener name -> bound address
+	admin string            // admin API address
 	done  chan struct{}
 }
 
@@ -63,7 +64,10 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
+var (
+	listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
+	adminRE     = regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
+)
 
 // startServer runs `cuemta serve -c dir` and waits until every listener
 // named in want is bound.
@@ -103,6 +107,9 @@ func startServer(t testing.TB, dir string, want ...string) *server {
 		case line := <-s.log.lines:
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
 				s.addrs[m[1]] = m[2]
+			}
+			if m := adminRE.FindStringSubmatch(line); m != nil {
+				s.admin = m[1]
 			}
 		case <-s.done:
 			t.Fatalf("cuemta exited before listening:\n%s", s.log)

@@ -1,0 +1,210 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// injectWorkers enqueue the messages of one request in parallel, so that
+// they share the spool's group commits instead of waiting for one fsync
+// each.
+const injectWorkers = 16
+
+// injectResponse is KumoMTA's reply body. On an error it also carries
+// error and detail, like every error of this API; ids (a cuemta
+// extension) are the queue ids of the enqueued messages.
+type injectResponse struct {
+	SuccessCount     int      `json:"success_count"`
+	FailCount        int      `json:"fail_count"`
+	FailedRecipients []string `json:"failed_recipients"`
+	Errors           []string `json:"errors"`
+	IDs              []string `json:"ids,omitempty"`
+	Error            string   `json:"error,omitempty"`
+	Detail           any      `json:"detail,omitempty"`
+}
+
+func (s *Server) handleInject(w http.ResponseWriter, r *http.Request) {
+	var req injectRequest
+	if e := decodeJSON(w, r, s.opts.maxInjectBytes, 0, &req); e != nil {
+		msg := e.msg
+		if e.detail != nil {
+			msg = fmt.Sprintf("%s: %v", e.msg, e.detail)
+		}
+		writeJSON(w, e.status, injectResponse{FailedRecipients: []string{}, Errors: []string{msg}, Error: e.msg, Detail: e.detail})
+		return
+	}
+	messageFor, problems := s.prepareInject(&req)
+	if len(problems) > 0 {
+		failed := make([]string, 0, len(req.Recipients))
+		for _, rc := range req.Recipients {
+			failed = append(failed, rc.Email)
+		}
+		msg := "invalid injection request: " + problems[0]
+		if len(problems) > 1 {
+			msg = fmt.Sprintf("invalid injection request: %s (and %d more problems)", problems[0], len(problems)-1)
+		}
+		writeJSON(w, http.StatusBadRequest, injectResponse{
+			FailCount: len(failed), FailedRecipients: failed, Errors: problems,
+			Error: msg, Detail: "nothing was injected",
+		})
+		return
+	}
+	if ignored := req.ignoredFeatures(); len(ignored) > 0 {
+		s.log.Warn("injection uses features cuemta does not support; content sent as written",
+			"ignored", strings.Join(ignored, ", "), "client", clientIP(r))
+	}
+
+	resp, storageFailed := s.enqueueAll(r.Context(), &req, messageFor, clientIP(r))
+	s.record(r, ActionEvent{Action: ActionInject, Injected: resp.SuccessCount, Failed: resp.FailCount, Err: firstError(resp)})
+	status := http.StatusOK
+	if resp.SuccessCount == 0 {
+		status = http.StatusUnprocessableEntity
+		resp.Error = "no message was injected"
+		if storageFailed {
+			status = http.StatusServiceUnavailable
+			resp.Error = "no message was injected: the server could not store them; retry later"
+		}
+	}
+	writeJSON(w, status, resp)
+}
+
+func firstError(resp *injectResponse) error {
+	if len(resp.Errors) == 0 {
+		return nil
+	}
+	return errors.New(resp.Errors[0])
+}
+
+// prepareInject validates the request and returns the function that builds
+// the message body for the i-th recipient.
+func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string) {
+	if problems := req.validate(); len(problems) > 0 {
+		return nil, problems
+	}
+	text, obj, err := parseContent(req.Content)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	if text != nil {
+		body, err := normalizeMessage(*text)
+		if err != nil {
+			return nil, []string{err.Error()}
+		}
+		return func(int) []byte { return body }, nil
+	}
+	b, problems := build(obj, req.EnvelopeSender)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return func(i int) []byte {
+		rc := req.Recipients[i]
+		return b.message(namedAddress{Email: rc.Email, Name: rc.Name}, s.opts.now().Format(time.RFC1123Z), s.opts.messageID())
+	}, nil
+}
+
+// normalizeMessage checks that a content string is an RFC 5322 message
+// (a header section, then a body) and gives it CRLF line endings, as SMTP
+// reception would require.
+func normalizeMessage(text string) ([]byte, error) {
+	body := crlf(text)
+	if !strings.HasSuffix(body, "\r\n") {
+		body += "\r\n"
+	}
+	if _, err := mail.ReadMessage(strings.NewReader(body)); err != nil {
+		return nil, fmt.Errorf("content is not an RFC 5322 message (headers, a blank line, then the body): %v", err)
+	}
+	return []byte(body), nil
+}
+
+// ignoredFeatures lists the KumoMTA features in the request that cuemta
+// does not implement, for a warning.
+func (req *injectRequest) ignoredFeatures() []string {
+	var out []string
+	if len(req.Substitutions) > 0 {
+		out = append(out, "substitutions")
+	}
+	for _, rc := range req.Recipients {
+		if len(rc.Substitutions) > 0 {
+			out = append(out, "recipients[].substitutions")
+			break
+		}
+	}
+	return out
+}
+
+// enqueueAll enqueues one message per recipient. storageFailed reports a
+// failure that was not a refusal of the message (a *RequestError).
+func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, messageFor func(int) []byte, ip string) (resp *injectResponse, storageFailed bool) {
+	n := len(req.Recipients)
+	ids := make([]string, n)
+	errs := make([]error, n)
+	type job struct {
+		i int
+		m *Message
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range min(injectWorkers, n) {
+		wg.Go(func() {
+			for j := range jobs {
+				ids[j.i], errs[j.i] = s.backend.Enqueue(ctx, j.m)
+			}
+		})
+	}
+	// Messages are built here, in recipient order, so that Message-IDs
+	// follow the recipients; building is cheap next to storing.
+	for i := range n {
+		jobs <- job{i, &Message{
+			From:       req.EnvelopeSender,
+			Recipients: []string{req.Recipients[i].Email},
+			Body:       messageFor(i),
+			Tenant:     req.Tenant,
+			Campaign:   req.Campaign,
+			ClientIP:   ip,
+		}}
+	}
+	close(jobs)
+	wg.Wait()
+
+	resp = &injectResponse{FailedRecipients: []string{}, Errors: []string{}}
+	for i, err := range errs {
+		rcpt := req.Recipients[i].Email
+		if err == nil {
+			resp.SuccessCount++
+			resp.IDs = append(resp.IDs, ids[i])
+			continue
+		}
+		resp.FailCount++
+		resp.FailedRecipients = append(resp.FailedRecipients, rcpt)
+		resp.Errors = append(resp.Errors, rcpt+": "+err.Error())
+		var re *RequestError
+		if !errors.As(err, &re) || (re.Status >= 400 && re.Status < 500) {
+			// Retrying may succeed: answer 503 rather than 422.
+			storageFailed = true
+		}
+		if !errors.As(err, &re) {
+			s.log.Error("cannot enqueue an injected message", "rcpt", rcpt, "err", err)
+		}
+	}
+	return resp, storageFailed
+}
+
+// randomMessageID returns a generator of Message-ID values
+// <time.random@host>.
+func randomMessageID(host string) func() string {
+	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
+	return func() string {
+		var b [10]byte
+		rand.Read(b[:])
+		return "<" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "." + strings.ToLower(enc.EncodeToString(b[:])) + "@" + host + ">"
+	}
+}

@@ -1,0 +1,225 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
+)
+
+func TestNewRefusesOpenAddressWithoutToken(t *testing.T) {
+	for _, c := range []struct {
+		addr, token string
+		ok          bool
+	}{
+		{"127.0.0.1:8025", "", true},
+		{"[::1]:8025", "", true},
+		{"localhost:8025", "", true},
+		{"0.0.0.0:8025", "", false},
+		{":8025", "", false},
+		{"192.0.2.1:8025", "", false},
+		{"0.0.0.0:8025", "secret", true},
+		{"no-port", "", false},
+	} {
+		_, err := New(config.Admin{Addr: c.addr, Token: c.token}, newFake(), nil, nil)
+		if (err == nil) != c.ok {
+			t.Errorf("New(%q, token %q): err = %v, want ok=%v", c.addr, c.token, err, c.ok)
+		}
+	}
+	if _, err := New(config.Admin{Addr: "127.0.0.1:1"}, nil, nil, nil); err == nil {
+		t.Error("New without a backend succeeded")
+	}
+}
+
+func TestServeAndShutdown(t *testing.T) {
+	srv, err := New(config.Admin{Addr: "127.0.0.1:0"}, newFake(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Addr() != addr && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if srv.Addr() != addr {
+		t.Fatalf("Addr() = %q, want %q", srv.Addr(), addr)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Errorf("healthz: %d %q", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve after Shutdown = %v, want nil", err)
+	}
+	if srv.http.ReadHeaderTimeout == 0 || srv.http.ReadTimeout == 0 || srv.http.WriteTimeout == 0 || srv.http.IdleTimeout == 0 {
+		t.Error("a server timeout is unset")
+	}
+}
+
+func TestServeRefusesOpenListenerWithoutToken(t *testing.T) {
+	srv, err := New(config.Admin{Addr: "127.0.0.1:0"}, newFake(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Skip("cannot listen on 0.0.0.0:", err)
+	}
+	if err := srv.Serve(ln); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("Serve on 0.0.0.0 without token: %v", err)
+	}
+}
+
+func TestListenAndServeError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv, err := New(config.Admin{Addr: ln.Addr().String()}, newFake(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ListenAndServe(); err == nil || !strings.Contains(err.Error(), "listen on") {
+		t.Errorf("ListenAndServe on a busy port: %v", err)
+	}
+}
+
+func TestTokenRequired(t *testing.T) {
+	h := newHarnessCfg(t, config.Admin{Addr: "127.0.0.1:0", Token: "s3cret"})
+	for _, auth := range []string{"", "Bearer wrong", "Basic czNjcmV0", "Bearer", "Bearer s3cret-and-more", "s3cret"} {
+		for _, path := range []string{"/api/v1/status", "/healthz", "/metrics", "/api/v1/messages/m1/retry", "/nowhere"} {
+			method := "GET"
+			if strings.HasSuffix(path, "retry") {
+				method = "POST"
+			}
+			req, _ := http.NewRequest(method, h.http.URL+path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r := response{resp.StatusCode, resp.Header, body}
+			wantError(t, r, http.StatusUnauthorized, "bearer token")
+			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("no WWW-Authenticate: Bearer on 401")
+			}
+		}
+	}
+	h.wantNoCalls()
+
+	r := h.do("GET", "/api/v1/status", nil) // with the token
+	if r.status != 200 {
+		t.Errorf("with the token: %d %s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("GET", h.http.URL+"/healthz", nil)
+	req.Header.Set("Authorization", "bearer s3cret") // the scheme is case-insensitive
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("lower-case bearer: %d", resp.StatusCode)
+	}
+}
+
+func TestUnknownEndpointAndMethod(t *testing.T) {
+	h := newHarness(t)
+	wantError(t, h.do("GET", "/api/v2/nothing", nil), http.StatusNotFound, "no such endpoint")
+	r := h.do("PUT", "/api/v1/suspensions", nil)
+	wantError(t, r, http.StatusMethodNotAllowed, "not allowed")
+	if allow := r.header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
+		t.Errorf("Allow = %q", allow)
+	}
+	wantError(t, h.do("GET", "/api/inject/v1", nil), http.StatusMethodNotAllowed, "POST")
+	h.wantNoCalls()
+}
+
+func TestPanicIsJSON500(t *testing.T) {
+	h := newHarness(t)
+	h.fake.panicOn = "Status"
+	wantError(t, h.do("GET", "/api/v1/status", nil), http.StatusInternalServerError, "internal error")
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	h := newHarness(t)
+	if r := h.do("GET", "/healthz", nil); r.status != 200 || string(r.body) != "ok\n" {
+		t.Errorf("healthz: %d %q", r.status, r.body)
+	}
+	if r := h.do("GET", "/readyz", nil); r.status != 200 {
+		t.Errorf("readyz when ready: %d %s", r.status, r.body)
+	}
+	h.fake.mu.Lock()
+	h.fake.ready = false
+	h.fake.mu.Unlock()
+	wantError(t, h.do("GET", "/readyz", nil), http.StatusServiceUnavailable, "not ready")
+	if r := h.do("GET", "/healthz", nil); r.status != 200 {
+		t.Errorf("healthz must not depend on readiness: %d", r.status)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("GET", "/metrics", nil)
+	if r.status != 200 || !strings.Contains(string(r.body), "cuemta_test_total 0") {
+		t.Errorf("metrics: %d\n%s", r.status, r.body)
+	}
+	srv, err := New(config.Admin{Addr: "127.0.0.1:0"}, newFake(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	srv.Handler().ServeHTTP(rec, mustRequest("GET", "/metrics"))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("metrics without a registry: %d", rec.Code)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{ErrNotFound, 404},
+		{errors.Join(errors.New("x"), ErrNotFound), 404},
+		{&RequestError{Status: 550, Message: "no"}, 422},
+		{&RequestError{Status: 451, Message: "later"}, 503},
+		{&RequestError{Message: "bad key"}, 400},
+		{context.Canceled, 503},
+		{errors.New("disk on fire"), 500},
+	} {
+		if got, _ := classify(c.err); got != c.want {
+			t.Errorf("classify(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+	if s := (&RequestError{Status: 550, Enhanced: "5.7.1", Message: "rejected"}).Error(); s != "550 5.7.1 rejected" {
+		t.Errorf("RequestError.Error() = %q", s)
+	}
+}

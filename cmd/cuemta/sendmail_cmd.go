@@ -1,0 +1,691 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"net/smtp"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
+)
+
+// Exit codes of sendmail, from sysexits.h: callers such as cron and PHP's
+// mail() tell a temporary failure (75) from a permanent one by them.
+const (
+	exUsage       = 64 // bad flags, no recipients
+	exDataErr     = 65 // the message or a header is unusable, or too large
+	exUnavailable = 69 // the server refused permanently (5xx)
+	exIOErr       = 74 // standard input could not be read
+	exTempFail    = 75 // the server is unreachable or refused temporarily (4xx)
+	exConfig      = 78 // the config cannot be loaded
+)
+
+// defaultSendmailLimit bounds the message read from standard input when
+// the listener sets no maxMessageSize.
+const defaultSendmailLimit = 64 << 20
+
+// sendmailOpts are the parsed sendmail flags.
+type sendmailOpts struct {
+	extract    bool   // -t: recipients from To, Cc and Bcc
+	ignoreDots bool   // -i, -oi: a line with a lone dot does not end the message
+	from       string // -f, -r: envelope sender
+	fromSet    bool
+	fullName   string // -F: display name for a From header we add
+	config     string // -c, -C
+	verbose    bool   // -v
+	mode       string // "" (send), "mailq" (-bp), "newaliases" (-bi), "flush" (-q)
+	recipients []string
+}
+
+// sendmailUsage is printed for usage errors.
+const sendmailUsage = `usage: sendmail [-t] [-i] [-f SENDER] [-F NAME] [-c CONFIG] [-v] [RECIPIENT...] < message
+  -t         read recipients from the To, Cc and Bcc headers (added to RECIPIENTs)
+  -i, -oi    a line with a single dot does not end the message
+  -f SENDER  envelope sender (-f "<>" for the null sender); default USER@hostname
+  -F NAME    full name for the From header when the message has none
+  -c CONFIG  config to find the local listener ($CUEMTA_CONFIG; default: the embedded one)
+  -v         report progress on standard error
+Ignored for compatibility: -bm -odb -odi -odq -oem -oee -om -n -m -U -G -Am -Ac -B -N -R -V -X -L -h -d -e
+`
+
+// parseSendmailArgs parses sendmail's command line the way getopt does:
+// boolean flags may be bundled (-ti), values may be attached (-fuser@x)
+// or separate (-f user@x), and -- ends the flags.
+func parseSendmailArgs(args []string) (*sendmailOpts, error) {
+	o := &sendmailOpts{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.recipients = append(o.recipients, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			o.recipients = append(o.recipients, a)
+			continue
+		}
+		// value returns the value of the flag at a[j]: the rest of the
+		// argument, else the next argument.
+		value := func(j int) (string, error) {
+			if j+1 < len(a) {
+				return a[j+1:], nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("flag -%c needs a value", a[j])
+			}
+			i++
+			return args[i], nil
+		}
+	chars:
+		for j := 1; j < len(a); j++ {
+			switch c := a[j]; c {
+			case 't':
+				o.extract = true
+			case 'i':
+				o.ignoreDots = true
+			case 'v':
+				o.verbose = true
+			case 'n', 'm', 'U', 'G':
+				// aliases, me-too, initial submission, gateway: meaningless here
+			case 'f', 'r', 'F', 'c', 'C', 'B', 'N', 'R', 'V', 'X', 'L', 'h':
+				v, err := value(j)
+				if err != nil {
+					return nil, err
+				}
+				switch c {
+				case 'f', 'r':
+					o.from, o.fromSet = v, true
+				case 'F':
+					o.fullName = v
+				case 'c', 'C':
+					o.config = v
+				}
+				break chars
+			case 'o':
+				opt := a[j+1:]
+				if opt == "" {
+					v, err := value(j)
+					if err != nil {
+						return nil, err
+					}
+					opt = v
+				}
+				if opt == "i" {
+					o.ignoreDots = true
+				}
+				break chars // -oem, -odi, -oQ...: delivery options of sendmail's own queue
+			case 'b':
+				switch mode := a[j+1:]; mode {
+				case "m", "":
+				case "p":
+					o.mode = "mailq"
+				case "i":
+					o.mode = "newaliases"
+				default:
+					return nil, fmt.Errorf("-b%s is not supported (only -bm, -bp and -bi)", mode)
+				}
+				break chars
+			case 'q':
+				o.mode = "flush" // the server runs its queue itself
+				break chars
+			case 'd', 'e', 'A':
+				break chars // debug, error mode, -Am/-Ac: ignored with their values
+			default:
+				return nil, fmt.Errorf("unknown flag -%c", c)
+			}
+		}
+	}
+	return o, nil
+}
+
+// sendmailEnv is what sendmail needs from the outside, replaced in tests.
+type sendmailEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	now            func() time.Time
+	user           string
+	loadConfig     func(path string) (*config.Config, error)
+	submit         func(addr, helo, from string, rcpts []string, msg []byte) (string, error)
+}
+
+// runSendmail implements `cuemta sendmail`.
+func runSendmail(args []string, stdout, stderr io.Writer) int {
+	return sendmail(args, defaultSendmailEnv(os.Stdin, stdout, stderr))
+}
+
+// sendmailMain is the entry point when the binary is invoked as sendmail,
+// mailq or newaliases (argv[0]'s base name), as /usr/sbin/sendmail is by
+// cron, mail(1) and PHP.
+func sendmailMain(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := defaultSendmailEnv(stdin, stdout, stderr)
+	if len(argv) == 0 {
+		return sendmail(nil, env)
+	}
+	switch filepath.Base(argv[0]) {
+	case "mailq":
+		// mailq's own flags (-v, -Ac) have no equivalent: the config
+		// comes from $CUEMTA_CONFIG.
+		return runQueue([]string{"ls"}, stdout, stderr)
+	case "newaliases":
+		return sendmail([]string{"-bi"}, env)
+	}
+	return sendmail(argv[1:], env)
+}
+
+func defaultSendmailEnv(stdin io.Reader, stdout, stderr io.Writer) *sendmailEnv {
+	return &sendmailEnv{
+		stdin: stdin, stdout: stdout, stderr: stderr,
+		now:        time.Now,
+		user:       userName(),
+		loadConfig: loadConfig,
+		submit:     submitSMTP,
+	}
+}
+
+func sendmail(args []string, env *sendmailEnv) int {
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(env.stderr, "sendmail: "+format+"\n", a...)
+		return code
+	}
+	o, err := parseSendmailArgs(args)
+	if err != nil {
+		fmt.Fprint(env.stderr, sendmailUsage)
+		return fail(exUsage, "%v", err)
+	}
+	if o.config == "" {
+		o.config = os.Getenv(envConfig)
+	}
+	switch o.mode {
+	case "mailq":
+		qargs := []string{"ls"}
+		if o.config != "" {
+			qargs = append(qargs, "-c", o.config)
+		}
+		return runQueue(qargs, env.stdout, env.stderr)
+	case "newaliases":
+		fmt.Fprintln(env.stderr, "sendmail: cuemta has no aliases database; nothing to do")
+		return 0
+	case "flush":
+		return 0
+	}
+
+	cfg, err := env.loadConfig(o.config)
+	if err != nil {
+		where := o.config
+		if where == "" {
+			where = "the embedded default config"
+		}
+		return fail(exConfig, "cannot load %s: %v", where, err)
+	}
+	l, err := pickListener(cfg)
+	if err != nil {
+		return fail(exConfig, "%v", err)
+	}
+	dial, err := loopbackDialAddr(l.Addr)
+	if err != nil {
+		return fail(exConfig, "listener %s: %v", l.Name, err)
+	}
+	limit := int64(defaultSendmailLimit)
+	if l.Limits.MaxMessageSize > 0 {
+		limit = l.Limits.MaxMessageSize
+	}
+	hostname := cfg.Hostname
+	if hostname == "" {
+		hostname = "localhost"
+	}
+
+	data, err := readSendmailInput(env.stdin, o.ignoreDots, limit)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return fail(exDataErr, "the message is larger than %d bytes (listener %s maxMessageSize)", limit, l.Name)
+	case err != nil:
+		return fail(exIOErr, "cannot read the message: %v", err)
+	}
+	sender := o.from
+	if !o.fromSet {
+		sender = env.user + "@" + hostname
+	}
+	sender = strings.Trim(strings.TrimSpace(sender), "<>") // -f "<>" is the null sender
+	if sender != "" {
+		if sender, err = qualify(sender, hostname); err != nil {
+			return fail(exUsage, "-f: %v", err)
+		}
+	}
+	rcpts, err := qualifyAll(o.recipients, hostname)
+	if err != nil {
+		return fail(exUsage, "%v", err)
+	}
+	now := env.now()
+	msg, extracted, err := prepareSendmailMessage(data, &messageDefaults{
+		extract:   o.extract,
+		from:      sender,
+		fullName:  o.fullName,
+		fallback:  env.user + "@" + hostname,
+		hostname:  hostname,
+		now:       now,
+		messageID: newMessageID(now, hostname),
+	})
+	if err != nil {
+		return fail(exDataErr, "%v", err)
+	}
+	rcpts = dedupe(append(rcpts, extracted...))
+	if len(rcpts) == 0 {
+		fmt.Fprint(env.stderr, sendmailUsage)
+		return fail(exUsage, "no recipients: give them as arguments, or use -t to read them from the headers")
+	}
+	reply, err := env.submit(dial, hostname, sender, rcpts, msg)
+	if err != nil {
+		return fail(smtpExitCode(err), "%s (listener %s at %s); nothing was sent", err, l.Name, dial)
+	}
+	if o.verbose {
+		fmt.Fprintf(env.stderr, "sendmail: %d recipients accepted by %s (listener %s): %s\n", len(rcpts), dial, l.Name, reply)
+	}
+	return 0
+}
+
+// pickListener chooses the listener sendmail submits to: "submission"
+// unless it requires AUTH (sendmail has no credentials), else "mx" (which
+// relays for relay.networks, loopback by default), else the first by name
+// that requires no AUTH.
+func pickListener(cfg *config.Config) (*config.Listener, error) {
+	usable := func(l *config.Listener) bool { return l != nil && !l.Auth.Enabled }
+	if l := cfg.Listeners["submission"]; usable(l) {
+		return l, nil
+	}
+	if l := cfg.Listeners["mx"]; usable(l) {
+		return l, nil
+	}
+	names := make([]string, 0, len(cfg.Listeners))
+	for n := range cfg.Listeners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if usable(cfg.Listeners[n]) {
+			return cfg.Listeners[n], nil
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("the config has no SMTP listener to submit to")
+	}
+	return nil, errors.New("every listener requires AUTH, which sendmail cannot do: add a listener without auth on loopback (relay.networks allows 127.0.0.0/8)")
+}
+
+// loopbackDialAddr is the address to connect to for a listen address: a
+// server on every interface is reached on loopback.
+func loopbackDialAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("bad address %q: want HOST:PORT", addr)
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+var errTooLarge = errors.New("message too large")
+
+// readSendmailInput reads the message until EOF or, unless ignoreDots, a
+// line holding a single dot, and at most limit bytes.
+func readSendmailInput(r io.Reader, ignoreDots bool, limit int64) ([]byte, error) {
+	br := bufio.NewReader(io.LimitReader(r, limit+1))
+	var buf bytes.Buffer
+	for {
+		line, err := br.ReadString('\n')
+		if !ignoreDots && strings.TrimRight(line, "\r\n") == "." && strings.HasSuffix(line, "\n") {
+			break
+		}
+		buf.WriteString(line)
+		if int64(buf.Len()) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			// A last line "." without a newline also ends the message.
+			if !ignoreDots && line == "." {
+				buf.Truncate(buf.Len() - 1)
+			}
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// qualify checks an address and gives a bare local name ("root") the
+// hostname as its domain, as sendmail does.
+func qualify(addr, hostname string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	if addr != "" && !strings.ContainsAny(addr, "@<>\" \t,;:") {
+		return addr + "@" + hostname, nil
+	}
+	a, err := mail.ParseAddress(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an address", addr)
+	}
+	return a.Address, nil
+}
+
+func qualifyAll(addrs []string, hostname string) ([]string, error) {
+	var out []string
+	for _, a := range addrs {
+		// One argument may hold several addresses: "a@x, b@y".
+		for _, part := range splitAddressList(a) {
+			q, err := qualify(part, hostname)
+			if err != nil {
+				return nil, fmt.Errorf("recipient %v", err)
+			}
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+// splitAddressList splits at commas outside quotes and angle brackets.
+func splitAddressList(s string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' && (i == 0 || s[i-1] != '\\'):
+			quoted = !quoted
+		case quoted:
+		case c == '<' || c == '(':
+			depth++
+		case (c == '>' || c == ')') && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	out = append(out, s[start:])
+	var trimmed []string
+	for _, p := range out {
+		if p = strings.TrimSpace(p); p != "" {
+			trimmed = append(trimmed, p)
+		}
+	}
+	return trimmed
+}
+
+func dedupe(addrs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range addrs {
+		k := strings.ToLower(a)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// smtpExitCode maps a submission error to sysexits: 5xx replies are
+// permanent, everything else (4xx, network) temporary.
+func smtpExitCode(err error) int {
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 500 {
+		return exUnavailable
+	}
+	return exTempFail
+}
+
+// submitSMTP sends the message in one SMTP transaction, all or nothing: if
+// any recipient is refused, nothing is sent, so that the caller can fix
+// and resend without duplicates.
+func submitSMTP(addr, helo, from string, rcpts []string, msg []byte) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("cannot connect to the local MTA: %w; is `cuemta serve` running?", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	host, _, _ := net.SplitHostPort(addr)
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		return "", fmt.Errorf("greeting: %w", err)
+	}
+	defer c.Close()
+	// No STARTTLS: the connection stays on this host, and a local
+	// certificate would not verify for 127.0.0.1.
+	if err := c.Hello(helo); err != nil {
+		return "", fmt.Errorf("EHLO: %w", err)
+	}
+	if err := c.Mail(from); err != nil {
+		return "", fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
+	}
+	var refused []string
+	var worst error
+	for _, r := range rcpts {
+		if err := c.Rcpt(r); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %v", r, err))
+			if worst == nil || smtpExitCode(err) == exUnavailable {
+				worst = err
+			}
+		}
+	}
+	if len(refused) > 0 {
+		c.Reset()
+		c.Quit()
+		return "", &rcptError{refused: refused, err: worst}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return "", fmt.Errorf("sending the message: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return "", fmt.Errorf("end of data: %w", err)
+	}
+	c.Quit()
+	return "250 accepted", nil
+}
+
+// rcptError lists the refused recipients; it unwraps to the most severe
+// reply for the exit code.
+type rcptError struct {
+	refused []string
+	err     error
+}
+
+func (e *rcptError) Error() string {
+	return "recipients refused: " + strings.Join(e.refused, "; ")
+}
+
+func (e *rcptError) Unwrap() error { return e.err }
+
+// newMessageID returns a Message-ID value for host.
+func newMessageID(now time.Time, host string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "<" + strconv.FormatInt(now.UnixNano(), 36) + "." + hex.EncodeToString(b[:]) + "@" + host + ">"
+}
+
+// messageDefaults say how to complete a message read by sendmail.
+type messageDefaults struct {
+	extract   bool   // -t
+	from      string // envelope sender, "" for the null sender
+	fullName  string // -F
+	fallback  string // From address when the sender is null
+	hostname  string // for bare local names
+	now       time.Time
+	messageID string // used when the message has none
+}
+
+// headerField is one header field as read: its name and its lines
+// (continuations included, without line ends).
+type headerField struct {
+	name  string
+	lines []string
+}
+
+// value is the unfolded value after the colon.
+func (f headerField) value() string {
+	v := strings.Join(f.lines, " ")
+	_, after, _ := strings.Cut(v, ":")
+	return strings.TrimSpace(after)
+}
+
+// prepareSendmailMessage completes a message read from standard input:
+// CRLF line ends, a From, Date and Message-ID when missing, Bcc removed
+// (always: a blind copy must not show in what every recipient receives),
+// and with -t the recipients of To, Cc and Bcc.
+func prepareSendmailMessage(data []byte, d *messageDefaults) ([]byte, []string, error) {
+	text := strings.ReplaceAll(string(data), "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\r", "\n")
+	fields, body := splitMessage(text)
+
+	var rcpts []string
+	var kept []headerField
+	has := map[string]bool{}
+	for _, f := range fields {
+		name := textproto.CanonicalMIMEHeaderKey(f.name)
+		has[name] = true
+		if d.extract && (name == "To" || name == "Cc" || name == "Bcc") {
+			addrs, err := headerAddresses(f.value(), d.hostname)
+			if err != nil {
+				return nil, nil, fmt.Errorf("-t: header %s: %v", f.name, err)
+			}
+			rcpts = append(rcpts, addrs...)
+		}
+		if name != "Bcc" {
+			kept = append(kept, f)
+		}
+	}
+
+	var out bytes.Buffer
+	for _, f := range kept {
+		for _, l := range f.lines {
+			out.WriteString(l)
+			out.WriteString("\r\n")
+		}
+	}
+	if !has["From"] {
+		addr := d.from
+		if addr == "" {
+			addr = d.fallback
+		}
+		from := addr
+		if d.fullName != "" {
+			from = (&mail.Address{Name: d.fullName, Address: addr}).String()
+		}
+		out.WriteString("From: " + from + "\r\n")
+	}
+	if !has["Date"] {
+		out.WriteString("Date: " + d.now.Format(time.RFC1123Z) + "\r\n")
+	}
+	if !has["Message-Id"] {
+		out.WriteString("Message-ID: " + d.messageID + "\r\n")
+	}
+	out.WriteString("\r\n")
+	if body != "" {
+		out.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
+		if !strings.HasSuffix(body, "\n") {
+			out.WriteString("\r\n")
+		}
+	}
+	return out.Bytes(), rcpts, nil
+}
+
+// splitMessage splits LF-terminated text into its header fields and body.
+// A leading mbox "From " line is dropped. Text that does not start with a
+// header field is all body; a header section that ends without a blank
+// line ends at the first line that is not a field.
+func splitMessage(text string) ([]headerField, string) {
+	if strings.HasPrefix(text, "From ") {
+		first, rest, _ := strings.Cut(text, "\n")
+		if !isHeaderLine(first) {
+			text = rest
+		}
+	}
+	var fields []headerField
+	rest := text
+	for rest != "" {
+		line, after, found := strings.Cut(rest, "\n")
+		switch {
+		case line == "":
+			return fields, after
+		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
+			last := &fields[len(fields)-1]
+			last.lines = append(last.lines, line)
+		case isHeaderLine(line):
+			name, _, _ := strings.Cut(line, ":")
+			fields = append(fields, headerField{name: name, lines: []string{line}})
+		default:
+			return fields, rest
+		}
+		if !found {
+			return fields, ""
+		}
+		rest = after
+	}
+	return fields, ""
+}
+
+// isHeaderLine reports whether line starts a header field: a name of
+// printable ASCII without spaces, then a colon.
+func isHeaderLine(line string) bool {
+	i := strings.IndexByte(line, ':')
+	if i <= 0 {
+		return false
+	}
+	for j := 0; j < i; j++ {
+		if c := line[j]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// headerAddresses returns the addresses of an address-list header, with
+// bare local names qualified.
+func headerAddresses(v, hostname string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	if list, err := mail.ParseAddressList(v); err == nil {
+		out := make([]string, len(list))
+		for i, a := range list {
+			out[i] = a.Address
+		}
+		return out, nil
+	}
+	// Local mail often says "To: root": parse entry by entry.
+	var out []string
+	for _, part := range splitAddressList(v) {
+		if strings.HasSuffix(part, ":;") {
+			continue // an empty group such as undisclosed-recipients:;
+		}
+		if a, err := mail.ParseAddress(part); err == nil {
+			out = append(out, a.Address)
+			continue
+		}
+		q, err := qualify(part, hostname)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}

@@ -1,0 +1,54 @@
+package deliverylog
+
+import "time"
+
+// Event types: the value of Event.Type.
+const (
+	TypeReception  = "reception"  // a message was accepted and stored (SMTP or HTTP injection)
+	TypeDelivery   = "delivery"   // one recipient was delivered (2xx at the end of DATA)
+	TypeTransient  = "transient"  // one attempt for a recipient failed temporarily; it stays queued
+	TypeBounce     = "bounce"     // a recipient failed permanently (5xx, a rule, or an operator)
+	TypeExpiry     = "expiry"     // a recipient was given up after retry.maxAge
+	TypeSuspension = "suspension" // a site, source, tenant or campaign was suspended or resumed
+	TypeAdmin      = "admin"      // an operator acted through the admin API
+)
+
+// Event is one line of the delivery log. Empty fields are omitted, so each
+// type carries only what applies to it; README.md lists which.
+type Event struct {
+	Time       time.Time `json:"time"` // set by Log when zero; written as RFC 3339 with nanoseconds, UTC
+	Type       string    `json:"type"`
+	MessageID  string    `json:"message_id,omitempty"`
+	From       string    `json:"from,omitempty"`
+	Rcpt       string    `json:"rcpt,omitempty"`
+	Rcpts      []string  `json:"rcpts,omitempty"`
+	Site       string    `json:"site,omitempty"`
+	MX         string    `json:"mx,omitempty"`
+	Source     string    `json:"source,omitempty"`
+	Pool       string    `json:"pool,omitempty"`
+	Tenant     string    `json:"tenant,omitempty"`
+	Campaign   string    `json:"campaign,omitempty"`
+	Reply      string    `json:"reply,omitempty"`
+	Class      string    `json:"class,omitempty"`
+	Rule       string    `json:"rule,omitempty"`
+	Attempt    int       `json:"attempt,omitempty"`
+	DurationMS int64     `json:"duration_ms,omitempty"`
+	QueueMS    int64     `json:"queue_ms,omitempty"`
+	Size       int64     `json:"size,omitempty"`
+	Listener   string    `json:"listener,omitempty"`
+	ClientIP   string    `json:"client_ip,omitempty"`
+	Generation uint64    `json:"generation,omitempty"`
+	Action     string    `json:"action,omitempty"`
+	Actor      string    `json:"actor,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// Millis converts a duration to the whole milliseconds of duration_ms and
+// queue_ms, rounding up so that a non-zero duration is never written as 0
+// (which would omit the field).
+func Millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}

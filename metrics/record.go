@@ -1,0 +1,145 @@
+package metrics
+
+import "time"
+
+// Received counts a message accepted on a listener ("http" for injection).
+func (m *Metrics) Received(listener string) {
+	if m != nil {
+		m.received.WithLabelValues(listener).Inc()
+	}
+}
+
+// Delivered counts a recipient delivered to site.
+func (m *Metrics) Delivered(site string) {
+	if m != nil {
+		m.delivered.WithLabelValues(m.sites.label(site)).Inc()
+	}
+}
+
+// Transient counts a temporary failure at site, classified as class by the
+// response rules ("" when no rule classified it).
+func (m *Metrics) Transient(site, class string) {
+	if m != nil {
+		m.transient.WithLabelValues(m.sites.label(site), class).Inc()
+	}
+}
+
+// Bounced counts a permanent failure at site.
+func (m *Metrics) Bounced(site, class string) {
+	if m != nil {
+		m.bounced.WithLabelValues(m.sites.label(site), class).Inc()
+	}
+}
+
+// Expired counts a recipient given up after retry.maxAge.
+func (m *Metrics) Expired(site string) {
+	if m != nil {
+		m.expired.WithLabelValues(m.sites.label(site)).Inc()
+	}
+}
+
+// RuleHit counts a match of the rule named rule of kind "message" or
+// "response".
+func (m *Metrics) RuleHit(kind, rule string) {
+	if m != nil {
+		m.ruleHits.WithLabelValues(kind, rule).Inc()
+	}
+}
+
+// RuleError counts a failed evaluation of a rule.
+func (m *Metrics) RuleError(kind, rule string) {
+	if m != nil {
+		m.ruleErrors.WithLabelValues(kind, rule).Inc()
+	}
+}
+
+// ReloadOutcome records a reload attempt now.
+func (m *Metrics) ReloadOutcome(ok bool) { m.reloadOutcome(ok, time.Now()) }
+
+func (m *Metrics) reloadOutcome(ok bool, at time.Time) {
+	if m == nil {
+		return
+	}
+	result, v := "error", 0.0
+	if ok {
+		result, v = "ok", 1
+	}
+	m.reloads.WithLabelValues(result).Inc()
+	m.reloadOK.Set(v)
+	m.reloadTime.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// SetGeneration sets the configuration generation in force.
+func (m *Metrics) SetGeneration(g uint64) {
+	if m != nil {
+		m.generation.Set(float64(g))
+	}
+}
+
+// SetQueueSize sets the number of queued messages. It is ignored once
+// QueueSizeFunc has set a function.
+func (m *Metrics) SetQueueSize(n int) {
+	if m != nil {
+		m.queue.set(n)
+	}
+}
+
+// QueueSizeFunc makes every scrape ask f for the number of queued
+// messages, instead of the value of SetQueueSize. f must be cheap and safe
+// for concurrent use. nil returns to SetQueueSize.
+func (m *Metrics) QueueSizeFunc(f func() int) {
+	if m != nil {
+		m.queue.setFunc(f)
+	}
+}
+
+// ConnOpened counts an outbound connection to site as open.
+func (m *Metrics) ConnOpened(site string) {
+	if m != nil {
+		m.outConns.WithLabelValues(m.sites.label(site)).Inc()
+	}
+}
+
+// ConnClosed counts an outbound connection to site as closed.
+func (m *Metrics) ConnClosed(site string) {
+	if m != nil {
+		m.outConns.WithLabelValues(m.sites.label(site)).Dec()
+	}
+}
+
+// ListenerConnOpened counts an inbound connection on listener as open.
+func (m *Metrics) ListenerConnOpened(listener string) {
+	if m != nil {
+		m.inConns.WithLabelValues(listener).Inc()
+	}
+}
+
+// ListenerConnClosed counts an inbound connection on listener as closed.
+func (m *Metrics) ListenerConnClosed(listener string) {
+	if m != nil {
+		m.inConns.WithLabelValues(listener).Dec()
+	}
+}
+
+// SetSuspensions sets the number of suspensions in force for scope
+// ("site", "source", "tenant" or "campaign").
+func (m *Metrics) SetSuspensions(scope string, n int) {
+	if m != nil {
+		m.suspensions.WithLabelValues(scope).Set(float64(n))
+	}
+}
+
+// SpoolFsync observes the latency of one spool fsync.
+func (m *Metrics) SpoolFsync(d time.Duration) {
+	if m != nil {
+		m.fsync.Observe(d.Seconds())
+	}
+}
+
+// SMTPReplyLatency observes how long a remote server took to answer one
+// SMTP command (the greeting, EHLO, MAIL, RCPT or the end of DATA).
+func (m *Metrics) SMTPReplyLatency(d time.Duration) {
+	if m != nil {
+		m.replies.Observe(d.Seconds())
+	}
+}
