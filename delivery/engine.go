@@ -76,7 +76,7 @@ type Engine struct {
 	// domainSite remembers the site each domain was last routed to.
 	domainSite map[string]string
 	wg         sync.WaitGroup
-	ctx       context.Context
+	ctx        context.Context
 }
 
 type suspension struct {
@@ -109,10 +109,10 @@ func New(opts Options) *Engine {
 		opts.OnConn = func(string, int) {}
 	}
 	return &Engine{
-		opts:      opts,
-		wake:      make(chan struct{}, 1),
-		inflight:  map[string]*attempt{},
-		sites:     map[string]*site{},
+		opts:       opts,
+		wake:       make(chan struct{}, 1),
+		inflight:   map[string]*attempt{},
+		sites:      map[string]*site{},
 		suspended:  map[string]suspension{},
 		domainSite: map[string]string{},
 	}
