@@ -130,13 +130,15 @@ func (s *Server) Run(ctx context.Context) error {
 		<-deliveryDone
 		return err
 	}
+	// Watch the config before the listeners report themselves up, so that
+	// no change made after that report is missed.
+	s.watch(ctx)
 	if err := s.startListeners(snap); err != nil {
 		s.admin.Shutdown(context.Background())
 		cancel()
 		<-deliveryDone
 		return err
 	}
-	s.watch(ctx)
 	close(s.ready)
 
 	<-ctx.Done()
