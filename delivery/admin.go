@@ -216,7 +216,7 @@ func (e *Engine) Bounce(env queue.Envelope, reason string) error {
 		if r.Status == queue.RcptPending {
 			failures = append(failures, failure{rcpt: r.Addr, status: "5.0.0", diagnostic: text})
 			results = append(results, queue.RecipientResult{Addr: r.Addr, Status: queue.RcptFailed, Reply: text})
-			e.opts.Events(Event{Time: e.opts.Now(), Type: "bounce", MessageID: env.ID, From: env.From, Rcpt: r.Addr,
+			e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
 				Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: "permanent",
 				Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
 		}

@@ -14,10 +14,19 @@ import (
 	"github.com/cuemta/cuemta/rules"
 )
 
+// Event types; they are the delivery log's (package deliverylog).
+const (
+	EventDelivery   = "delivery"
+	EventTransient  = "transient"
+	EventBounce     = "bounce"
+	EventExpiry     = "expiry"
+	EventSuspension = "suspension"
+)
+
 // Event is one delivery outcome, for the delivery log and metrics.
 type Event struct {
 	Time       time.Time     `json:"time"`
-	Type       string        `json:"type"` // delivered, transient, bounce, expired, suspension
+	Type       string        `json:"type"` // one of the Event* constants
 	MessageID  string        `json:"message_id"`
 	From       string        `json:"from"`
 	Rcpt       string        `json:"rcpt,omitempty"`
@@ -106,16 +115,16 @@ func (j *job) complete(outs []outcome) {
 			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}
 		switch o.class {
 		case rules.Delivered:
-			ev.Type, ev.Class = "delivered", rules.Delivered
+			ev.Type, ev.Class = EventDelivery, rules.Delivered
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply})
 		case rules.Permanent:
-			ev.Type, ev.Class = "bounce", rules.Permanent
+			ev.Type, ev.Class = EventBounce, rules.Permanent
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
 			att.failures = append(att.failures, failure{rcpt: o.rcpt, status: statusOf(o.reply, "5.0.0"), diagnostic: o.reply, remoteMTA: o.remoteMTA})
 		default:
 			expiry := att.env.Received.Add(eff.MaxAge())
 			if !now.Before(expiry) {
-				ev.Type, ev.Class = "expired", rules.Permanent
+				ev.Type, ev.Class = EventExpiry, rules.Permanent
 				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
 				att.failures = append(att.failures, failure{rcpt: o.rcpt, status: "4.4.7", diagnostic: o.reply, remoteMTA: o.remoteMTA, expired: true})
 				break
@@ -127,7 +136,7 @@ func (j *job) complete(outs []outcome) {
 			if at.After(expiry) {
 				at = expiry
 			}
-			ev.Type, ev.Class, ev.NextRetry = "transient", rules.Transient, &at
+			ev.Type, ev.Class, ev.NextRetry = EventTransient, rules.Transient, &at
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply})
 			if att.next.IsZero() || at.Before(att.next) {
 				att.next = at

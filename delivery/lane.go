@@ -630,7 +630,7 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 		case "campaign":
 			e.suspendKey(ScopeCampaign+":"+j.att.env.Campaign, until, reason, d.Rule)
 		}
-		e.opts.Events(Event{Time: now, Type: "suspension", MessageID: j.att.env.ID, Site: l.site.key, Source: l.source,
+		e.opts.Events(Event{Time: now, Type: EventSuspension, MessageID: j.att.env.ID, Site: l.site.key, Source: l.source,
 			Reply: formatReply(r), Rule: d.Rule, Class: s.Scope, NextRetry: &until, Generation: e.opts.Policy().Generation})
 		if retryAt.Before(until) {
 			retryAt = until
@@ -674,7 +674,7 @@ func (l *lane) throttled(now time.Time, eff *config.Effective, reason string) ti
 	until := now.Add(d)
 	l.suspend(until, "throttled: "+reason)
 	e := l.site.engine
-	e.opts.Events(Event{Time: now, Type: "suspension", Site: l.site.key, Source: l.source, Class: "source",
+	e.opts.Events(Event{Time: now, Type: EventSuspension, Site: l.site.key, Source: l.source, Class: "source",
 		Reply: "throttled: " + reason, NextRetry: &until, Generation: e.opts.Policy().Generation})
 	return until
 }

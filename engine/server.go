@@ -284,13 +284,13 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 		"mx", ev.MX, "source", ev.Source, "reply", ev.Reply, "rule", ev.Rule, "attempt", ev.Attempt,
 		"generation", ev.Generation)
 	switch ev.Type {
-	case "delivered":
+	case delivery.EventDelivery:
 		s.metrics.Delivered(ev.Site)
-	case "transient":
+	case delivery.EventTransient:
 		s.metrics.Transient(ev.Site, ev.Class)
-	case "bounce":
+	case delivery.EventBounce:
 		s.metrics.Bounced(ev.Site, ev.Class)
-	case "expired":
+	case delivery.EventExpiry:
 		s.metrics.Expired(ev.Site)
 	}
 	if ev.Rule != "" {

@@ -332,7 +332,7 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 			}
 			types[fmt.Sprint(ev["type"])]++
 		}
-		for _, want := range []string{"reception", "delivered", "admin", "bounce"} {
+		for _, want := range []string{"reception", "delivery", "admin", "bounce"} {
 			if types[want] == 0 {
 				t.Errorf("delivery log has no %q event (has %v)", want, types)
 			}
