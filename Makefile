@@ -3,8 +3,9 @@ GO        ?= go
 BIN       ?= bin/cuemta
 PKGS      := ./...
 # The race detector slows CUE evaluation a lot on 2 cores; the packages
-# with concurrency of their own run under it.
-RACE_PKGS := ./queue/... ./reception/... ./rules/... ./delivery/... ./engine/...
+# with concurrency of their own run under it, and the end-to-end tests run
+# again against a binary built with -race (CUEMTA_E2E_RACE).
+RACE_PKGS := ./queue/... ./reception/... ./rules/... ./delivery/... ./engine/... ./admin/... ./deliverylog/... ./sim/... ./tests/e2e/...
 
 .PHONY: all build test test-short lint fmt-check vet bench bench-inject bench-relay clean
 
@@ -16,7 +17,7 @@ build:
 # The whole suite: formatting, vet, unit, golden and end-to-end tests.
 test: fmt-check vet
 	$(GO) test -count=1 -timeout 8m $(PKGS)
-	$(GO) test -count=1 -race -timeout 8m $(RACE_PKGS)
+	CUEMTA_E2E_RACE=1 $(GO) test -count=1 -race -timeout 8m $(RACE_PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)

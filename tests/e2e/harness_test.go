@@ -30,7 +30,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "cuemta")
-	build := exec.Command("go", "build", "-o", binary, "github.com/cuemta/cuemta/cmd/cuemta")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("CUEMTA_E2E_RACE") != "" {
+		// The binary under test reports data races on stderr; the
+		// harness fails any test whose server log shows one.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/cuemta/cuemta/cmd/cuemta")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building cuemta:", err)
@@ -100,7 +106,12 @@ func startServer(t testing.TB, dir string, want ...string) *server {
 		}
 		cmd.Wait()
 	}()
-	t.Cleanup(func() { s.kill() })
+	t.Cleanup(func() {
+		s.kill()
+		if strings.Contains(s.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("the server reported a data race:\n%s", s.log)
+		}
+	})
 	deadline := time.After(20 * time.Second)
 	for len(s.addrs) < len(want) {
 		select {
