@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	_ "github.com/cuemta/cuemta/internal/golden"
+	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
 )
 
@@ -27,6 +30,26 @@ func TestRewriteHeader(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := string(rewriteHeader([]byte(msg), tt.add, tt.remove)); got != tt.want {
 				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStorageReply(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		code     int
+		enhanced string
+	}{
+		{"disk full", fmt.Errorf("spool: write batch: %w", queue.ErrNoSpace), 452, "4.3.1"},
+		{"I/O error", fmt.Errorf("spool: fsync: %w", queue.ErrStorage), 451, "4.3.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := storageReply(tt.err)
+			if r.Code != tt.code || r.Enhanced != tt.enhanced || !errors.Is(r, tt.err) {
+				t.Errorf("got %d %s (cause %v), want %d %s", r.Code, r.Enhanced, r.Cause, tt.code, tt.enhanced)
 			}
 		})
 	}

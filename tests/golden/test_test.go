@@ -62,3 +62,15 @@ func TestBuiltinProfilesPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestExamplePolicyTests: the bulk-sender example's own policy tests pass.
+func TestExamplePolicyTests(t *testing.T) {
+	snap, err := engine.Load("../../examples/configs/bulk-sender")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if passed, failed := rules.RunTests(snap.Config, snap.Rules, &out); failed > 0 || passed < 3 {
+		t.Errorf("%d passed, %d failed:\n%s", passed, failed, out.String())
+	}
+}

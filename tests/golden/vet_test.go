@@ -38,3 +38,11 @@ func TestVet(t *testing.T) {
 		})
 	}
 }
+
+// TestExamplesVetClean: every shipped example (configs and the built-in
+// ISP profiles package) passes `cuemta vet examples/...`.
+func TestExamplesVetClean(t *testing.T) {
+	if lines := engine.Vet([]string{"../../examples/..."}); len(lines) > 0 {
+		t.Errorf("vet examples/... reported:\n%s", strings.Join(lines, "\n"))
+	}
+}
