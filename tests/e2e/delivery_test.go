@@ -14,13 +14,17 @@ import (
 
 // startSim runs a fake ISP in-process with the given sites, on a free
 // port shared by every MX address and its own DNS server.
-func startSim(t *testing.T, sites map[string]*sim.Site) *sim.Sim {
+func startSim(t *testing.T, sites map[string]*sim.Site, tune ...func(*sim.Config)) *sim.Sim {
 	t.Helper()
-	s, err := sim.New(&sim.Config{
+	cfg := &sim.Config{
 		Hostname: "sim.test",
 		DNS:      sim.DNSConfig{Addr: "127.0.0.1:0", TTL: sim.Duration(time.Minute)},
 		Sites:    sites,
-	}, sim.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	for _, f := range tune {
+		f(cfg)
+	}
+	s, err := sim.New(cfg, sim.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,15 +258,22 @@ func TestPermanentFailureBouncesWithDSN(t *testing.T) {
 			Domains: []string{"home.test"},
 			MX:      []sim.MXHost{{Host: "mx.home.test", IP: "127.0.0.7"}},
 		},
-	})
+	}, func(c *sim.Config) { c.DNS.NullMX = []string{"nomail.dest.test"} })
 	dir := mtaConfig(t, s, `profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}`)
 	srv := startServer(t, dir, "mx")
-	inject(t, srv.addrs["mx"], 1, 1, "alice@home.test", func(int) []string { return []string{"ok@dest.test", "nobody@dest.test"} })
+	// One recipient the server refuses, one domain that does not exist
+	// (NXDOMAIN) and one that accepts no mail (null MX, RFC 7505): all
+	// three are permanent and go into one DSN; ok@ is delivered.
+	inject(t, srv.addrs["mx"], 1, 1, "alice@home.test", func(int) []string {
+		return []string{"ok@dest.test", "nobody@dest.test", "x@missing.dest.test", "y@nomail.dest.test"}
+	})
 	waitFor(t, 20*time.Second, "the DSN at the sender's domain", func() bool { return len(messagesTo(s, "home")) >= 1 })
 	dsnMsg := messagesTo(s, "home")[0]
 	body := string(dsnMsg.Body)
 	for _, want := range []string{"multipart/report", "report-type=delivery-status", "Final-Recipient: rfc822; nobody@dest.test",
-		"Action: failed", "Status: 5.1.1", "550 5.1.1", "Subject: message 0"} {
+		"Action: failed", "Status: 5.1.1", "550 5.1.1", "Subject: message 0",
+		"Final-Recipient: rfc822; x@missing.dest.test", "Status: 5.1.2",
+		"Final-Recipient: rfc822; y@nomail.dest.test", "Status: 5.1.10"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("DSN lacks %q:\n%s", want, body)
 		}
