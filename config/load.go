@@ -69,7 +69,12 @@ func LoadSource(name string, src []byte) (*Config, error) {
 	// gets in the way.
 	dir = filepath.Join(dir, ".cuemta-embedded")
 	file := filepath.Join(dir, name)
-	return loadFiles(dir, []string{file}, map[string]load.Source{file: load.FromBytes(src)})
+	cfg, err := loadFiles(dir, []string{file}, map[string]load.Source{file: load.FromBytes(src)})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Files = []string{"embedded:" + name}
+	return cfg, nil
 }
 
 func cueFiles(dir string) ([]string, error) {

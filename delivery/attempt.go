@@ -99,7 +99,8 @@ func (j *job) complete(outs []outcome) {
 	e := att.engine
 	now := e.opts.Now()
 	eff := j.effective()
-	site, source, mxHost := "", "", ""
+	// Before its MX hosts are known a destination is named by its domain.
+	site, source, mxHost := "domain:"+j.domain, "", ""
 	if j.hop != nil {
 		site = j.hop.key
 	}

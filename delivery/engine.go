@@ -253,7 +253,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 	e.mu.Unlock()
 	sources := poolSources(cfg, att.env.Pool)
 	source := sources[stableIndex(att.env.ID+"\x00"+j.domain, len(sources))]
-	l := e.lane(hop, source, att.env.Pool)
+	l := e.lane(hop, source, att.env.Pool, laneProfile(cfg, hop))
 	l.push(j)
 }
 
@@ -294,8 +294,23 @@ func (e *Engine) nextHop(ctx context.Context, cfg *config.Config, env queue.Enve
 	return &hop{key: "mx:" + strings.Join(set, ","), hosts: hosts, port: fmt.Sprint(cfg.Delivery.Port), domain: domain}, nil
 }
 
-// lane returns the lane of a site for a source, creating both as needed.
-func (e *Engine) lane(h *hop, source, pool string) *lane {
+// laneProfile names the most specific profile of a destination. Domains
+// at one site share a lane unless one has a domain-level profile of its
+// own, whose limits then apply to it alone.
+func laneProfile(cfg *config.Config, h *hop) string {
+	domain := h.domain
+	if h.static {
+		domain = ""
+	}
+	if m := cfg.Match(domain, h.hosts); len(m) > 0 {
+		return m[0].Name
+	}
+	return ""
+}
+
+// lane returns the lane of a site for a source and profile, creating both
+// as needed.
+func (e *Engine) lane(h *hop, source, pool, profile string) *lane {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s, ok := e.sites[h.key]
@@ -303,10 +318,11 @@ func (e *Engine) lane(h *hop, source, pool string) *lane {
 		s = &site{engine: e, key: h.key, lanes: map[string]*lane{}}
 		e.sites[h.key] = s
 	}
-	l, ok := s.lanes[source]
+	key := source + "\x00" + profile
+	l, ok := s.lanes[key]
 	if !ok {
 		l = newLane(s, h, source, pool)
-		s.lanes[source] = l
+		s.lanes[key] = l
 	}
 	return l
 }

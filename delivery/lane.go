@@ -121,11 +121,13 @@ func (l *lane) profileLocked() *config.Effective {
 	if l.eff != nil && l.gen == pol.Generation {
 		return l.eff
 	}
-	var hosts []string
-	if !l.hop.static {
-		hosts = l.hop.hosts
+	// A static route (smarthost) carries many domains: its profile is the
+	// one matching its host, not that of whichever domain came first.
+	domain, hosts := l.hop.domain, l.hop.hosts
+	if l.hop.static {
+		domain = ""
 	}
-	eff, err := pol.Config.Resolve(l.hop.domain, hosts, l.source)
+	eff, err := pol.Config.Resolve(domain, hosts, l.source)
 	if err != nil {
 		l.site.engine.opts.Logger.Error("resolve profile", "site", l.site.key, "err", err)
 		return l.eff

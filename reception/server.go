@@ -190,7 +190,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners = append(s.listeners, ll)
 	s.mu.Unlock()
 
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.Debug("serving", "addr", ln.Addr().String())
 	err := s.smtp.Serve(ll)
 	s.mu.Lock()
 	closed := s.closed
