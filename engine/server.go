@@ -73,6 +73,7 @@ func (s *Server) Run(ctx context.Context) error {
 		SegmentSize:       cfg.Spool.SegmentSize,
 		GroupCommitWindow: cfg.Spool.GroupCommitWindow.D(),
 		Logger:            s.logger,
+		OnCommit:          func(d time.Duration, _ int) { s.metrics.SpoolFsync(d) },
 	})
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)

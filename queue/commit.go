@@ -128,7 +128,12 @@ func (s *Spool) commit(batch []*request) {
 	if len(s.ops) == 0 {
 		return
 	}
-	if err := s.write(); err != nil {
+	start := time.Now()
+	err := s.write()
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(time.Since(start), len(s.ops))
+	}
+	if err != nil {
 		err = storageErr("commit batch", err)
 		s.broken = err
 		s.log.Error("spool: batch failed, nothing in it acknowledged", "requests", len(s.ops), "err", err)

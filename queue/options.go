@@ -28,6 +28,10 @@ type Options struct {
 	// Now is the clock for Received, NextAttempt and generated IDs.
 	// Default time.Now.
 	Now func() time.Time
+	// OnCommit, if set, is told how long each batch's write and fsyncs took
+	// and how many records it held (for a latency histogram). It runs on
+	// the committer goroutine: keep it cheap.
+	OnCommit func(d time.Duration, records int)
 	// Logger receives repairs, storage faults and compaction results.
 	// Default slog.Default().
 	Logger *slog.Logger
