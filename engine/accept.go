@@ -25,14 +25,14 @@ type acceptor struct {
 	spool    Spool
 	logger   *slog.Logger
 	// accepted is called after each enqueue (logs, metrics, wakes delivery).
-	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int)
+	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string)
 }
 
 // Accept implements reception.Sink. The returned error is a
 // *reception.Reply whenever the client must see a specific reply.
 func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
 	snap := a.snapshot()
-	env, body, err := prepare(snap, &Message{
+	env, body, matched, err := prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 	})
@@ -45,7 +45,7 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		return "", storageReply(err)
 	}
 	if a.accepted != nil {
-		a.accepted(snap, id, env, len(body))
+		a.accepted(snap, id, env, len(body), matched)
 	}
 	return id, nil
 }
@@ -63,8 +63,8 @@ type Message struct {
 }
 
 // prepare runs the message rules and returns the envelope and body to
-// spool, or the reply that refuses the message.
-func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, error) {
+// spool and the rules that matched, or the reply that refuses the message.
+func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, error) {
 	cfg := snap.Config
 	header, _ := splitHeader(m.Body)
 	in := &rules.MessageInput{
@@ -77,7 +77,7 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, error) {
 	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	d := snap.Rules.EvalMessage(in)
 	if d.Reject != nil {
-		return nil, nil, &reception.Reply{Code: d.Reject.Code, Enhanced: d.Reject.Enhanced, Text: d.Reject.Text,
+		return nil, nil, d.Matched, &reception.Reply{Code: d.Reject.Code, Enhanced: d.Reject.Enhanced, Text: d.Reject.Text,
 			Cause: errors.New("rejected by rule " + strings.Join(d.Matched, ","))}
 	}
 	body := rewriteHeader(m.Body, d.AddHeaders, d.RemoveHeaders)
@@ -91,7 +91,7 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, error) {
 		signed, err := k.Sign(body)
 		if err != nil {
 			// Never lose or silently alter policy: refuse temporarily.
-			return nil, nil, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
+			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
 		}
 		body = signed
 	} else {
@@ -110,7 +110,7 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, error) {
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route, DKIM: keyName,
 		Priority: d.Priority, Generation: snap.Generation,
-	}, body, nil
+	}, body, d.Matched, nil
 }
 
 // storageReply is the reply for a spool that could not store a message:

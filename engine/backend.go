@@ -22,7 +22,7 @@ var _ admin.Backend = backend{}
 // as SMTP reception.
 func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) {
 	snap := b.s.Snapshot()
-	env, body, err := prepare(snap, &Message{
+	env, body, matched, err := prepare(snap, &Message{
 		From: m.From, Recipients: m.Recipients, Body: m.Body, Listener: "http",
 		ClientIP: m.ClientIP, Tenant: m.Tenant, Campaign: m.Campaign,
 	})
@@ -38,7 +38,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 		r := storageReply(err)
 		return "", &admin.RequestError{Status: r.Code, Enhanced: r.Enhanced, Message: r.Text}
 	}
-	b.s.accepted(snap, id, env, len(body))
+	b.s.accepted(snap, id, env, len(body), matched)
 	b.s.delivery.Wake()
 	return id, nil
 }

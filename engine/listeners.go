@@ -126,8 +126,8 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 		return nil, err
 	}
 	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger,
-		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int) {
-			s.accepted(snap, id, env, size)
+		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
+			s.accepted(snap, id, env, size, matched)
 			s.delivery.Wake()
 		}}
 	srv, err := reception.New(cfg, pol, acc, s.logger)

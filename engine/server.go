@@ -264,7 +264,10 @@ func (s *Server) startAdmin(cfg *config.Config) error {
 }
 
 // accepted records a message taken into the spool, from SMTP or HTTP.
-func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size int) {
+func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
+	for _, r := range matched {
+		s.metrics.RuleHit("message", r)
+	}
 	rcpts := make([]string, len(env.Recipients))
 	for i, r := range env.Recipients {
 		rcpts[i] = r.Addr
