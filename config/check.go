@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -23,7 +25,7 @@ func (c *Config) annotate() {
 	for i, r := range c.Rules.Response {
 		r.WhenPos = c.posAt(fmt.Sprintf("rules.response[%d].when", i))
 	}
-	for _, name := range sortedKeys(c.Profiles) {
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		p := c.Profiles[name]
 		p.Name = name
 		p.Pos = c.labelPosAt("profiles." + cueLabel(name))
@@ -178,7 +180,7 @@ func isLoopbackHost(h string) bool {
 
 func (c *Config) checkListeners(add addFunc) {
 	byAddr := map[string]string{}
-	for _, name := range sortedKeys(c.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
 		l := c.Listeners[name]
 		path := "listeners." + cueLabel(name)
 		if prev, ok := byAddr[l.Addr]; ok {
@@ -206,13 +208,13 @@ func (c *Config) checkReferences(add addFunc) {
 		if !c.value.LookupPath(cue.ParsePath(at)).IsConcrete() || strings.HasPrefix(c.posAt(at).File, "builtin:") {
 			at = "pools"
 		}
-		add(at, "delivery.defaultPool: no pool named %q (pools: %s)", c.Delivery.DefaultPool, strings.Join(sortedKeys(c.Pools), ", "))
+		add(at, "delivery.defaultPool: no pool named %q (pools: %s)", c.Delivery.DefaultPool, strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", "))
 	}
 	for i, r := range c.Rules.Message {
 		path := fmt.Sprintf("rules.message[%d]", i)
 		if r.Pool != "" {
 			if _, ok := c.Pools[r.Pool]; !ok {
-				add(path+".pool", "rule %q: no pool named %q (pools: %s)", r.Name, r.Pool, strings.Join(sortedKeys(c.Pools), ", "))
+				add(path+".pool", "rule %q: no pool named %q (pools: %s)", r.Name, r.Pool, strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", "))
 			}
 		}
 		if r.DKIM != "" && r.DKIM != "none" {
@@ -221,8 +223,8 @@ func (c *Config) checkReferences(add addFunc) {
 			}
 		}
 	}
-	for _, name := range sortedKeys(c.Profiles) {
-		for _, s := range sortedKeys(c.Profiles[name].Sources) {
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
+		for _, s := range slices.Sorted(maps.Keys(c.Profiles[name].Sources)) {
 			if !sources[s] {
 				add("profiles."+cueLabel(name)+".sources."+cueLabel(s), "profile %q: no egress source named %q in any pool", name, s)
 			}
@@ -231,7 +233,7 @@ func (c *Config) checkReferences(add addFunc) {
 }
 
 func (c *Config) checkTests(add addFunc) {
-	for _, name := range sortedKeys(c.Tests) {
+	for _, name := range slices.Sorted(maps.Keys(c.Tests)) {
 		t := c.Tests[name]
 		if (t.Message == nil) == (t.Reply == nil) {
 			add("tests."+cueLabel(name), "test %q: give exactly one of message or reply", name)

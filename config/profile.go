@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -47,7 +49,7 @@ func (c *Config) Match(domain string, mxHosts []string) []MatchedProfile {
 		}
 	}
 	if domain != "" {
-		for _, name := range sortedKeys(c.Profiles) {
+		for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 			for _, d := range c.Profiles[name].Match.Domains {
 				if strings.EqualFold(d, domain) {
 					push(c.Profiles[name], LevelDomain, d)
@@ -79,7 +81,7 @@ func (c *Config) matchMX(host string, wildcard bool) (*Profile, string) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	var best *Profile
 	bestPat := ""
-	for _, name := range sortedKeys(c.Profiles) {
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		for _, pat := range c.Profiles[name].Match.MX {
 			pat = strings.ToLower(pat)
 			suffix, isWild := strings.CutPrefix(pat, "*")
@@ -119,11 +121,11 @@ func (p *Profile) claims() []claim {
 // fight over a destination.
 func (c *Config) checkProfiles(add addFunc) {
 	owners := map[claim][]string{}
-	for _, name := range sortedKeys(c.Profiles) {
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		p := c.Profiles[name]
 		path := "profiles." + cueLabel(name)
 		c.checkSettings(add, path, quote(name), &p.ProfileSettings)
-		for _, s := range sortedKeys(p.Sources) {
+		for _, s := range slices.Sorted(maps.Keys(p.Sources)) {
 			c.checkSettings(add, path+".sources."+cueLabel(s), quote(name)+" (source "+quote(s)+")", p.Sources[s])
 		}
 		if name == "default" {
@@ -147,13 +149,13 @@ func (c *Config) checkProfiles(add addFunc) {
 	// Whoever shares every claim with one other profile never decides
 	// anything on its own: report it as shadowed, else each shared claim.
 	shadowed := map[string]bool{}
-	for _, name := range sortedKeys(c.Profiles) {
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		p := c.Profiles[name]
 		cls := p.claims()
 		if name == "default" || len(cls) == 0 {
 			continue
 		}
-		for _, other := range sortedKeys(c.Profiles) {
+		for _, other := range slices.Sorted(maps.Keys(c.Profiles)) {
 			if other == name || other == "default" || !covers(c.Profiles[other], cls) {
 				continue
 			}

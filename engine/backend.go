@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -219,7 +221,7 @@ func (b backend) Status(context.Context) (*admin.Status, error) {
 		Started: b.s.started, UptimeSeconds: time.Since(b.s.started).Seconds(),
 		QueueSize: b.s.spool.Len(), Suspensions: len(b.s.delivery.Suspensions()), ConfigFiles: snap.Config.Files,
 	}
-	for _, n := range sortedNames(snap.Config.Listeners) {
+	for _, n := range slices.Sorted(maps.Keys(snap.Config.Listeners)) {
 		l := snap.Config.Listeners[n]
 		st.Listeners = append(st.Listeners, admin.ListenerStatus{Name: n, Addr: b.s.ListenerAddr(n), Mode: l.Mode})
 	}

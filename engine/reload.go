@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,7 +105,7 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 	current := s.listeners
 	s.mu.Unlock()
 	bound := map[string]*listener{}
-	for _, name := range sortedNames(nc.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(nc.Listeners)) {
 		l := nc.Listeners[name]
 		if cur, ok := current[name]; ok && cur.cfg.Addr == l.Addr {
 			continue
@@ -122,7 +124,7 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 
 	var drains []func()
 	next := map[string]*listener{}
-	for _, name := range sortedNames(nc.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(nc.Listeners)) {
 		l := nc.Listeners[name]
 		run, isNew := bound[name]
 		if !isNew {

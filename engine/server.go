@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -171,7 +173,7 @@ func (snap *Snapshot) policy() *delivery.Policy {
 // cannot bind stops the start: an MTA that silently lacks a listener is
 // worse than one that refuses to start.
 func (s *Server) startListeners(snap *Snapshot) error {
-	for _, n := range sortedNames(snap.Config.Listeners) {
+	for _, n := range slices.Sorted(maps.Keys(snap.Config.Listeners)) {
 		l := snap.Config.Listeners[n]
 		run, err := s.bindListener(l)
 		if err == nil {
@@ -216,15 +218,6 @@ func (s *Server) ListenerAddr(name string) string {
 		return l.ln.Addr().String()
 	}
 	return ""
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func receptionPolicy(cfg *config.Config) (reception.Policy, error) {

@@ -229,22 +229,9 @@ func (s *Server) Addr() net.Addr {
 // clients are never cut off because the config changed. If ctx ends
 // first, the remaining sessions are shut down as by Shutdown.
 func (s *Server) Drain(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.closed = true
-	lns := s.listeners
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		s.smtp.Shutdown(context.Background())
-		close(done)
-	}()
-	for _, ln := range lns {
-		ln.Close()
+	done, err := s.stopAccepting()
+	if err != nil {
+		return err
 	}
 	select {
 	case <-done:
@@ -266,19 +253,14 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 }
 
-// drainGrace bounds how long Drain waits after its context ends.
-const drainGrace = 30 * time.Second
-
-// Shutdown stops accepting connections and closes idle ones at once (with
-// 421). A connection in a mail transaction may finish it, Sink.Accept
-// included, and is closed when it would wait for the next command. When
-// ctx ends first, every remaining connection is closed, Sink.Accept calls
-// in progress are cancelled, and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
+// stopAccepting closes the server's listeners and returns a channel that
+// is closed once every session has ended; a second call (Drain after
+// Shutdown, say) gets ErrServerClosed.
+func (s *Server) stopAccepting() (<-chan struct{}, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrServerClosed
+		return nil, ErrServerClosed
 	}
 	s.closed = true
 	lns := s.listeners
@@ -293,6 +275,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	for _, ln := range lns {
 		ln.Close()
+	}
+	return done, nil
+}
+
+// drainGrace bounds how long Drain waits after its context ends.
+const drainGrace = 30 * time.Second
+
+// Shutdown stops accepting connections and closes idle ones at once (with
+// 421). A connection in a mail transaction may finish it, Sink.Accept
+// included, and is closed when it would wait for the next command. When
+// ctx ends first, every remaining connection is closed, Sink.Accept calls
+// in progress are cancelled, and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done, err := s.stopAccepting()
+	if err != nil {
+		return err
 	}
 	s.conns.drain()
 

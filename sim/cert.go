@@ -7,8 +7,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"maps"
 	"math/big"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -30,7 +32,7 @@ func selfSigned(cfg *Config) (*tls.Config, *x509.CertPool, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	for _, name := range sortedKeys(cfg.Sites) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sites)) {
 		for _, mx := range cfg.Sites[name].MX {
 			tmpl.DNSNames = append(tmpl.DNSNames, mx.Host)
 			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(mx.IP))

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,7 +202,7 @@ func (c *Config) check() error {
 	var errs []error
 	ips := map[netip.Addr]string{}
 	domains := map[string]string{}
-	for _, name := range sortedKeys(c.Sites) {
+	for _, name := range slices.Sorted(maps.Keys(c.Sites)) {
 		s := c.Sites[name]
 		if s == nil {
 			errs = append(errs, fmt.Errorf("site %s: empty", name))
@@ -274,13 +275,4 @@ func replyCode(r string) int {
 		return 0
 	}
 	return n
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

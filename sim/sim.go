@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +116,7 @@ func New(cfg *Config, opts Options) (*Sim, error) {
 	for _, d := range cfg.DNS.NullMX {
 		s.nullMX[fqdn(d)] = true
 	}
-	for _, name := range sortedKeys(cfg.Sites) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sites)) {
 		st := newSite(name, *cfg.Sites[name])
 		s.sites[name] = st
 		for _, mx := range st.cfg.MX {
@@ -167,7 +169,7 @@ func (s *Sim) needsTLS() bool {
 // finds it taken, all are retried on a new port.
 func (s *Sim) listenMX() error {
 	ips := make([]netip.Addr, 0, len(s.byIP))
-	for _, name := range sortedKeys(s.sites) {
+	for _, name := range slices.Sorted(maps.Keys(s.sites)) {
 		for _, mx := range s.sites[name].cfg.MX {
 			ips = append(ips, netip.MustParseAddr(mx.IP))
 		}
@@ -254,7 +256,7 @@ func (s *Sim) Messages() []Message {
 // Describe writes the listening addresses, one per line.
 func (s *Sim) Describe(w io.Writer) {
 	fmt.Fprintf(w, "dns %s\n", s.dnsAddr)
-	for _, name := range sortedKeys(s.sites) {
+	for _, name := range slices.Sorted(maps.Keys(s.sites)) {
 		st := s.sites[name]
 		for _, mx := range st.cfg.MX {
 			fmt.Fprintf(w, "site %s mx %s %s (%s)\n", name, mx.Host,
