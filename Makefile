@@ -35,5 +35,18 @@ lint: fmt-check vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# Load benchmarks over loopback (bench/README.md): each builds cuemta and the
+# tools, runs for under 2 minutes and prints a summary. Knobs go in the
+# environment or on the command line, e.g. `make bench-inject DURATION=3`.
+.PHONY: bench-dkim
+bench-inject:
+	GO=$(GO) bash bench/run-inject.sh
+
+bench-relay:
+	GO=$(GO) bash bench/run-relay.sh
+
+bench-dkim:
+	GO=$(GO) bash bench/run-dkim.sh
+
 clean:
 	rm -rf bin

@@ -26,6 +26,8 @@ type Store interface {
 	RecordAttempt(id string, results []queue.RecipientResult, next time.Time) error
 	Complete(id string, outcome queue.Outcome, reason string) error
 	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+	// Lease hides a message from Due until a time, in memory only.
+	Lease(id string, until time.Time) bool
 }
 
 // Resolver finds next hops.
@@ -170,18 +172,29 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.dispatchDue(ctx)
 		timer.Reset(e.opts.PollInterval)
+		// Under a stream of receptions every enqueue wakes the scheduler;
+		// one pass per minPass serves them all.
+		select {
+		case <-ctx.Done():
+		case <-time.After(minPass):
+		}
 	}
 }
 
-// batch bounds how many messages one pass takes from the spool.
-const batch = 2000
+const (
+	// batch bounds how many messages one pass takes from the spool.
+	batch = 2000
+	// minPass spaces scheduler passes.
+	minPass = 5 * time.Millisecond
+	// lease is how long a message in flight stays out of Due; an attempt
+	// still running when it ends (queued behind a slow site) renews it.
+	lease = 10 * time.Minute
+)
 
 func (e *Engine) dispatchDue(ctx context.Context) {
 	now := e.opts.Now()
-	e.mu.Lock()
-	busy := len(e.inflight)
-	e.mu.Unlock()
-	for _, env := range e.opts.Store.Due(now, busy+batch) {
+	for _, env := range e.opts.Store.Due(now, batch) {
+		e.opts.Store.Lease(env.ID, now.Add(lease))
 		e.mu.Lock()
 		_, dup := e.inflight[env.ID]
 		if !dup {

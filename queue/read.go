@@ -98,3 +98,20 @@ func (s *Spool) Due(now time.Time, max int) []Envelope {
 	}
 	return out
 }
+
+// Lease moves a message's place in the Due order to until, in memory
+// only, so that a scheduler does not see the message again while it works
+// on it. It writes nothing: after a restart the message is due at its
+// stored NextAttempt, as it must be since the work was not recorded. It
+// reports whether the message is live.
+func (s *Spool) Lease(id string, until time.Time) bool {
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
+	e := s.idx.m[id]
+	if e == nil {
+		return false
+	}
+	e.next = until.UnixNano()
+	s.idx.fix(int(e.heapPos))
+	return true
+}
