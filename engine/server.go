@@ -265,7 +265,10 @@ func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size i
 	for i, r := range env.Recipients {
 		rcpts[i] = r.Addr
 	}
-	s.logger.Info("accepted", "id", id, "from", env.From, "rcpts", len(rcpts), "size", size,
+	// Per-message lines are Debug: the delivery log is the per-message
+	// record, and at thousands of messages a second the process log
+	// would cost more than the work it describes.
+	s.logger.Debug("accepted", "id", id, "from", env.From, "rcpts", len(rcpts), "size", size,
 		"listener", env.Listener, "client", env.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
 		"dkim", env.DKIM, "generation", snap.Generation)
 	s.metrics.Received(env.Listener)
@@ -277,7 +280,11 @@ func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size i
 // deliveryEvent records a delivery outcome in the process log, the
 // delivery log and the metrics.
 func (s *Server) deliveryEvent(ev delivery.Event) {
-	s.logger.Info("delivery", "type", ev.Type, "id", ev.MessageID, "rcpt", ev.Rcpt, "site", ev.Site,
+	level := slog.LevelDebug
+	if ev.Type == delivery.EventSuspension {
+		level = slog.LevelInfo
+	}
+	s.logger.Log(context.Background(), level, "delivery", "type", ev.Type, "id", ev.MessageID, "rcpt", ev.Rcpt, "site", ev.Site,
 		"mx", ev.MX, "source", ev.Source, "reply", ev.Reply, "rule", ev.Rule, "attempt", ev.Attempt,
 		"generation", ev.Generation)
 	switch ev.Type {

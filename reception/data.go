@@ -75,7 +75,7 @@ func (s *session) Data(r io.Reader) error {
 			"reply", reply.Code)
 		return reply
 	}
-	s.log.Info("message queued", "trace", txn.id, "queue_id", id, "from", txn.from,
+	s.log.Debug("message queued", "trace", txn.id, "queue_id", id, "from", txn.from,
 		"rcpts", len(sub.Recipients), "size", len(sub.Body), "user", s.user, "tls", s.tls)
 	// Only now, with the message stored, does the client hear 250.
 	return &smtp.SMTPError{

@@ -21,12 +21,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `PATH`: a directory holding a CUE package, or a .cue file (default: embedded)")
 	logJSON := fs.Bool("log-json", false, "write the process log as JSON")
+	logLevel := fs.String("log-level", "info", "process log `level`: debug (a line per message and delivery), info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "cuemta serve: -log-level: %v\n", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(stderr, opts)
 	if *logJSON {
-		handler = slog.NewJSONHandler(stderr, nil)
+		handler = slog.NewJSONHandler(stderr, opts)
 	}
 	logger := slog.New(handler)
 

@@ -79,7 +79,7 @@ var (
 // named in want is bound.
 func startServer(t testing.TB, dir string, want ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, "serve", "-c", dir)
+	cmd := exec.Command(binary, "serve", "-c", dir, "-log-level", "debug")
 	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
