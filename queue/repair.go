@@ -46,7 +46,10 @@ func (s *Spool) repair() error {
 		return fmt.Errorf("spool: repair: log ends at %d, want %d: %w", li, s.lastIdx, ErrCorrupt)
 	}
 	s.wal = l
-	if s.tailStart, err = tailStart(s.walDir); err != nil {
+	if s.tailStart, err = tailStart(s.walDir); err == nil {
+		s.tailBytes = segmentSize(s.walDir, s.tailStart)
+	}
+	if err != nil {
 		return storageErr("repair: list log", err)
 	}
 	// The body file may end in a partial frame or in pages whose fsync

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -79,6 +80,17 @@ func tailStart(dir string) (uint64, error) {
 		}
 	}
 	return max, nil
+}
+
+// segmentSize is the size of the segment that starts at index start, or
+// SegmentSize-scale large when it cannot be read, so that the caller looks
+// at the directory again after the next batch.
+func segmentSize(dir string, start uint64) int64 {
+	st, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%020d", start)))
+	if err != nil {
+		return math.MaxInt64 / 2
+	}
+	return st.Size()
 }
 
 var errTorn = errors.New("torn or garbled entry")

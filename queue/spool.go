@@ -31,15 +31,19 @@ type Spool struct {
 	wal       *wal.Log
 	lastIdx   uint64 // last log index written and acknowledged
 	tailStart uint64 // first index of the newest log segment
-	batchSeq  uint64
-	body      activeBody
-	nextBody  uint32
-	broken    error // set by a failed write; storage is repaired before the next one
-	overlay   map[string]staged
-	ops       []op
-	wb        wal.Batch
-	bodyBuf   []byte
-	scratch   []byte
+	// tailBytes over-estimates the newest segment's size, and batchBytes
+	// the current batch's log bytes: a new segment can only have started
+	// once tailBytes reaches SegmentSize.
+	tailBytes, batchBytes int64
+	batchSeq              uint64
+	body                  activeBody
+	nextBody              uint32
+	broken                error // set by a failed write; storage is repaired before the next one
+	overlay               map[string]staged
+	ops                   []op
+	wb                    wal.Batch
+	bodyBuf               []byte
+	scratch               []byte
 
 	compactMu   sync.Mutex
 	stopCompact chan struct{}
@@ -130,7 +134,10 @@ func (s *Spool) load(created bool) error {
 	if li, _ := s.wal.LastIndex(); li != s.lastIdx {
 		return fmt.Errorf("spool: log ends at %d after replay, wal says %d: %w", s.lastIdx, li, ErrCorrupt)
 	}
-	if s.tailStart, err = tailStart(s.walDir); err != nil {
+	if s.tailStart, err = tailStart(s.walDir); err == nil {
+		s.tailBytes = segmentSize(s.walDir, s.tailStart)
+	}
+	if err != nil {
 		return fmt.Errorf("spool: list log: %w", err)
 	}
 	if err := s.loadBodyFiles(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/cuemta/cuemta/engine"
@@ -21,6 +22,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `PATH`: a directory holding a CUE package, or a .cue file (default: embedded)")
 	logJSON := fs.Bool("log-json", false, "write the process log as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `FILE` until the server stops (for performance work)")
 	logLevel := fs.String("log-level", "info", "process log `level`: debug (a line per message and delivery), info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -36,6 +38,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		handler = slog.NewJSONHandler(stderr, opts)
 	}
 	logger := slog.New(handler)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "cuemta serve: -cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "cuemta serve: -cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	snap, err := engine.Load(*path)
 	if err != nil {
