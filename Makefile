@@ -38,12 +38,15 @@ bench:
 # Load benchmarks over loopback (bench/README.md): each builds cuemta and the
 # tools, runs for under 2 minutes and prints a summary. Knobs go in the
 # environment or on the command line, e.g. `make bench-inject DURATION=3`.
-.PHONY: bench-dkim
+.PHONY: bench-dkim bench-reload
 bench-inject:
 	GO=$(GO) bash bench/run-inject.sh
 
 bench-relay:
 	GO=$(GO) bash bench/run-relay.sh
+
+bench-reload:
+	GO=$(GO) bash bench/run-reload.sh
 
 bench-dkim:
 	GO=$(GO) bash bench/run-dkim.sh
