@@ -20,7 +20,7 @@ import (
 
 const message = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\nDate: Thu, 26 Nov 2026 04:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello Bob.\r\n"
 
-func writeKey(t *testing.T, dir, name string, der []byte, typ string) string {
+func writeKey(t testing.TB, dir, name string, der []byte, typ string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
