@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -190,10 +191,22 @@ func (l *lane) push(j *job) {
 	l.mu.Lock()
 	l.hop = j.hop // the latest resolution of the site's MX hosts
 	l.profileLocked()
-	l.queue = append(l.queue, j)
+	l.enqueueLocked(j)
 	l.spawnLocked(now)
 	l.mu.Unlock()
 	l.notify()
+}
+
+// enqueueLocked queues a job behind every job of the same or higher
+// priority (message rules set it, 0-9), so urgent mail overtakes a bulk
+// backlog at a busy site; equal priorities stay first in, first out.
+func (l *lane) enqueueLocked(j *job) {
+	p := j.att.env.Priority
+	i := len(l.queue)
+	for i > 0 && l.queue[i-1].att.env.Priority < p {
+		i--
+	}
+	l.queue = slices.Insert(l.queue, i, j)
 }
 
 func (l *lane) notify() {
@@ -270,6 +283,11 @@ func (l *lane) next(ctx context.Context, idle time.Duration) *job {
 		}
 		l.mu.Lock()
 		l.profileLocked()
+		if l.throttleRate != nil && !now.Before(l.throttleUntil) {
+			// A rule's temporary rate has run out: back to the profile's.
+			l.throttleRate = nil
+			l.tuneLocked(now)
+		}
 		if l.active > l.capLocked(now) {
 			l.mu.Unlock()
 			return nil
