@@ -20,22 +20,22 @@ func (c *Config) annotate() {
 		c.Pools = map[string]*Pool{"default": {Sources: map[string]*Source{"default": {}}}}
 	}
 	for i, r := range c.Rules.Message {
-		r.WhenPos = c.posAt(fmt.Sprintf("rules.message[%d].when", i))
+		r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.message[%d].when", i)) })
 	}
 	for i, r := range c.Rules.Response {
-		r.WhenPos = c.posAt(fmt.Sprintf("rules.response[%d].when", i))
+		r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.response[%d].when", i)) })
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		p := c.Profiles[name]
 		p.Name = name
-		p.Pos = c.labelPosAt("profiles." + cueLabel(name))
+		p.at = lazy(func() Pos { return c.labelPosAt("profiles." + cueLabel(name)) })
 		for i, r := range p.Rules {
 			r.Profile = name
-			r.WhenPos = c.posAt(fmt.Sprintf("profiles.%s.rules[%d].when", cueLabel(name), i))
+			r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("profiles.%s.rules[%d].when", cueLabel(name), i)) })
 		}
 	}
 	for name, t := range c.Tests {
-		t.Pos = c.labelPosAt("tests." + cueLabel(name))
+		t.at = lazy(func() Pos { return c.labelPosAt("tests." + cueLabel(name)) })
 	}
 }
 
@@ -53,7 +53,7 @@ func (c *Config) posAt(path string) Pos {
 	}
 	p := cue.ParsePath(path)
 	for {
-		pos := valuePos(c.value.LookupPath(p))
+		pos := valuePos(c.value.LookupPath(p), c.wd)
 		sel := p.Selectors()
 		if len(sel) <= 1 || (pos.IsValid() && !strings.HasPrefix(pos.File, "builtin:cuemta.dev/schema/")) {
 			return pos
@@ -72,7 +72,7 @@ func (c *Config) labelPosAt(path string) Pos {
 	_, args := v.Expr()
 	for _, a := range append([]cue.Value{v}, args...) {
 		if p := a.Pos(); p.IsValid() && !strings.Contains(p.Filename(), builtinMarker+"schema/") {
-			return posOf(p)
+			return posIn(p, c.wd)
 		}
 	}
 	return c.posAt(path)
@@ -81,7 +81,7 @@ func (c *Config) labelPosAt(path string) Pos {
 // valuePos picks, among the conjuncts that make up v, the position of the
 // one that is not the schema: that is what an operator wrote (in their
 // files or in a built-in profile).
-func valuePos(v cue.Value) Pos {
+func valuePos(v cue.Value, wd string) Pos {
 	if !v.Exists() {
 		return Pos{}
 	}
@@ -104,11 +104,11 @@ func valuePos(v cue.Value) Pos {
 		}
 		if strings.Contains(p.Filename(), builtinMarker+"schema/") {
 			if !fallback.IsValid() {
-				fallback = posOf(p)
+				fallback = posIn(p, wd)
 			}
 			return Pos{}, false
 		}
-		return posOf(p), true
+		return posIn(p, wd), true
 	}
 	if p, ok := walk(v, 0); ok {
 		return p
@@ -116,7 +116,7 @@ func valuePos(v cue.Value) Pos {
 	if fallback.IsValid() {
 		return fallback
 	}
-	return posOf(v.Pos())
+	return posIn(v.Pos(), wd)
 }
 
 // literalPos is where a value is written: for a field, its value rather

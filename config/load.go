@@ -132,6 +132,7 @@ func loadFiles(dir string, files []string, extra map[string]load.Source) (*Confi
 		return nil, fromCUE(err)
 	}
 	cfg.value = root
+	cfg.wd = workingDir() // positions found later are shown as at load time
 	cfg.base = sval.LookupPath(cue.MakePath(cue.Def("BaseProfile")))
 	cfg.Files = files
 	cfg.annotate()
@@ -256,23 +257,31 @@ func pickPos(e cueerrors.Error) Pos {
 	return Pos{}
 }
 
-func posOf(p token.Pos) Pos {
+func posOf(p token.Pos) Pos { return posIn(p, workingDir()) }
+
+// posIn is posOf for paths shown relative to wd.
+func posIn(p token.Pos, wd string) Pos {
 	if !p.IsValid() {
 		return Pos{}
 	}
-	return Pos{File: displayPath(p.Filename()), Line: p.Line(), Col: p.Column()}
+	return Pos{File: displayPath(p.Filename(), wd), Line: p.Line(), Col: p.Column()}
+}
+
+func workingDir() string {
+	wd, _ := os.Getwd()
+	return wd
 }
 
 // displayPath shows built-in files by their import path and user files
 // relative to the working directory, so messages are short and stable.
-func displayPath(name string) string {
+func displayPath(name, wd string) string {
 	if i := strings.Index(name, builtinMarker); i >= 0 {
 		return "builtin:" + name[i+len("/cue.mod/pkg/"):]
 	}
 	if i := strings.Index(name, "/.cuemta-embedded/"); i >= 0 {
 		return "embedded:" + name[i+len("/.cuemta-embedded/"):]
 	}
-	if wd, err := os.Getwd(); err == nil {
+	if wd != "" {
 		if rel, err := filepath.Rel(wd, name); err == nil && !strings.HasPrefix(rel, "..") {
 			return rel
 		}

@@ -160,11 +160,11 @@ func (c *Config) checkProfiles(add addFunc) {
 				continue
 			}
 			// Two identical matches: report the one written later.
-			if covers(p, c.Profiles[other].claims()) && posLess(p.Pos, c.Profiles[other].Pos) {
+			if covers(p, c.Profiles[other].claims()) && posLess(p.Where(), c.Profiles[other].Where()) {
 				continue
 			}
 			shadowed[name] = true
-			add("profiles."+cueLabel(name), "profile %q never takes effect: everything it matches is also claimed by profile %q (%s); merge them or remove one", name, other, c.Profiles[other].Pos)
+			add("profiles."+cueLabel(name), "profile %q never takes effect: everything it matches is also claimed by profile %q (%s); merge them or remove one", name, other, c.Profiles[other].Where())
 			break
 		}
 	}
@@ -182,7 +182,7 @@ func (c *Config) checkProfiles(add addFunc) {
 			if shadowed[n] || shadowed[names[0]] {
 				continue
 			}
-			add("profiles."+cueLabel(n)+".match", "profile %q: %s is also claimed by profile %q (%s); a destination can belong to one profile per level", n, cl, names[0], c.Profiles[names[0]].Pos)
+			add("profiles."+cueLabel(n)+".match", "profile %q: %s is also claimed by profile %q (%s); a destination can belong to one profile per level", n, cl, names[0], c.Profiles[names[0]].Where())
 		}
 	}
 }

@@ -48,8 +48,12 @@ type Profile struct {
 	Rules   []*ResponseRule             `json:"rules,omitempty"`
 
 	Name string `json:"-"`
-	Pos  Pos    `json:"-"`
+	Pos  Pos    `json:"-"` // see Where
+	at   *lazyPos
 }
+
+// Where is where the profile is defined (its name).
+func (p *Profile) Where() Pos { return p.at.or(p.Pos) }
 
 type ProfileMatch struct {
 	Domains []string `json:"domains,omitempty"`

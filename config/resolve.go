@@ -65,7 +65,7 @@ func (c *Config) Resolve(domain string, mxHosts []string, source string) (*Effec
 		return nil, fmt.Errorf("config: base profile: %w", err)
 	}
 	overlay(&e.Settings, &base, func(field string) {
-		e.Origin[field] = Origin{Layer: "base", At: valuePos(c.base.LookupPath(cue.ParsePath(field))).String()}
+		e.Origin[field] = Origin{Layer: "base", At: valuePos(c.base.LookupPath(cue.ParsePath(field)), c.wd).String()}
 	})
 	retry := ProfileSettings{Retry: &RetrySettings{Schedule: c.Retry.Schedule, MaxAge: &c.Retry.MaxAge, Jitter: &c.Retry.Jitter}}
 	overlay(&e.Settings, &retry, func(field string) {

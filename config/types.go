@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cuelang.org/go/cue"
@@ -34,6 +35,7 @@ type Config struct {
 	Files []string `json:"-"`
 
 	value cue.Value // the unified, validated config
+	wd    string    // the working directory at load, for relative positions
 	base  cue.Value // #BaseProfile, the floor under every profile
 }
 
@@ -157,6 +159,26 @@ func (p Pos) String() string {
 // IsValid reports whether the position names a file.
 func (p Pos) IsValid() bool { return p.File != "" }
 
+// lazyPos finds a position on first use: looking positions up in CUE
+// costs more than the rest of a load, and most loads report none.
+type lazyPos struct {
+	once sync.Once
+	find func() Pos
+	pos  Pos
+}
+
+// or returns the lazily found position, or def when there is none to find
+// (a config built in Go).
+func (l *lazyPos) or(def Pos) Pos {
+	if l == nil || def.IsValid() {
+		return def
+	}
+	l.once.Do(func() { l.pos = l.find() })
+	return l.pos
+}
+
+func lazy(find func() Pos) *lazyPos { return &lazyPos{find: find} }
+
 type MessageRule struct {
 	Name          string            `json:"name"`
 	When          string            `json:"when"`
@@ -171,9 +193,14 @@ type MessageRule struct {
 	Reject        *Reject           `json:"reject,omitempty"`
 	Stop          bool              `json:"stop"`
 
-	// WhenPos is where the `when` expression starts (set by the loader).
+	// WhenPos is where the `when` expression starts; the loader leaves it
+	// to Where to find, since finding it costs and only errors need it.
 	WhenPos Pos `json:"-"`
+	whenAt  *lazyPos
 }
+
+// Where is where the rule's `when` expression starts.
+func (r *MessageRule) Where() Pos { return r.whenAt.or(r.WhenPos) }
 
 type Reject struct {
 	Code     int    `json:"code"`
@@ -193,10 +220,14 @@ type ResponseRule struct {
 	Threshold  *Threshold `json:"threshold,omitempty"`
 
 	// Profile is the profile that carries the rule ("" for global rules);
-	// WhenPos is where the `when` expression starts (set by the loader).
+	// WhenPos is where the `when` expression starts (see Where).
 	Profile string `json:"-"`
 	WhenPos Pos    `json:"-"`
+	whenAt  *lazyPos
 }
+
+// Where is where the rule's `when` expression starts.
+func (r *ResponseRule) Where() Pos { return r.whenAt.or(r.WhenPos) }
 
 type Suspend struct {
 	Scope string   `json:"scope"`
@@ -220,8 +251,12 @@ type PolicyTest struct {
 	Reply   *TestReply   `json:"reply,omitempty"`
 	Expect  TestExpect   `json:"expect"`
 
-	Pos Pos `json:"-"`
+	Pos Pos `json:"-"` // see Where
+	at  *lazyPos
 }
+
+// Where is where the test is defined (its name).
+func (t *PolicyTest) Where() Pos { return t.at.or(t.Pos) }
 
 type TestMessage struct {
 	Sender     string            `json:"sender"`

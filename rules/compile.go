@@ -127,15 +127,15 @@ func Compile(cfg *config.Config, opts ...Option) (*Set, error) {
 		s.defaultPool = "default"
 	}
 
-	firstMsg := map[string]config.Pos{}
+	firstMsg := map[string]func() config.Pos{}
 	for _, r := range cfg.Rules.Message {
-		c.unique(firstMsg, "message", r.Name, r.WhenPos)
+		c.unique(firstMsg, "message", r.Name, r.Where)
 		if mr := c.messageRule(r); mr != nil {
 			s.message = append(s.message, mr)
 		}
 	}
 
-	firstResp := map[string]config.Pos{}
+	firstResp := map[string]func() config.Pos{}
 	s.global = c.responseGroup("", cfg.Rules.Response, firstResp)
 	names := make([]string, 0, len(cfg.Profiles))
 	for name := range cfg.Profiles {
@@ -170,14 +170,15 @@ func (c *compiler) addErr(pos config.Pos, format string, args ...any) {
 	c.errs = append(c.errs, config.Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
 }
 
-// unique reports a rule name seen before in the same namespace.
-func (c *compiler) unique(first map[string]config.Pos, kind, name string, pos config.Pos) {
+// unique reports a rule name seen before in the same namespace. Positions
+// are looked up only for a duplicate: finding them costs.
+func (c *compiler) unique(first map[string]func() config.Pos, kind, name string, pos func() config.Pos) {
 	if prev, ok := first[name]; ok {
 		where := ""
-		if prev.IsValid() {
-			where = " (first defined at " + prev.String() + ")"
+		if p := prev(); p.IsValid() {
+			where = " (first defined at " + p.String() + ")"
 		}
-		c.addErr(pos, "rule %q: duplicate %s rule name%s; rule names must be unique", name, kind, where)
+		c.addErr(pos(), "rule %q: duplicate %s rule name%s; rule names must be unique", name, kind, where)
 		return
 	}
 	first[name] = pos
@@ -185,17 +186,17 @@ func (c *compiler) unique(first map[string]config.Pos, kind, name string, pos co
 
 // compile type-checks and plans one `when` expression.
 // The rule it returns has no counters yet: copy its fields, not it.
-func (c *compiler) compile(env *cel.Env, name, when string, pos config.Pos) (*cel.Ast, *rule, bool) {
+func (c *compiler) compile(env *cel.Env, name, when string, where func() config.Pos) (*cel.Ast, *rule, bool) {
 	ast, iss := env.Compile(when)
 	if iss != nil && iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			at := positionOf(c.sources, pos, when, e.Location.Line(), e.Location.Column())
+			at := positionOf(c.sources, where(), when, e.Location.Line(), e.Location.Column())
 			c.addErr(at, "rule %q: %s", name, e.Message)
 		}
 		return nil, nil, false
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		at := positionOf(c.sources, pos, when, 1, 0)
+		at := positionOf(c.sources, where(), when, 1, 0)
 		c.addErr(at, "rule %q: `when` must be a boolean condition, got %s", name, ast.OutputType())
 		return nil, nil, false
 	}
@@ -208,7 +209,7 @@ func (c *compiler) compile(env *cel.Env, name, when string, pos config.Pos) (*ce
 	}
 	prg, err := env.Program(ast, popts...)
 	if err != nil {
-		c.addErr(pos, "rule %q: %v", name, err)
+		c.addErr(where(), "rule %q: %v", name, err)
 		return nil, nil, false
 	}
 	return ast, &rule{name: name, prg: prg, tracked: tracked}, true
@@ -219,7 +220,7 @@ func (c *compiler) messageRule(r *config.MessageRule) *messageRule {
 	if strings.TrimSpace(when) == "" {
 		when = "true" // the schema's default
 	}
-	_, compiled, ok := c.compile(c.msgEnv, r.Name, when, r.WhenPos)
+	_, compiled, ok := c.compile(c.msgEnv, r.Name, when, r.Where)
 	if !ok {
 		return nil
 	}
@@ -235,11 +236,11 @@ func (c *compiler) messageRule(r *config.MessageRule) *messageRule {
 	return mr
 }
 
-func (c *compiler) responseGroup(profile string, rs []*config.ResponseRule, first map[string]config.Pos) *ruleGroup {
+func (c *compiler) responseGroup(profile string, rs []*config.ResponseRule, first map[string]func() config.Pos) *ruleGroup {
 	g := &ruleGroup{profile: profile}
 	for _, r := range rs {
-		c.unique(first, "response", r.Name, r.WhenPos)
-		ast, compiled, ok := c.compile(c.respEnv, r.Name, r.When, r.WhenPos)
+		c.unique(first, "response", r.Name, r.Where)
+		ast, compiled, ok := c.compile(c.respEnv, r.Name, r.When, r.Where)
 		if !ok {
 			continue
 		}

@@ -31,7 +31,7 @@ func RunTests(cfg *config.Config, set *Set, w io.Writer) (passed, failed int) {
 		}
 		if problems := runTest(cfg, set, t); len(problems) > 0 {
 			failed++
-			fmt.Fprintf(w, "FAIL %s (%s): %s\n", name, t.Pos, strings.Join(problems, "; "))
+			fmt.Fprintf(w, "FAIL %s (%s): %s\n", name, t.Where(), strings.Join(problems, "; "))
 			continue
 		}
 		passed++

@@ -105,7 +105,7 @@ func TestRunTestsFailing(t *testing.T) {
 	passed, failed := RunTests(cfg, mustCompile(t, cfg), &out)
 	got := out.String()
 	// Positions are absolute; keep the file's base name.
-	got = strings.ReplaceAll(got, filepath.Dir(cfg.Tests["greylist"].Pos.File)+string(filepath.Separator), "")
+	got = strings.ReplaceAll(got, filepath.Dir(cfg.Tests["greylist"].Where().File)+string(filepath.Separator), "")
 	want := `FAIL wrong expectations (config.cue:55:2): expected classify "transient", got "throttled"; expected rule "other", got "yahoo-ts03"; expected suspend.for 1h0m0s, got 4h0m0s; expected bounce true, got false; expect.pool applies to message tests, not reply tests
 FAIL wrong message (config.cue:59:2): expected pool "default", got "bulk"; expected a reject, got accept; expected matched [], got ["bulk"]; expect.classify applies to reply tests, not message tests
 6 passed, 2 failed
