@@ -9,7 +9,8 @@
 # baseline. Reception only, as in
 # bench-inject: deliveries go to a dead port and the site is suspended.
 #
-# Knobs (environment): SESSIONS (50), SIZE (2048), DURATION (10), BENCH_TMP.
+# Knobs (environment): SESSIONS (50), SIZE (2048), DURATION (10), BENCH_TMP,
+# RELOAD_SIGNAL (HUP; CONT makes the middle run a control with no reloads).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -31,7 +32,7 @@ listeners: mx: {
 	addr: "127.0.0.1:0"
 	limits: maxConnectionsPerIP: 1000
 }
-spool: dir: "$WORK/spool"
+spool: dir: "SPOOLDIR"
 routes: "*": "127.0.0.1:$DEAD"
 profiles: isp.profiles
 profiles: default: {
@@ -42,16 +43,26 @@ profiles: default: {
 }
 tests: isp.tests
 CUE
-start_cuemta mta "$WORK/reload.cue"
+# fresh NAME: a cuemta of its own on an empty spool for each run, so that
+# every run starts from the same queue (an undelivered backlog slows
+# reception by itself).
+fresh() {
+	sed "s|SPOOLDIR|$WORK/spool-$1|" "$WORK/reload.cue" >"$WORK/$1.cue"
+	start_cuemta "$1" "$WORK/$1.cue"
+}
 
+fresh steady
 log "steady: smtpload -> cuemta for ${DURATION}s, no reloads"
 "${LOAD[@]}" -addr "$MTA_ADDR" >"$WORK/steady.json"
+stop "$MTA_PID"
+
+fresh reloading
 
 log "reloading: smtpload -> cuemta for ${DURATION}s, SIGHUP every second"
 (
 	for ((i = 0; i < DURATION; i++)); do
 		sleep 1
-		kill -HUP "$MTA_PID"
+		kill "-${RELOAD_SIGNAL:-HUP}" "$MTA_PID"
 	done
 ) &
 HUPPER=$!
@@ -59,17 +70,20 @@ PIDS+=("$HUPPER")
 "${LOAD[@]}" -addr "$MTA_ADDR" >"$WORK/reloading.json"
 wait "$HUPPER" 2>/dev/null || true
 sleep 0.5
+RELOAD_LOG=$WORK/reloading.err
+stop "$MTA_PID"
 
-# The queue grows through the runs (nothing is delivered), which slows
-# reception a little by itself: a second undisturbed run after the
-# reloading one makes the comparison fair (the mean of the two).
+# A second undisturbed run after the reloading one evens out drift in
+# the machine's state (page cache, other load): the baseline is the mean.
+fresh steady2
 log "steady again: smtpload -> cuemta for ${DURATION}s, no reloads"
 "${LOAD[@]}" -addr "$MTA_ADDR" >"$WORK/steady2.json"
+stop "$MTA_PID"
 
 STEADY=$(calc "($(jget "$WORK/steady.json" rate) + $(jget "$WORK/steady2.json" rate)) / 2")
 RELOADING=$(jget "$WORK/reloading.json" rate)
 ERRS=$(jget "$WORK/reloading.json" failed)
-mapfile -t DURS < <(grep -o 'msg=reloaded trigger=sighup generation=[0-9]* duration=[^ ]*' "$WORK/mta.err" | sed 's/.*duration=//')
+mapfile -t DURS < <(grep -o 'msg=reloaded trigger=sighup generation=[0-9]* duration=[^ ]*' "$RELOAD_LOG" | sed 's/.*duration=//')
 printf '\n=== bench-reload: %d sessions, %d-byte messages, %ds per run, embedded ISP profiles ===\n' "$SESSIONS" "$SIZE" "$DURATION"
 describe_machine
 printf 'throughput without reloads  %10.1f msgs/s  (before: %s, after: %s)\n' "$STEADY" "$(jget "$WORK/steady.json" rate)" "$(jget "$WORK/steady2.json" rate)"

@@ -49,7 +49,7 @@ func (c *Config) Match(domain string, mxHosts []string) []MatchedProfile {
 		}
 	}
 	if domain != "" {
-		for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
+		for _, name := range c.profileNames() {
 			for _, d := range c.Profiles[name].Match.Domains {
 				if strings.EqualFold(d, domain) {
 					push(c.Profiles[name], LevelDomain, d)
@@ -75,13 +75,20 @@ func (c *Config) Match(domain string, mxHosts []string) []MatchedProfile {
 	return out
 }
 
+// profileNames lists the profiles in name order, computed once: matching
+// runs for every message routed.
+func (c *Config) profileNames() []string {
+	c.namesOnce.Do(func() { c.names = slices.Sorted(maps.Keys(c.Profiles)) })
+	return c.names
+}
+
 // matchMX finds the profile whose exact (wildcard=false) or longest
 // suffix (wildcard=true) MX pattern matches host.
 func (c *Config) matchMX(host string, wildcard bool) (*Profile, string) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	var best *Profile
 	bestPat := ""
-	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
+	for _, name := range c.profileNames() {
 		for _, pat := range c.Profiles[name].Match.MX {
 			pat = strings.ToLower(pat)
 			suffix, isWild := strings.CutPrefix(pat, "*")

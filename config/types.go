@@ -34,6 +34,9 @@ type Config struct {
 	// Files are the CUE files the config was loaded from.
 	Files []string `json:"-"`
 
+	namesOnce sync.Once
+	names     []string // profile names, sorted (see profileNames)
+
 	value cue.Value // the unified, validated config
 	wd    string    // the working directory at load, for relative positions
 	base  cue.Value // #BaseProfile, the floor under every profile

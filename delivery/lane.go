@@ -333,7 +333,7 @@ func (l *lane) work() {
 		l.mu.Lock()
 		l.active--
 		// Jobs may have arrived while this connection was closing.
-		if l.eff != nil {
+		if l.eff != nil && ctx.Err() == nil {
 			l.spawnLocked(e.opts.Now())
 		}
 		l.mu.Unlock()
@@ -343,7 +343,8 @@ func (l *lane) work() {
 		return
 	}
 	if err := l.connLim.Wait(ctx); err != nil {
-		first.deferAll(time.Time{}, "451 4.4.0 shutting down")
+		// Shutting down: the job was not tried, and the spool still has
+		// the message due (its lease is in memory only).
 		return
 	}
 	conn, host, err := l.dial(ctx)
@@ -361,8 +362,7 @@ func (l *lane) work() {
 	j := first
 	for sent := 0; j != nil; {
 		if err := l.msgLim.Wait(ctx); err != nil {
-			j.deferAll(time.Time{}, "451 4.4.0 shutting down")
-			return
+			return // shutting down; as above
 		}
 		ok := l.send(ctx, conn, host, j)
 		sent++
