@@ -325,6 +325,6 @@ func (s *Server) logConfig(snap *Snapshot) {
 	for _, n := range names {
 		p := cfg.Profiles[n]
 		s.logger.Info("profile", "name", n, "domains", strings.Join(p.Match.Domains, ","),
-			"mx", strings.Join(p.Match.MX, ","), "rules", len(p.Rules), "at", p.Where().String())
+			"mx", strings.Join(p.Match.MX, ","), "rules", len(p.Rules))
 	}
 }
