@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/cuemta/cuemta/config"
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/rules"
 )
 
@@ -65,20 +64,11 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(f.config)
-	if err != nil {
-		for _, l := range engine.ErrorLines(err) {
-			fmt.Fprintln(stderr, l)
-		}
+	cfg, set, ok := loadPolicy(f.config, stderr)
+	if !ok {
 		return 1
 	}
-	set, err := rules.Compile(cfg)
-	if err != nil {
-		for _, l := range engine.ErrorLines(err) {
-			fmt.Fprintln(stderr, l)
-		}
-		return 1
-	}
+	var err error
 	if f.message != "" {
 		err = explainMessage(cfg, set, &f, stdout)
 	} else {

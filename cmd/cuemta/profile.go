@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/engine"
+	"github.com/cuemta/cuemta/rules"
 )
 
 // runProfile implements `cuemta profile -c PATH DOMAIN_OR_MXHOST [--json]`.
@@ -153,4 +155,21 @@ func loadConfig(path string) (*config.Config, error) {
 		return config.LoadDefault()
 	}
 	return config.Load(path)
+}
+
+// loadPolicy loads a config and compiles its rules, printing any problem
+// to stderr one per line. Unlike serve and vet it does not read DKIM keys
+// or TLS certificates, so policy tests run in CI without the secrets.
+func loadPolicy(path string, stderr io.Writer) (*config.Config, *rules.Set, bool) {
+	cfg, err := loadConfig(path)
+	if err == nil {
+		var set *rules.Set
+		if set, err = rules.Compile(cfg); err == nil {
+			return cfg, set, true
+		}
+	}
+	for _, l := range engine.ErrorLines(err) {
+		fmt.Fprintln(stderr, l)
+	}
+	return nil, nil, false
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/rules"
 )
 
@@ -26,18 +25,8 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(fs.Arg(0))
-	if err != nil {
-		for _, l := range engine.ErrorLines(err) {
-			fmt.Fprintln(stderr, l)
-		}
-		return 1
-	}
-	set, err := rules.Compile(cfg)
-	if err != nil {
-		for _, l := range engine.ErrorLines(err) {
-			fmt.Fprintln(stderr, l)
-		}
+	cfg, set, ok := loadPolicy(fs.Arg(0), stderr)
+	if !ok {
 		return 1
 	}
 	if _, failed := rules.RunTests(cfg, set, stdout); failed > 0 {
