@@ -208,8 +208,8 @@ func TestGreylistedMailRetriedFromSameSource(t *testing.T) {
 	})
 	dir := mtaConfig(t, s, `
 pools: default: sources: {
-	a: addr: "127.0.0.10"
-	b: addr: "127.0.0.11"
+	a: {addr: "127.0.0.10", ehlo: "a.out.mta.test"}
+	b: {addr: "127.0.0.11", ehlo: "b.out.mta.test"}
 }
 profiles: grey: {
 	match: domains: ["grey.test"]
@@ -235,12 +235,12 @@ profiles: grey: {
 	if st.Rejected["451"] != n {
 		t.Errorf("%d greylisting replies for %d messages: retries did not come from the same source", st.Rejected["451"], n)
 	}
-	ips := map[string]bool{}
+	// Each source binds its address and says its own EHLO name.
+	wantHelo := map[string]string{"127.0.0.10": "a.out.mta.test", "127.0.0.11": "b.out.mta.test"}
 	for _, m := range messagesTo(s, "grey") {
-		ips[m.ClientIP.String()] = true
-	}
-	if !ips["127.0.0.10"] && !ips["127.0.0.11"] {
-		t.Errorf("mail did not leave from the pool's sources: %v", ips)
+		if want, ok := wantHelo[m.ClientIP.String()]; !ok || m.Helo != want {
+			t.Errorf("message from %s said EHLO %q; want one of the pool's sources with its own name", m.ClientIP, m.Helo)
+		}
 	}
 }
 
@@ -325,5 +325,27 @@ profiles: busy: {
 		if !strings.Contains(body, want) {
 			t.Errorf("expiry DSN lacks %q:\n%s", want, body)
 		}
+	}
+}
+
+// TestOpportunisticTLS: a profile with opportunistic TLS upgrades with
+// STARTTLS when the site offers it (without verifying the certificate,
+// RFC 7435), and sends in plaintext to a site that does not.
+func TestOpportunisticTLS(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{
+		"tls":   {Domains: []string{"tls.test"}, MX: []sim.MXHost{{Host: "mx.tls.test", IP: "127.0.0.14"}}, STARTTLS: true},
+		"plain": {Domains: []string{"plain.test"}, MX: []sim.MXHost{{Host: "mx.plain.test", IP: "127.0.0.15"}}},
+	})
+	dir := mtaConfig(t, s, `profiles: default: {messageRate: "1000/s", connectionRate: "100/s", tls: "opportunistic"}`)
+	srv := startServer(t, dir, "mx")
+	inject(t, srv.addrs["mx"], 1, 2, "sender@origin.test", func(i int) []string {
+		return []string{[]string{"a@tls.test", "b@plain.test"}[i]}
+	})
+	waitFor(t, 10*time.Second, "both messages", func() bool { return len(messagesTo(s, "tls"))+len(messagesTo(s, "plain")) >= 2 })
+	if m := messagesTo(s, "tls"); len(m) != 1 || !m[0].TLS {
+		t.Errorf("the STARTTLS site got %v; want one message over TLS", m)
+	}
+	if m := messagesTo(s, "plain"); len(m) != 1 || m[0].TLS {
+		t.Errorf("the plaintext site got %v; want one message in plaintext", m)
 	}
 }
