@@ -63,6 +63,10 @@ type Options struct {
 	// IdleTimeout is how long an idle connection waits for more messages
 	// before QUIT.
 	IdleTimeout time.Duration
+	// MaxInFlight bounds the messages held in memory by attempts (queued
+	// in lanes behind slow or rate-limited sites); the others stay in the
+	// spool until there is room. Default 50,000.
+	MaxInFlight int
 }
 
 // Engine schedules deliveries from the spool.
@@ -103,6 +107,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 50000
 	}
 	if opts.Events == nil {
 		opts.Events = func(Event) {}
@@ -193,7 +200,13 @@ const (
 
 func (e *Engine) dispatchDue(ctx context.Context) {
 	now := e.opts.Now()
-	for _, env := range e.opts.Store.Due(now, batch) {
+	e.mu.Lock()
+	room := e.opts.MaxInFlight - len(e.inflight)
+	e.mu.Unlock()
+	if room <= 0 {
+		return // the rest waits in the spool, not in memory
+	}
+	for _, env := range e.opts.Store.Due(now, min(batch, room)) {
 		e.opts.Store.Lease(env.ID, now.Add(lease))
 		e.mu.Lock()
 		_, dup := e.inflight[env.ID]
