@@ -63,9 +63,10 @@ type Options struct {
 	// IdleTimeout is how long an idle connection waits for more messages
 	// before QUIT.
 	IdleTimeout time.Duration
-	// MaxInFlight bounds the messages held in memory by attempts (queued
-	// in lanes behind slow or rate-limited sites); the others stay in the
-	// spool until there is room. Default 50,000.
+	// MaxInFlight bounds the messages held in memory by attempts; the
+	// others stay in the spool until there is room. Each lane also holds
+	// at most maxLaneQueue jobs, so one slow site cannot take all the room.
+	// Default 200,000.
 	MaxInFlight int
 }
 
@@ -109,7 +110,7 @@ func New(opts Options) *Engine {
 		opts.IdleTimeout = 2 * time.Second
 	}
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 50000
+		opts.MaxInFlight = 200000
 	}
 	if opts.Events == nil {
 		opts.Events = func(Event) {}

@@ -190,12 +190,24 @@ func (l *lane) push(j *job) {
 	}
 	l.mu.Lock()
 	l.hop = j.hop // the latest resolution of the site's MX hosts
-	l.profileLocked()
+	eff := l.profileLocked()
+	if n := len(l.queue); n >= maxLaneQueue && eff != nil {
+		// A backlog this long waits in the spool, due about when the lane
+		// will have worked through what it already holds, so one slow site
+		// cannot fill memory or starve the others.
+		wait := time.Duration(float64(n) / max(eff.MessageRate().PerSecond(), 0.001) * float64(time.Second))
+		l.mu.Unlock()
+		j.deferAll(now.Add(min(wait, 24*time.Hour)), "451 4.4.5 Deferred locally: the site's queue is full")
+		return
+	}
 	l.enqueueLocked(j)
 	l.spawnLocked(now)
 	l.mu.Unlock()
 	l.notify()
 }
+
+// maxLaneQueue bounds the jobs a lane holds in memory.
+const maxLaneQueue = 10000
 
 // enqueueLocked queues a job behind every job of the same or higher
 // priority (message rules set it, 0-9), so urgent mail overtakes a bulk
