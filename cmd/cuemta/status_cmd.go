@@ -14,30 +14,41 @@ import (
 	"github.com/cuemta/cuemta/admin"
 )
 
-// runStatus implements `cuemta status`: what the running server is doing.
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// adminCommand parses the flags of an admin command that takes no
+// arguments (-c, --admin, --token, --json) and returns its API client, or
+// nil and the exit code.
+func adminCommand(name string, args []string, stderr io.Writer) (*adminClient, bool, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var af adminFlags
 	af.register(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON reply")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return nil, false, 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: cuemta status [-c CONFIG | --admin HOST:PORT [--token T]] [--json]")
-		return 2
+		fmt.Fprintf(stderr, "usage: cuemta %s [-c CONFIG | --admin HOST:PORT [--token T]] [--json]\n", name)
+		return nil, false, 2
 	}
 	c, err := af.client()
 	if err != nil {
-		return reportError(stderr, "status", err)
+		return nil, false, reportError(stderr, name, err)
+	}
+	return c, *asJSON, 0
+}
+
+// runStatus implements `cuemta status`: what the running server is doing.
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	c, asJSON, code := adminCommand("status", args, stderr)
+	if c == nil {
+		return code
 	}
 	var st admin.Status
 	raw, err := c.do("GET", "/api/v1/status", nil, &st)
 	if err != nil {
 		return reportError(stderr, "status", err)
 	}
-	if *asJSON {
+	if asJSON {
 		stdout.Write(raw)
 		return 0
 	}
@@ -91,32 +102,20 @@ func writeStatus(w io.Writer, addr string, st *admin.Status) {
 // prints the new generation, or the positioned errors one per line (like
 // `cuemta vet`) and exits 1; the running config then stays in force.
 func runReload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af adminFlags
-	af.register(fs)
-	asJSON := fs.Bool("json", false, "print the API's JSON reply")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: cuemta reload [-c CONFIG | --admin HOST:PORT [--token T]] [--json]")
-		return 2
-	}
-	c, err := af.client()
-	if err != nil {
-		return reportError(stderr, "reload", err)
+	c, asJSON, code := adminCommand("reload", args, stderr)
+	if c == nil {
+		return code
 	}
 	var res admin.ReloadResult
 	raw, err := c.do("POST", "/api/v1/reload", nil, &res)
 	var apiErr *apiError
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnprocessableEntity {
-		return reloadRefused(stdout, stderr, apiErr, *asJSON)
+		return reloadRefused(stdout, stderr, apiErr, asJSON)
 	}
 	if err != nil {
 		return reportError(stderr, "reload", err)
 	}
-	if *asJSON {
+	if asJSON {
 		stdout.Write(raw)
 		return 0
 	}
