@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 )
 
 // The index. Most response rules test the reply's code, stage or enhanced
@@ -240,52 +241,42 @@ func isLiteral(e ast.Expr) bool { return e.Kind() == ast.LiteralKind }
 
 // intLiterals returns the int values of a literal or a list of literals.
 func intLiterals(e ast.Expr, list bool) ([]int64, bool) {
-	if list {
-		if e.Kind() != ast.ListKind {
-			return nil, false
-		}
-		var out []int64
-		for _, el := range e.AsList().Elements() {
-			v, ok := intLiterals(el, false)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, v...)
-		}
-		return out, true
-	}
-	if e.Kind() != ast.LiteralKind {
-		return nil, false
-	}
-	if i, ok := e.AsLiteral().(types.Int); ok {
-		return []int64{int64(i)}, true
-	}
-	return nil, false
+	return literals(e, list, func(v ref.Val) (int64, bool) {
+		i, ok := v.(types.Int)
+		return int64(i), ok
+	})
 }
 
 // stringLiterals is intLiterals for strings.
 func stringLiterals(e ast.Expr, list bool) ([]string, bool) {
+	return literals(e, list, func(v ref.Val) (string, bool) {
+		s, ok := v.(types.String)
+		return string(s), ok
+	})
+}
+
+// literals returns the values of a literal (list false) or a list of
+// literals, all of which conv accepts.
+func literals[T any](e ast.Expr, list bool, conv func(ref.Val) (T, bool)) ([]T, bool) {
+	elems := []ast.Expr{e}
 	if list {
 		if e.Kind() != ast.ListKind {
 			return nil, false
 		}
-		var out []string
-		for _, el := range e.AsList().Elements() {
-			v, ok := stringLiterals(el, false)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, v...)
+		elems = e.AsList().Elements()
+	}
+	out := make([]T, 0, len(elems))
+	for _, el := range elems {
+		if el.Kind() != ast.LiteralKind {
+			return nil, false
 		}
-		return out, true
+		v, ok := conv(el.AsLiteral())
+		if !ok {
+			return nil, false
+		}
+		out = append(out, v)
 	}
-	if e.Kind() != ast.LiteralKind {
-		return nil, false
-	}
-	if s, ok := e.AsLiteral().(types.String); ok {
-		return []string{string(s)}, true
-	}
-	return nil, false
+	return out, true
 }
 
 // codeTerm recognises reply.code, reply.code / k and reply.code % k (k a
