@@ -46,7 +46,7 @@ func runTest(cfg *config.Config, set *Set, t *config.PolicyTest) []string {
 	case t.Message != nil && t.Reply == nil:
 		return checkMessage(t.Expect, set.EvalMessage(testMessageInput(cfg, t.Message)))
 	case t.Reply != nil && t.Message == nil:
-		in, profiles := testResponseInput(cfg, t.Reply)
+		in, profiles := ReplyInput(cfg, t.Reply)
 		tr := NewTracker(WithPrevious(t.Reply.Previous), WithClock(func() time.Time { return testEpoch }))
 		return checkResponse(t.Expect, set.WithTracker(tr).EvalResponse(in, profiles))
 	}
@@ -69,9 +69,10 @@ func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
 	return in
 }
 
-// testResponseInput builds the reply and resolves the destination's profile
-// chain as delivery does.
-func testResponseInput(cfg *config.Config, r *config.TestReply) (*ResponseInput, []string) {
+// ReplyInput builds the input of a reply written as a test (or given to
+// `cuemta explain`) and resolves the destination's profile chain as
+// delivery does.
+func ReplyInput(cfg *config.Config, r *config.TestReply) (*ResponseInput, []string) {
 	var mx []string
 	if r.MX != "" {
 		mx = []string{r.MX}

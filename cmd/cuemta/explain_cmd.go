@@ -171,23 +171,10 @@ func explainReply(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Writ
 	if f.domain == "" && f.mx == "" {
 		return errors.New("--reply needs --domain (and/or --mx)")
 	}
-	var hosts []string
-	if f.mx != "" {
-		hosts = []string{f.mx}
-	}
-	var chain []string
-	for _, p := range cfg.MatchProfiles(f.domain, hosts) {
-		chain = append(chain, p.Name)
-	}
-	site := f.mx
-	if site == "" {
-		site = f.domain
-	}
-	in := &rules.ResponseInput{
+	in, chain := rules.ReplyInput(cfg, &config.TestReply{
 		Code: code, Enhanced: enhanced, Text: text, Stage: f.stage,
-		Site: site, MX: f.mx, Domain: f.domain, Source: f.source, Pool: f.pool,
-		Attempt: f.attempt, Recent: map[string]int64{},
-	}
+		Domain: f.domain, MX: f.mx, Source: f.source, Pool: f.pool, Attempt: f.attempt,
+	})
 	d, steps := set.WithTracker(rules.NewTracker(rules.WithPrevious(f.previous))).ExplainResponse(in, chain)
 
 	fmt.Fprintf(w, "reply:       %d %s %q at stage %s\n", code, orDash(enhanced), text, f.stage)
