@@ -9,13 +9,7 @@ import (
 
 // Get returns the current envelope of a live message.
 func (s *Spool) Get(id string) (Envelope, bool) {
-	s.idx.mu.RLock()
-	e := s.idx.m[id]
-	var enc []byte
-	if e != nil {
-		enc = e.enc
-	}
-	s.idx.mu.RUnlock()
+	enc := s.encoded(id)
 	if enc == nil {
 		return Envelope{}, false
 	}
@@ -97,6 +91,17 @@ func (s *Spool) Due(now time.Time, max int) []Envelope {
 		}
 	}
 	return out
+}
+
+// encoded is the stored encoding of a live message's envelope, nil if
+// the message is unknown.
+func (s *Spool) encoded(id string) []byte {
+	s.idx.mu.RLock()
+	defer s.idx.mu.RUnlock()
+	if e := s.idx.m[id]; e != nil {
+		return e.enc
+	}
+	return nil
 }
 
 // Lease moves a message's place in the Due order to until, in memory

@@ -92,13 +92,7 @@ func (s *Spool) mutate(id string, f func(*Envelope) error) error {
 // it must not change the ID. Size is kept as stored.
 func (s *Spool) Update(id string, f func(*Envelope) error) error {
 	for range 10 {
-		s.idx.mu.RLock()
-		e := s.idx.m[id]
-		var enc []byte
-		if e != nil {
-			enc = e.enc
-		}
-		s.idx.mu.RUnlock()
+		enc := s.encoded(id)
 		if enc == nil {
 			return fmt.Errorf("spool: update %s: %w", id, ErrNotFound)
 		}
