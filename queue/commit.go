@@ -39,8 +39,25 @@ type activeBody struct {
 
 func (s *Spool) run() {
 	defer close(s.runDone)
+	defer s.space.compactWG.Wait() // a compaction started by the reserve
+	tick := time.NewTicker(spaceCheckEvery)
+	defer tick.Stop()
 	var batch []*request
-	for r := range s.reqs {
+	for {
+		var r *request
+		select {
+		case req, ok := <-s.reqs:
+			if !ok {
+				return
+			}
+			r = req
+		case <-tick.C:
+			s.spaceTick()
+			continue
+		case <-s.space.recheck: // nil until the reserve starts a compaction
+			s.spaceTick()
+			continue
+		}
 		if r.isControl() {
 			s.control(r)
 			continue
@@ -107,6 +124,9 @@ func (s *Spool) commit(batch []*request) {
 		}
 		return
 	}
+	if batchNeedsSpace(batch) {
+		s.checkSpace() // once per batch: admit subtracts what it stages
+	}
 	s.batchSeq++
 	clear(s.overlay)
 	s.ops = s.ops[:0]
@@ -137,6 +157,7 @@ func (s *Spool) commit(batch []*request) {
 	if err != nil {
 		err = storageErr("commit batch", err)
 		s.broken = err
+		s.noteWriteFailure(err)
 		s.log.Error("spool: batch failed, nothing in it acknowledged", "requests", len(s.ops), "err", err)
 		for i := range s.ops {
 			s.ops[i].r.done <- err
@@ -187,6 +208,11 @@ func (s *Spool) stage(r *request, walIdx uint64) (*op, error) {
 	case reqEnqueue:
 		if ok {
 			return nil, fmt.Errorf("spool: enqueue %s: %w", r.id, ErrExists)
+		}
+		if !r.reserve {
+			if err := s.admit(r); err != nil {
+				return nil, err
+			}
 		}
 		o.enc, o.next, o.ref = r.enc, r.next, s.stageBody(r.id, r.body)
 	case reqMutate:

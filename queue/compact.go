@@ -120,13 +120,66 @@ func (s *Spool) moveBodies(ctx context.Context, res *CompactResult) error {
 	return nil
 }
 
+// cutPlan is where compaction cuts the log's front.
+type cutPlan struct {
+	cut   uint64   // first log index kept (a segment's first entry)
+	ids   []string // live messages whose latest record lies before cut
+	freed int64    // bytes of the segments before cut
+}
+
 func (s *Spool) cutLog(ctx context.Context, res *CompactResult) error {
+	// The cut is chosen on the committer, between batches: there the
+	// segment list, the index and the last log index agree. Listed from
+	// here instead, a segment started by a batch still being written could
+	// become the cut while that batch's records before it were not yet in
+	// the index, so nothing rewrote them and the truncation had to refuse.
+	r := newRequest(reqPlanCut, "")
+	if err := s.do(ctx, r); err != nil {
+		return fmt.Errorf("spool: compact: plan log cut: %w", err)
+	}
+	p := r.plan
+	if p == nil {
+		return nil
+	}
+	// Every record written from now on lands at or after the cut (it is at
+	// most the tail segment's first index), so rewriting these messages
+	// leaves no live message's latest record before it.
+	ids := p.ids
+	for len(ids) > 0 {
+		n := min(4*moveChunk, len(ids))
+		rs := make([]*request, n)
+		for i, id := range ids[:n] {
+			rs[i] = newRequest(reqRewrite, id)
+			rs[i].cut = p.cut
+		}
+		if err := s.doAll(ctx, rs); err != nil {
+			return fmt.Errorf("spool: compact: move records: %w", err)
+		}
+		res.RecordsMoved += n
+		ids = ids[n:]
+	}
+	r = newRequest(reqTruncate, "")
+	r.cut = p.cut
+	if err := s.do(ctx, r); err != nil {
+		return err
+	}
+	res.LogBytesFreed += p.freed
+	return nil
+}
+
+// planCut runs on the committer (a control request). It picks the longest
+// prefix of non-tail segments whose live records take at most half its
+// bytes, and lists the live messages to re-append past it. It scans the
+// index, O(live messages): a few ms at a million, once per compaction.
+// Only the committer changes entries' walIdx and the map, so it reads them
+// without the lock.
+func (s *Spool) planCut() (*cutPlan, error) {
 	segs, _, err := listSegments(s.walDir)
 	if err != nil {
-		return storageErr("compact: list log", err)
+		return nil, storageErr("compact: list log", err)
 	}
 	if len(segs) < 2 {
-		return nil
+		return nil, nil
 	}
 	// Live record bytes per segment.
 	starts := make([]uint64, len(segs))
@@ -134,14 +187,12 @@ func (s *Spool) cutLog(ctx context.Context, res *CompactResult) error {
 		starts[i] = sg.start
 	}
 	live := make([]int64, len(segs))
-	s.idx.mu.RLock()
 	for _, e := range s.idx.m {
 		i := sort.Search(len(starts), func(i int) bool { return starts[i] > e.walIdx }) - 1
 		if i >= 0 {
 			live[i] += int64(len(e.enc) + logRecOverhead)
 		}
 	}
-	s.idx.mu.RUnlock()
 	// The longest prefix (never the tail) worth cutting.
 	k := 0
 	var segBytes, liveBytes int64
@@ -153,39 +204,21 @@ func (s *Spool) cutLog(ctx context.Context, res *CompactResult) error {
 		}
 	}
 	if k == 0 {
-		return nil
+		return nil, nil
 	}
-	cut := segs[k].start
-	s.idx.mu.RLock()
-	var ids []string
+	p := &cutPlan{cut: segs[k].start}
+	if p.cut > s.lastIdx+1 { // a segment wal has not written to yet; cannot happen between batches
+		return nil, fmt.Errorf("spool: compact: segment %s starts past the last log index %d: %w", segs[k].path, s.lastIdx, ErrCorrupt)
+	}
 	for id, e := range s.idx.m {
-		if e.walIdx < cut {
-			ids = append(ids, id)
+		if e.walIdx < p.cut {
+			p.ids = append(p.ids, id)
 		}
-	}
-	s.idx.mu.RUnlock()
-	for len(ids) > 0 {
-		n := min(4*moveChunk, len(ids))
-		rs := make([]*request, n)
-		for i, id := range ids[:n] {
-			rs[i] = newRequest(reqRewrite, id)
-			rs[i].cut = cut
-		}
-		if err := s.doAll(ctx, rs); err != nil {
-			return fmt.Errorf("spool: compact: move records: %w", err)
-		}
-		res.RecordsMoved += n
-		ids = ids[n:]
-	}
-	r := newRequest(reqTruncate, "")
-	r.cut = cut
-	if err := s.do(ctx, r); err != nil {
-		return err
 	}
 	for _, sg := range segs[:k] {
-		res.LogBytesFreed += sg.size
+		p.freed += sg.size
 	}
-	return nil
+	return p, nil
 }
 
 func (s *Spool) compactLoop() {

@@ -20,6 +20,8 @@ func (s *Spool) control(r *request) {
 			err = s.truncateFront(r.cut)
 		case reqDropFiles:
 			err = s.dropFiles(r.files)
+		case reqPlanCut:
+			r.plan, err = s.planCut()
 		}
 	}
 	r.state.Store(stBuilt)

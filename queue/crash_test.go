@@ -3,10 +3,13 @@ package queue
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tidwall/wal"
 )
@@ -259,4 +262,116 @@ func TestNewSegmentsDirSynced(t *testing.T) {
 	if got := syncs.Load() - after; got < int64(len(segs)-1) || len(segs) < 3 {
 		t.Fatalf("%d segments created, %d log directory fsyncs", len(segs)-1, got)
 	}
+}
+
+// TestOpenSyncsLastBatch: after a process crash the last batch may be in
+// the page cache only. Open accepts it, so before anything builds on it
+// Open must fsync the body files its live messages reference and the log
+// segment holding it, ahead of the directory fsyncs and the new body file.
+func TestOpenSyncsLastBatch(t *testing.T) {
+	type setup struct {
+		s       *Spool
+		old     string // a message enqueued by an earlier Open, so in an older body file
+		oldFile uint32
+	}
+	cases := []struct {
+		name   string
+		window time.Duration
+		// last writes the last batch and returns the body files it references.
+		last func(t *testing.T, c setup) []uint32
+	}{
+		{"enqueue", 0, func(t *testing.T, c setup) []uint32 {
+			id, err := c.s.Enqueue(ctx, testEnv(2), testBody(2, 500))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return []uint32{fileOf(c.s, id)}
+		}},
+		{"attempt on an older message", 0, func(t *testing.T, c setup) []uint32 {
+			if err := c.s.Reschedule(c.old, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			return []uint32{c.oldFile}
+		}},
+		{"both in one batch", 300 * time.Millisecond, func(t *testing.T, c setup) []uint32 {
+			var wg sync.WaitGroup
+			var id string
+			var err1, err2 error
+			wg.Add(2)
+			go func() { defer wg.Done(); id, err1 = c.s.Enqueue(ctx, testEnv(3), testBody(3, 500)) }()
+			go func() { defer wg.Done(); err2 = c.s.Reschedule(c.old, time.Now().Add(time.Hour)) }()
+			wg.Wait()
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			return []uint32{fileOf(c.s, id), c.oldFile}
+		}},
+		{"complete (no live body)", 0, func(t *testing.T, c setup) []uint32 {
+			if err := c.s.Complete(c.old, OutcomeDelivered, ""); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, dir, testOpts(t))
+			old, err := s.Enqueue(ctx, testEnv(1), testBody(1, 500))
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldFile := fileOf(s, old)
+			mustClose(t, s)
+			opts := testOpts(t)
+			opts.GroupCommitWindow = c.window
+			s = mustOpen(t, dir, opts)
+			files := c.last(t, setup{s, old, oldFile})
+			mustClose(t, s)
+
+			var mu sync.Mutex
+			var events []string
+			opts = testOpts(t)
+			opts.hooks = &hooks{
+				bodySync: func(f *os.File) error {
+					mu.Lock()
+					events = append(events, "fsync "+f.Name())
+					mu.Unlock()
+					return f.Sync()
+				},
+				dirSync: func(d string) error {
+					mu.Lock()
+					events = append(events, "dirsync "+d)
+					mu.Unlock()
+					return syncDir(d)
+				},
+			}
+			s = mustOpen(t, dir, opts)
+			mustClose(t, s)
+			want := []string{"fsync " + lastSegment(t, dir)}
+			for _, num := range files {
+				want = append(want, "fsync "+filepath.Join(dir, "body", bodyName(num)))
+			}
+			// The file fsyncs come first, before any directory fsync, and
+			// so before the new body file.
+			var got []string
+			for _, e := range events {
+				if !strings.HasPrefix(e, "fsync ") {
+					break
+				}
+				got = append(got, e)
+			}
+			sort.Strings(got)
+			sort.Strings(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("Open fsynced %q before the directories (events %q); want %q", got, events, want)
+			}
+		})
+	}
+}
+
+func fileOf(s *Spool, id string) uint32 {
+	s.idx.mu.RLock()
+	defer s.idx.mu.RUnlock()
+	return s.idx.m[id].file
 }

@@ -28,4 +28,29 @@
 // it enters the index, and before the next batch the spool cuts the log
 // back to the last acknowledged record (ftruncate + fsync) and rolls to a
 // fresh body file, so once the fault clears new calls succeed again.
+//
+// The disk never fills with received mail alone: Enqueue, the reception
+// path, keeps Options.Reserve bytes free on the spool's filesystem (default
+// DefaultReserve; the server passes spool.reserve, by default 1.5 times its
+// largest message size) and is refused with ErrLowSpace, which wraps
+// ErrNoSpace, when a message would leave less. RecordAttempt, Reschedule,
+// Update, Complete, compaction and EnqueueReserved (bounces) may use the
+// reserve, so the queue can still be drained and administered while
+// reception is refused. LowSpace reports that state; it ends by itself once
+// deliveries and compaction (which the spool starts early while low) have
+// freed the reserve plus a margin.
+//
+// Damage is never silent either. Open repairs by itself only what a crash
+// can leave: an unreadable end of the newest log segment that no valid
+// record follows (a torn write; it is cut), and a last batch that
+// references a body which does not read back (never acknowledged; it is
+// dropped). Any other unreadable log record, or a body frame missing from
+// its file, makes Open fail with an error wrapping ErrCorrupt that names
+// the file and byte offset, rather than drop the acknowledged records
+// around it. Bodies are checked whenever they are read: a damaged one makes
+// Body fail with ErrCorrupt and is never returned. Damage confined to the
+// last batch cannot be told apart from a crash during its write and is
+// repaired as one. Salvage (`cuemta spool salvage`) copies every readable
+// message of a damaged spool into a fresh one and reports what it could not
+// read, by file and offset and by message ID.
 package queue

@@ -35,7 +35,11 @@ type RcptStatus uint8
 const (
 	RcptPending RcptStatus = iota
 	RcptDelivered
-	RcptFailed // permanently; a bounce is due
+	RcptFailed // permanently, and the bounce (if any) is queued
+	// RcptBouncing failed permanently, but the bounce for it could not be
+	// queued yet (the spool refused the DSN): the message stays queued so
+	// that the next attempt sends the DSN instead of losing it.
+	RcptBouncing
 )
 
 func (s RcptStatus) String() string {
@@ -46,6 +50,8 @@ func (s RcptStatus) String() string {
 		return "delivered"
 	case RcptFailed:
 		return "failed"
+	case RcptBouncing:
+		return "bouncing"
 	}
 	return "unknown"
 }

@@ -12,6 +12,10 @@ var (
 	// ErrNoSpace: the filesystem is full (ENOSPC or EDQUOT). Nothing in the
 	// failed call was acknowledged; retry once space has been freed.
 	ErrNoSpace = errors.New("no space left for the spool")
+	// ErrLowSpace: Enqueue was refused to keep Options.Reserve free on the
+	// spool's filesystem (nothing was written). It wraps ErrNoSpace, so
+	// IsNoSpace is true for it; retry once space has been freed.
+	ErrLowSpace = fmt.Errorf("%w: free space is down to the spool reserve", ErrNoSpace)
 	// ErrStorage: any other failed write, fsync, rename or read.
 	ErrStorage = errors.New("storage failure")
 	// ErrCorrupt: on-disk data failed its checksum or framing outside the

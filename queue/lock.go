@@ -45,3 +45,26 @@ func readPID(path string) int {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
 }
+
+// lockShared takes a shared, non-blocking flock on dir/LOCK without writing
+// anything, for readers of a spool that must not be in use (Salvage). It
+// returns nil when there is no lock file. The owner's exclusive lock makes
+// it fail with a *LockedError; while it is held, Open of dir fails.
+func lockShared(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &LockedError{Dir: dir, PID: readPID(path)}
+		}
+		return nil, fmt.Errorf("spool: lock %s: %w", path, err)
+	}
+	return f, nil
+}

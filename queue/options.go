@@ -35,6 +35,14 @@ type Options struct {
 	// Logger receives repairs, storage faults and compaction results.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Reserve is the free space, in bytes, that reception must leave on the
+	// spool's filesystem: Enqueue is refused (ErrLowSpace, which wraps
+	// ErrNoSpace) when storing the message would leave less than Reserve
+	// free, while everything that drains the queue (RecordAttempt,
+	// Reschedule, Update, Complete, compaction and EnqueueReserved for
+	// bounces) may use it. Default DefaultReserve; negative disables the
+	// reserve and the free-space checks. See LowSpace and EnqueueReserved.
+	Reserve int64
 
 	hooks *hooks // test-only fault injection; nil means the real syscalls
 }
@@ -65,6 +73,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Reserve = normReserve(o.Reserve)
 	if o.hooks == nil {
 		o.hooks = &hooks{}
 	}
@@ -79,6 +88,9 @@ type hooks struct {
 	bodySync  func(f *os.File) error
 	walWrite  func(l *wal.Log, b *wal.Batch) error // write + fsync of one log batch
 	dirSync   func(dir string) error
+	// statfs returns the bytes available to the spool on the filesystem
+	// holding f (the spool's lock file).
+	statfs func(f *os.File) (int64, error)
 }
 
 func (h *hooks) fill() {
@@ -93,6 +105,9 @@ func (h *hooks) fill() {
 	}
 	if h.dirSync == nil {
 		h.dirSync = syncDir
+	}
+	if h.statfs == nil {
+		h.statfs = freeBytes
 	}
 }
 

@@ -10,6 +10,11 @@ import (
 type replayResult struct {
 	lastIdx   uint64 // index of the last valid entry (0: empty log)
 	lastBatch uint64 // highest batch number seen
+	// The last batch that replay applied: its first log index (0: none)
+	// and the body files its live messages reference. Open fsyncs them
+	// (see Spool.syncLastBatch).
+	lastBatchFirst uint64
+	lastBatchFiles []uint32
 }
 
 // pending is one record of the batch being replayed, held back until the
@@ -21,11 +26,15 @@ type pending struct {
 
 // replayLog rebuilds idx from the log in dir, repairing it on the way:
 //
-//   - A record that fails its CRC or framing in the tail segment is a torn
-//     write of a batch that was never acknowledged (acknowledgement follows
-//     the fsync of the whole batch); the segment is cut there.
-//   - The same in an older segment means acknowledged data was damaged:
-//     Open fails with ErrCorrupt rather than guess.
+//   - A record in the tail segment that fails its CRC or framing, with no
+//     valid record anywhere after it in that segment (see findEntry), is a
+//     torn write of a batch that was never acknowledged (acknowledgement
+//     follows the fsync of the whole batch): the segment is cut there.
+//   - A bad record that valid records follow, in the tail segment or in
+//     any older one, means acknowledged data was damaged: a crash only
+//     tears the end of what was being written. Open fails with ErrCorrupt,
+//     naming the file and byte offset, rather than drop what follows;
+//     Salvage copies what is readable into a fresh spool.
 //   - Bodies and log records of one batch are fsynced concurrently, so the
 //     last batch in the log may reference body frames that never reached
 //     the disk. Every earlier batch finished both fsyncs before the next
@@ -75,7 +84,15 @@ func replayLog(dir, bodyDir string, idx *index, log *slog.Logger) (replayResult,
 		})
 		if werr != nil {
 			if i != len(segs)-1 {
-				return res, fmt.Errorf("spool: log segment %s: entry %d at byte %d: %w: %v", seg.path, walIdx, end, ErrCorrupt, werr)
+				return res, fmt.Errorf("spool: log segment %s: entry %d at byte %d is damaged (%v) and is not the end of the log: %w%s",
+					seg.path, walIdx, end, werr, ErrCorrupt, salvageHint)
+			}
+			// A torn write only ever damages the end of the log, so any
+			// valid record after the bad one was written (and possibly
+			// acknowledged) after it: cutting here would drop it silently.
+			if at := findEntry(data, end+1, res.lastBatch); at >= 0 {
+				return res, fmt.Errorf("spool: log segment %s: entry %d at byte %d is damaged (%v) but valid entries follow it (the next at byte %d), so it is not a torn tail: %w%s",
+					seg.path, walIdx, end, werr, at, ErrCorrupt, salvageHint)
 			}
 			log.Warn("spool: dropping torn log tail (unacknowledged writes)",
 				"segment", seg.path, "offset", end, "bytes", len(data)-end, "cause", werr.Error())
@@ -117,9 +134,20 @@ func replayLog(dir, bodyDir string, idx *index, log *slog.Logger) (replayResult,
 			return res, nil
 		}
 	}
+	res.lastBatchFirst = batch[0].walIdx
+	files := make(map[uint32]bool)
+	for _, p := range final {
+		if p != nil && !files[p.rec.ref.file] {
+			files[p.rec.ref.file] = true
+			res.lastBatchFiles = append(res.lastBatchFiles, p.rec.ref.file)
+		}
+	}
 	apply()
 	return res, nil
 }
+
+// salvageHint ends the errors of damage that Open will not repair itself.
+const salvageHint = "; `cuemta spool salvage` copies every readable message into a fresh spool"
 
 func applyRecord(idx *index, rec *record, walIdx uint64) {
 	switch rec.kind {

@@ -18,6 +18,7 @@ const (
 	// control requests run alone, between batches
 	reqTruncate  // drop log entries before cut
 	reqDropFiles // delete unreferenced body files
+	reqPlanCut   // choose where compaction cuts the log (fills plan)
 )
 
 // Request states. The committer moves queued→taken→built; a waiter whose
@@ -36,6 +37,7 @@ type request struct {
 	enc     []byte // enqueue: the encoded envelope; mutate: replacement
 	next    int64  // enqueue: NextAttempt (UnixNano)
 	body    []byte // enqueue, rebody
+	reserve bool   // enqueue: may use the spool reserve (EnqueueReserved)
 	mutate  func(*Envelope) error
 	expect  []byte  // mutate: apply only if the current encoding is this slice
 	oldRef  bodyRef // rebody: move only if the body is still here
@@ -43,6 +45,7 @@ type request struct {
 	reason  string
 	cut     uint64   // rewrite, truncate
 	files   []uint32 // dropFiles
+	plan    *cutPlan // planCut: its answer, nil when not worth cutting
 	state   atomic.Int32
 	done    chan error
 }

@@ -113,6 +113,89 @@ func walkEntries(data []byte, fn func(off int, rec []byte) error) (int, error) {
 	return off, nil
 }
 
+// Looking past damage. A bad length prefix leaves no framing to follow, so
+// the only way to learn whether anything readable comes after a bad entry
+// is to try every later byte offset as an entry start. An offset counts
+// only if the entry there frames, passes its CRC32C, decodes completely
+// (for a put, the whole envelope) and carries a batch number no lower than
+// the last good one before the damage: batch numbers never go down in a
+// log, so stale records (say, old log pages exposed by a torn write) do not
+// count. The cheap structural checks run before the CRC so that scanning
+// megabytes of garbage stays fast.
+
+// entryAt checks the entry starting at off and returns its end and record
+// (env aliases data).
+func entryAt(data []byte, off int, minBatch uint64) (int, record, bool) {
+	size, n := binary.Uvarint(data[off:])
+	if n <= 0 || size < 6 || size > uint64(len(data)-off-n) {
+		return 0, record{}, false
+	}
+	b := data[off+n : off+n+int(size)]
+	if !plausibleRecord(b, minBatch) {
+		return 0, record{}, false
+	}
+	rec, err := decodeRecord(b)
+	if err != nil || rec.batch < minBatch {
+		return 0, record{}, false
+	}
+	switch rec.kind {
+	case recPut:
+		if _, err := decodeEnvelope(rec.env); err != nil {
+			return 0, record{}, false
+		}
+	case recDone:
+		if validID(rec.id) != nil {
+			return 0, record{}, false
+		}
+	}
+	return off + n + int(size), rec, true
+}
+
+// plausibleRecord rejects most non-records without computing a CRC: the
+// kind, the batch number and the message ID must make sense.
+func plausibleRecord(b []byte, minBatch uint64) bool {
+	r := reader{b: b[4:]}
+	kind := r.byte()
+	if kind != recPut && kind != recDone {
+		return false
+	}
+	if r.uvarint() < minBatch || r.err != nil {
+		return false
+	}
+	if kind == recPut {
+		r.uvarint() // body file
+		r.uvarint() // offset
+		r.uvarint() // length
+		r.u32()     // body CRC
+		if r.byte() != envVersion {
+			return false
+		}
+	} else {
+		r.byte() // outcome
+	}
+	id := r.bytes()
+	if r.err != nil || len(id) == 0 || len(id) > maxIDLen {
+		return false
+	}
+	for _, c := range id { // validID's alphabet, without allocating a string
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// findEntry returns the offset of the first valid entry (see entryAt) that
+// starts at or after from, or -1.
+func findEntry(data []byte, from int, minBatch uint64) int {
+	for off := max(from, 0); off < len(data); off++ {
+		if _, _, ok := entryAt(data, off, minBatch); ok {
+			return off
+		}
+	}
+	return -1
+}
+
 // truncateFile cuts a file to size and fsyncs it.
 func truncateFile(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)

@@ -45,6 +45,7 @@ type Spool struct {
 	bodyBuf               []byte
 	scratch               []byte
 
+	space       spaceState // free space and the reserve (reserve.go)
 	compactMu   sync.Mutex
 	stopCompact chan struct{}
 	compactDone chan struct{}
@@ -55,7 +56,9 @@ type Spool struct {
 var errConflict = errors.New("spool: envelope changed concurrently")
 
 // Open opens or creates the spool in dir, taking its lock and replaying
-// its log (repairing a torn tail left by a crash).
+// its log (repairing a torn tail left by a crash). Damage it cannot repair
+// without dropping acknowledged records fails with an error wrapping
+// ErrCorrupt; Salvage copies what is readable of such a spool.
 func Open(dir string, opts Options) (*Spool, error) {
 	opts = opts.withDefaults()
 	created := false
@@ -93,6 +96,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		lf.Close()
 		return nil, err
 	}
+	s.checkSpace() // before the committer starts: LowSpace is right from the start
 	go s.run()
 	if opts.CompactInterval > 0 {
 		go s.compactLoop()
@@ -128,6 +132,9 @@ func (s *Spool) load(created bool) error {
 		return err
 	}
 	s.lastIdx, s.batchSeq = res.lastIdx, res.lastBatch
+	if err := s.syncLastBatch(res); err != nil {
+		return err
+	}
 	if s.wal, err = openLog(s.walDir, s.opts.SegmentSize); err != nil {
 		return fmt.Errorf("spool: open log: %w", err)
 	}
@@ -157,6 +164,48 @@ func (s *Spool) load(created bool) error {
 	}
 	s.log.Info("spool: opened", "dir", s.dir, "messages", len(s.idx.m), "log_entries", s.lastIdx,
 		"replay", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// syncLastBatch fsyncs the files the log's last batch lives in before
+// anything builds on it. After a process crash that batch may exist only in
+// the page cache (its fsyncs were in flight): replay reads it from there and
+// accepts it, but nothing would ever fsync its body file again, since Open
+// starts a new one, while the next batch's log fsync would make its records
+// durable. A power cut after that would leave records pointing past the end
+// of a body file. Earlier batches finished their fsyncs before the next one
+// began, so only the last batch's body files and segments need this. The
+// fsyncs go through hooks.bodySync, the spool's "fsync this file" hook.
+func (s *Spool) syncLastBatch(res replayResult) error {
+	if res.lastBatchFirst == 0 {
+		return nil
+	}
+	var paths []string
+	segs, _, err := listSegments(s.walDir)
+	if err != nil {
+		return fmt.Errorf("spool: list log: %w", err)
+	}
+	for i, sg := range segs {
+		// wal fsyncs a segment when it starts the next one, but the batch
+		// may span segments; sync every one holding a part of it.
+		if sg.start <= res.lastIdx && (i == len(segs)-1 || segs[i+1].start > res.lastBatchFirst) {
+			paths = append(paths, sg.path)
+		}
+	}
+	for _, num := range res.lastBatchFiles {
+		paths = append(paths, filepath.Join(s.bodyDir, bodyName(num)))
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return storageErr("open: fsync what the last batch references", err)
+		}
+		err = s.opts.hooks.bodySync(f)
+		f.Close()
+		if err != nil {
+			return storageErr("open: fsync "+p, err)
+		}
+	}
 	return nil
 }
 

@@ -13,10 +13,30 @@ import (
 // NextAttempt = Received when zero, and Size = len(body). body must not be
 // modified until Enqueue returns.
 //
+// Enqueue is for mail received from outside (SMTP, the injection API): it
+// keeps Options.Reserve free on the spool's filesystem, refusing with an
+// error wrapping ErrLowSpace (and so ErrNoSpace) when storing the message
+// would leave less, and refusing every message while LowSpace reports true.
+// Nothing is written then.
+//
 // If ctx ends first, Enqueue returns an error; the message was then not
 // stored if the committer had not yet taken it, and may have been otherwise
 // (the error says which). Success is never reported for unstored data.
 func (s *Spool) Enqueue(ctx context.Context, env *Envelope, body []byte) (string, error) {
+	return s.enqueue(ctx, env, body, false)
+}
+
+// EnqueueReserved is Enqueue for system mail: bounces (DSNs) and other
+// messages the MTA generates while draining its queue. It may use the
+// reserve that Enqueue keeps free, so a bounce can still be queued while
+// reception is refused for lack of space; it fails only when the
+// filesystem itself is full (ErrNoSpace). Do not use it for mail from
+// clients: that would defeat the reserve.
+func (s *Spool) EnqueueReserved(ctx context.Context, env *Envelope, body []byte) (string, error) {
+	return s.enqueue(ctx, env, body, true)
+}
+
+func (s *Spool) enqueue(ctx context.Context, env *Envelope, body []byte, reserved bool) (string, error) {
 	e := env.clone()
 	if e.ID == "" {
 		e.ID = s.ids.next(s.opts.Now())
@@ -40,6 +60,7 @@ func (s *Spool) Enqueue(ctx context.Context, env *Envelope, body []byte) (string
 	r.enc = encodeEnvelope(nil, &e)
 	r.next = timeNano(e.NextAttempt)
 	r.body = body
+	r.reserve = reserved
 	if err := s.do(ctx, r); err != nil {
 		return "", err
 	}

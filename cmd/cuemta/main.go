@@ -21,7 +21,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":    {runServe, "run the MTA (embedded default config without -c)"},
-	"vet":      {runVet, "validate configs: vet PATH... (exit 1 and file:line:col per problem)"},
+	"vet":      {runVet, "validate configs: vet [--offline] PATH... (exit 1 and file:line:col per problem)"},
 	"profile":  {runProfile, "show the effective delivery profile: profile -c PATH DOMAIN_OR_MXHOST [--json]"},
 	"test":     {runTest, "run policy tests: test [PATH] (built-in profiles' tests without PATH)"},
 	"explain":  {runExplain, "show which rules match a message or a reply: explain -c PATH ..."},
@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"status":   {runStatus, "show the running server's status"},
 	"reload":   {runReload, "reload the running server's config (prints the new generation or the errors)"},
 	"sendmail": {runSendmail, "submit a message from stdin, sendmail-style (-t -i -f -F)"},
+	"spool":    {runSpool, "offline spool tools: spool salvage DIR [-o FRESH] copies a damaged spool's readable messages"},
 	"version":  {runVersion, "print the version"},
 }
 
