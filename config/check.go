@@ -21,6 +21,10 @@ func (c *Config) annotate() {
 	}
 	for i, r := range c.Rules.Message {
 		r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.message[%d].when", i)) })
+		if r.Reject != nil && r.Reject.Enhanced == "" {
+			// The schema's default, which depends on the code: 4.7.1 or 5.7.1.
+			r.Reject.Enhanced = fmt.Sprintf("%d.7.1", r.Reject.Code/100)
+		}
 	}
 	for i, r := range c.Rules.Response {
 		r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.response[%d].when", i)) })
@@ -140,6 +144,9 @@ func (c *Config) check() Errors {
 	c.checkListeners(add)
 	c.checkReferences(add)
 	c.checkProfiles(add)
+	c.checkTimings(add)
+	c.checkPorts(add)
+	c.checkCodes(add)
 	c.checkTests(add)
 	return errs
 }

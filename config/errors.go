@@ -99,6 +99,10 @@ func explain(path []string, msg string) string {
 		if strings.HasPrefix(m[2], "=~") {
 			return prefix + "invalid value " + m[1] + ": expected " + expectation(m[2])
 		}
+		if len(path) > 0 && path[len(path)-1] == "port" {
+			// #Port: CUE names only the bound that failed.
+			return prefix + m[1] + " is out of range: expected a TCP port from 1 to 65535"
+		}
 		return prefix + m[1] + " is out of range: must be " + m[2]
 	case mismatchRE.MatchString(msg):
 		m := mismatchRE.FindStringSubmatch(msg)

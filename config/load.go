@@ -134,6 +134,7 @@ func loadFiles(dir string, files []string, extra map[string]load.Source) (*Confi
 	cfg.value = root
 	cfg.wd = workingDir() // positions found later are shown as at load time
 	cfg.base = sval.LookupPath(cue.MakePath(cue.Def("BaseProfile")))
+	cfg.relay = sval.LookupPath(cue.MakePath(cue.Def("RelayDefaults")))
 	cfg.Files = files
 	cfg.annotate()
 	if errs := cfg.check(); len(errs) > 0 {

@@ -75,6 +75,23 @@ func (c *Config) Match(domain string, mxHosts []string) []MatchedProfile {
 	return out
 }
 
+// MatchProvider returns the provider of a destination: the profile whose
+// "*.suffix" MX pattern matches its MX hosts (the first host, in
+// preference order, that matches one decides; the longest pattern wins),
+// or nil. Unlike Match it looks at that level alone: Match lists each
+// profile once, at the most specific level it matches, so a profile that
+// matched the recipient domain too (google for gmail.com and
+// gmail-smtp-in.l.google.com) appears there at LevelDomain, never at
+// LevelProvider.
+func (c *Config) MatchProvider(mxHosts []string) *MatchedProfile {
+	for _, h := range mxHosts {
+		if p, pat := c.matchMX(h, true); p != nil {
+			return &MatchedProfile{Profile: p, Level: LevelProvider, By: pat}
+		}
+	}
+	return nil
+}
+
 // profileNames lists the profiles in name order, computed once: matching
 // runs for every message routed.
 func (c *Config) profileNames() []string {
@@ -254,19 +271,8 @@ func (c *Config) checkSettings(add addFunc, path, who string, s *ProfileSettings
 	zero("maxMessagesPerConnection", s.MaxMessagesPerConnection != nil && *s.MaxMessagesPerConnection == 0, "no message could be sent on a connection")
 	zero("messageRate", s.MessageRate != nil && s.MessageRate.N == 0, "no message could ever be sent")
 	zero("connectionRate", s.ConnectionRate != nil && s.ConnectionRate.N == 0, "no connection could ever open")
-	if s.Retry != nil && s.Retry.MaxAge != nil && *s.Retry.MaxAge == 0 {
-		add(path+".retry.maxAge", "profile %s: retry.maxAge is 0s, so every message would expire before its first retry", who)
+	if s.Retry != nil {
+		c.checkRetry(add, path+".retry", "profile "+who, s.Retry.Schedule, s.Retry.MaxAge)
 	}
-	for i, d := range retrySchedule(s) {
-		if d <= 0 {
-			add(fmt.Sprintf("%s.retry.schedule[%d]", path, i), "profile %s: retry delay %s must be positive, or the site would be retried in a tight loop", who, d)
-		}
-	}
-}
-
-func retrySchedule(s *ProfileSettings) []Duration {
-	if s.Retry == nil {
-		return nil
-	}
-	return s.Retry.Schedule
+	c.checkBackoff(add, path, who, s)
 }

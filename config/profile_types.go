@@ -43,9 +43,10 @@ type ConnectFailures struct {
 // Profile mirrors #Profile.
 type Profile struct {
 	ProfileSettings
-	Match   ProfileMatch                `json:"match"`
-	Sources map[string]*ProfileSettings `json:"sources,omitempty"`
-	Rules   []*ResponseRule             `json:"rules,omitempty"`
+	Match    ProfileMatch                `json:"match"`
+	Provider *ProviderLimits             `json:"provider,omitempty"`
+	Sources  map[string]*ProfileSettings `json:"sources,omitempty"`
+	Rules    []*ResponseRule             `json:"rules,omitempty"`
 
 	Name string `json:"-"`
 	Pos  Pos    `json:"-"` // see Where
@@ -54,6 +55,14 @@ type Profile struct {
 
 // Where is where the profile is defined (its name).
 func (p *Profile) Where() Pos { return p.at.or(p.Pos) }
+
+// ProviderLimits mirrors #Profile.provider: limits shared by all the sites
+// of a provider, per egress source. Nil fields are not limited.
+type ProviderLimits struct {
+	MaxConnections *int  `json:"maxConnections,omitempty"`
+	MessageRate    *Rate `json:"messageRate,omitempty"`
+	ConnectionRate *Rate `json:"connectionRate,omitempty"`
+}
 
 type ProfileMatch struct {
 	Domains []string `json:"domains,omitempty"`

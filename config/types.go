@@ -40,6 +40,7 @@ type Config struct {
 	value cue.Value // the unified, validated config
 	wd    string    // the working directory at load, for relative positions
 	base  cue.Value // #BaseProfile, the floor under every profile
+	relay cue.Value // #RelayDefaults, under the profiles of a static route
 }
 
 type Admin struct {
@@ -51,6 +52,24 @@ type Spool struct {
 	Dir               string   `json:"dir"`
 	SegmentSize       int64    `json:"segmentSize"`
 	GroupCommitWindow Duration `json:"groupCommitWindow"`
+	Reserve           int64    `json:"reserve"` // 0: see SpoolReserve
+}
+
+// MinSpoolReserve is the smallest default spool reserve.
+const MinSpoolReserve = 4 << 20
+
+// SpoolReserve is the spool reserve in force: spool.reserve when set,
+// otherwise 1.5 times the largest message any listener accepts, and at
+// least MinSpoolReserve.
+func (c *Config) SpoolReserve() int64 {
+	if c.Spool.Reserve > 0 {
+		return c.Spool.Reserve
+	}
+	var largest int64
+	for _, l := range c.Listeners {
+		largest = max(largest, l.Limits.MaxMessageSize)
+	}
+	return max(largest+largest/2, MinSpoolReserve)
 }
 
 type DNS struct {
@@ -238,6 +257,7 @@ type Suspend struct {
 }
 
 type Throttle struct {
+	Scope          string   `json:"scope"` // "source" or "provider"
 	MaxConnections int      `json:"maxConnections,omitempty"`
 	MessageRate    *Rate    `json:"messageRate,omitempty"`
 	For            Duration `json:"for"`
@@ -277,15 +297,17 @@ type TestReply struct {
 	Code     int    `json:"code"`
 	Enhanced string `json:"enhanced"`
 	Text     string `json:"text"`
-	Stage    string `json:"stage"`
-	Domain   string `json:"domain"`
-	MX       string `json:"mx"`
-	Source   string `json:"source"`
-	Pool     string `json:"pool"`
-	Tenant   string `json:"tenant"`
-	Campaign string `json:"campaign"`
-	Attempt  int    `json:"attempt"`
-	Previous int    `json:"previous"`
+	// Lines is the reply as a server wrapped it (see rules.ReplyInput).
+	Lines    []string `json:"lines,omitempty"`
+	Stage    string   `json:"stage"`
+	Domain   string   `json:"domain"`
+	MX       string   `json:"mx"`
+	Source   string   `json:"source"`
+	Pool     string   `json:"pool"`
+	Tenant   string   `json:"tenant"`
+	Campaign string   `json:"campaign"`
+	Attempt  int      `json:"attempt"`
+	Previous int      `json:"previous"`
 }
 
 type TestExpect struct {
@@ -309,6 +331,7 @@ type TestExpect struct {
 	RetryAfter *Duration `json:"retryAfter,omitempty"`
 	Bounce     *bool     `json:"bounce,omitempty"`
 	Throttle   *struct {
+		Scope          *string   `json:"scope,omitempty"`
 		MaxConnections *int      `json:"maxConnections,omitempty"`
 		MessageRate    *Rate     `json:"messageRate,omitempty"`
 		For            *Duration `json:"for,omitempty"`

@@ -254,8 +254,10 @@ func (c *compiler) responseGroup(profile string, rs []*config.ResponseRule, firs
 			rr.thresholdWithin = r.Threshold.Within.D()
 		}
 		rr.guard = analyzeGuard(ast.NativeRep().Expr())
+		rr.unconditional = isTrue(ast.NativeRep().Expr())
 		g.rules = append(g.rules, rr)
 	}
+	c.checkUnreachable(profile, g.rules)
 	g.buildIndex()
 	return g
 }

@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/common/cost"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
 )
 
 // Run-time cost tracking roughly triples the cost of an evaluation, so it
@@ -56,18 +57,22 @@ func newSizeHints(cfg *config.Config) sizeHints {
 		varTenant:               upTo(998),
 		varCampaign:             upTo(998),
 		// Replies: RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets;
-		// allow a long multi-line reply.
-		varReply + ".text":     upTo(65536),
-		varReply + ".enhanced": upTo(16),
-		varReply + ".stage":    upTo(16),
-		varSite:                upTo(255),
-		varMX:                  upTo(255),
-		varDomain:              upTo(255),
-		varProfile:             upTo(63),
-		varSource:              upTo(63),
-		varPool:                upTo(63),
-		varRecent:              upTo(codeDomain + 3),
-		varRecent + ".@keys":   upTo(3),
+		// the SMTP client reads up to smtpclient.MaxReplyLines lines of
+		// smtpclient.MaxLineLen bytes, and reply.text is those lines joined
+		// with a space.
+		varReply + ".text":         upTo(smtpclient.MaxReplyLines * smtpclient.MaxLineLen),
+		varReply + ".lines":        upTo(smtpclient.MaxReplyLines),
+		varReply + ".lines.@items": upTo(smtpclient.MaxLineLen),
+		varReply + ".enhanced":     upTo(16),
+		varReply + ".stage":        upTo(16),
+		varSite:                    upTo(255),
+		varMX:                      upTo(255),
+		varDomain:                  upTo(255),
+		varProfile:                 upTo(63),
+		varSource:                  upTo(63),
+		varPool:                    upTo(63),
+		varRecent:                  upTo(codeDomain + 3),
+		varRecent + ".@keys":       upTo(3),
 	}
 }
 

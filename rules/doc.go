@@ -11,7 +11,11 @@
 // file (see positionOf for how columns inside multi-line strings are found).
 // Rule names must be unique among message rules and among all response
 // rules (global and per-profile together), because counters, thresholds and
-// `cuemta test` expectations refer to rules by name.
+// `cuemta test` expectations refer to rules by name. A response rule that
+// provably can never fire is an error too (see unreachable.go): one after
+// an unconditional rule, or after a rule with the same `when`, that has no
+// threshold; one whose guard wants a code and an enhanced code of
+// different classes.
 //
 // # Message rules
 //
@@ -36,13 +40,23 @@
 // # Response rules
 //
 // Variables: reply (an object with fields code int, enhanced string, text
-// string, stage string; stage is one of connect, greeting, ehlo, starttls,
-// auth, mail, rcpt, data, eod), site, mx, domain, profile (the most specific
-// profile matching the destination), source, pool, tenant, campaign, attempt
-// (int) and recent (map of string to int: the site's recent reply counts by
-// class "2xx", "4xx", "5xx" and by code such as "421"). A key missing from
-// recent is a run-time error, as for any CEL map: write
+// string, lines list of string, stage string; stage is one of connect,
+// greeting, ehlo, starttls, auth, mail, rcpt, data, eod), site, mx, domain,
+// profile (the most specific profile matching the destination), source,
+// pool, tenant, campaign, attempt (int) and recent (map of string to int:
+// the site's recent reply counts by class "2xx", "4xx", "5xx" and by code
+// such as "421"). A key missing from recent is a run-time error, as for any
+// CEL map: write
 // `recent[?"421"].orValue(0) > 10` or `"421" in recent && recent["421"] > 10`.
+//
+// reply.text is the reply on one line: the lines of a multi-line reply are
+// joined with a single space, and the enhanced code that servers repeat at
+// the start of each line is kept once, in reply.enhanced (see
+// smtpclient.ReplyText). So a phrase matches however the server wrapped it:
+// Gmail's "... reputation of the sending" / "domain. ..." still contains
+// "reputation of the sending domain". reply.lines are the lines as received
+// (after the code and its separator, enhanced codes included) for a rule
+// that needs the wrapping itself.
 //
 // Global rules run first, then the rules of each matched profile, most
 // specific profile first. The first rule that matches decides, except that a

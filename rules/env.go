@@ -144,9 +144,35 @@ func headerLookup(m, name ref.Val) ref.Val {
 
 // replyObj is the run-time value of `reply`. Its fields hold CEL values
 // boxed once per reply, so that field access on the hot path neither
-// reflects nor allocates.
+// reflects nor allocates; lines, which few rules read, is boxed on first
+// use from in.
 type replyObj struct {
 	code, enhanced, text, stage ref.Val
+	lines                       ref.Val // nil until a rule reads reply.lines
+	in                          *ResponseInput
+}
+
+// linesVal is reply.lines: the reply's lines as received, or for an input
+// without them (a one-line reply) its line rebuilt from the enhanced code
+// and the text.
+func (r *replyObj) linesVal() ref.Val {
+	if r.lines != nil {
+		return r.lines
+	}
+	var lines []string
+	switch {
+	case r.in == nil:
+	case r.in.Lines != nil:
+		lines = r.in.Lines
+	case r.in.Enhanced != "" && r.in.Text != "":
+		lines = []string{r.in.Enhanced + " " + r.in.Text}
+	case r.in.Enhanced != "":
+		lines = []string{r.in.Enhanced}
+	default:
+		lines = []string{r.in.Text}
+	}
+	r.lines = types.NewStringList(types.DefaultTypeAdapter, lines)
+	return r.lines
 }
 
 var replyCELType = types.NewObjectType(replyTypeName)
@@ -168,7 +194,8 @@ func (r *replyObj) Equal(other ref.Val) ref.Val {
 		return types.False
 	}
 	return types.Bool(r.code.Equal(o.code) == types.True && r.enhanced.Equal(o.enhanced) == types.True &&
-		r.text.Equal(o.text) == types.True && r.stage.Equal(o.stage) == types.True)
+		r.text.Equal(o.text) == types.True && r.stage.Equal(o.stage) == types.True &&
+		r.linesVal().Equal(o.linesVal()) == types.True)
 }
 
 func (r *replyObj) Type() ref.Type { return replyCELType }
@@ -181,6 +208,7 @@ var replyFields = map[string]*types.FieldType{
 	"enhanced": replyField(types.StringType, func(r *replyObj) ref.Val { return r.enhanced }),
 	"text":     replyField(types.StringType, func(r *replyObj) ref.Val { return r.text }),
 	"stage":    replyField(types.StringType, func(r *replyObj) ref.Val { return r.stage }),
+	"lines":    replyField(types.NewListType(types.StringType), (*replyObj).linesVal),
 }
 
 func replyField(t *types.Type, get func(*replyObj) ref.Val) *types.FieldType {
@@ -211,7 +239,7 @@ func (p replyProvider) FindStructType(name string) (*types.Type, bool) {
 
 func (p replyProvider) FindStructFieldNames(name string) ([]string, bool) {
 	if name == replyTypeName {
-		return []string{"code", "enhanced", "text", "stage"}, true
+		return []string{"code", "enhanced", "text", "lines", "stage"}, true
 	}
 	return p.Provider.FindStructFieldNames(name)
 }

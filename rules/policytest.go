@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
 )
 
 // testEpoch is the fixed time policy tests run at.
@@ -85,10 +86,23 @@ func ReplyInput(cfg *config.Config, r *config.TestReply) (*ResponseInput, []stri
 	if site == "" {
 		site = r.Domain
 	}
+	enhanced, text := r.Enhanced, r.Text
+	if len(r.Lines) > 0 {
+		// A reply written as lines reads as delivery reads one off the
+		// wire; an enhanced code or text given beside them wins.
+		enh, joined := smtpclient.ReplyText(r.Code, r.Lines)
+		if enhanced == "" {
+			enhanced = enh
+		}
+		if text == "" {
+			text = joined
+		}
+	}
 	return &ResponseInput{
 		Code:     r.Code,
-		Enhanced: r.Enhanced,
-		Text:     r.Text,
+		Enhanced: enhanced,
+		Text:     text,
+		Lines:    r.Lines,
 		Stage:    r.Stage,
 		Site:     site,
 		MX:       r.MX,
@@ -198,6 +212,7 @@ func checkResponse(e config.TestExpect, d ResponseDecision) []string {
 		if d.Throttle == nil {
 			m.add("expected a throttle, got none")
 		} else {
+			m.str("throttle.scope", e.Throttle.Scope, d.Throttle.Scope)
 			m.int("throttle.maxConnections", e.Throttle.MaxConnections, d.Throttle.MaxConnections)
 			if want := e.Throttle.MessageRate; want != nil {
 				got := "none"

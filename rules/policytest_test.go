@@ -114,3 +114,36 @@ FAIL wrong message (config.cue:59:2): expected pool "default", got "bulk"; expec
 		t.Errorf("passed %d failed %d, output:\n%s\nwant:\n%s", passed, failed, got, want)
 	}
 }
+
+// TestPolicyTestLines: a reply written as a server wrapped it reads as
+// delivery reads one off the wire: text is the lines joined with a space,
+// the repeated enhanced code dropped, and enhanced is the first line's.
+func TestPolicyTestLines(t *testing.T) {
+	const extra = `	"gmail wrapped": {
+		reply: {
+			code: 421
+			lines: [
+				"4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited. Please visit",
+				"4.7.28 https://support.google.com/mail/?p=UnsolicitedRateLimitError to review our Bulk Email Senders Guidelines.",
+			]
+			domain: "gmail.com"
+		}
+		expect: {rule: "gmail-rate-limited", classify: "throttled"}
+	}
+`
+	cfg := loadPolicyConfig(t, extra)
+	cfg.Rules.Response = append(cfg.Rules.Response, &config.ResponseRule{
+		Name:     "gmail-rate-limited",
+		When:     `reply.enhanced == "4.7.28" && reply.text.contains("rate limited. Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review") && size(reply.lines) == 2`,
+		Classify: Throttled,
+	})
+	in, _ := ReplyInput(cfg, cfg.Tests["gmail wrapped"].Reply)
+	wantText := "Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited. Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review our Bulk Email Senders Guidelines."
+	if in.Enhanced != "4.7.28" || in.Text != wantText || len(in.Lines) != 2 {
+		t.Errorf("ReplyInput: enhanced %q, text %q, %d lines", in.Enhanced, in.Text, len(in.Lines))
+	}
+	var out bytes.Buffer
+	if passed, failed := RunTests(cfg, mustCompile(t, cfg), &out); passed != 7 || failed != 0 {
+		t.Errorf("passed %d failed %d, output:\n%s", passed, failed, out.String())
+	}
+}

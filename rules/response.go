@@ -26,8 +26,14 @@ const (
 type ResponseInput struct {
 	Code     int
 	Enhanced string // "4.7.28", or "" when the reply has none
-	Text     string
-	Stage    string // connect, greeting, ehlo, starttls, auth, mail, rcpt, data, eod
+	// Text is the reply's text on one line: a multi-line reply's lines
+	// joined with a space (smtpclient.ReplyText), without the enhanced code.
+	Text string
+	// Lines are the reply's lines as received (smtpclient.Reply.Lines), for
+	// the rare rule that needs the wrapping. nil stands for a reply of one
+	// line: reply.lines is then [Enhanced + " " + Text], or [Text].
+	Lines []string
+	Stage string // connect, greeting, ehlo, starttls, auth, mail, rcpt, data, eod
 
 	Site     string // the site the reply came from (threshold state is kept per site)
 	MX       string // the MX host connected to
@@ -67,6 +73,7 @@ type responseRule struct {
 	thresholdCount  int
 	thresholdWithin time.Duration
 	guard           guard
+	unconditional   bool // `when` is the literal true
 }
 
 // ClassifyCode is the classification of a reply no rule decided: 2xx (and
@@ -227,6 +234,7 @@ func (a *responseActivation) reset(in *ResponseInput, profiles []string) {
 			enhanced: types.String(in.Enhanced),
 			text:     types.String(in.Text),
 			stage:    boxStage(in.Stage),
+			in:       in,
 		}
 	}
 }

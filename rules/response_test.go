@@ -122,6 +122,52 @@ func TestResponseVariables(t *testing.T) {
 	}
 }
 
+// TestReplyLines: reply.text is a multi-line reply on one line, so a
+// phrase a server wrapped still matches; reply.lines are the lines as
+// received, and a reply given without them is one line.
+func TestReplyLines(t *testing.T) {
+	cfg := newConfig()
+	cfg.Rules.Response = []*config.ResponseRule{
+		respRule("wrapped-phrase", `reply.text.contains("reputation of the sending domain")`),
+		respRule("second-line", `size(reply.lines) == 2 && reply.lines[1].startsWith("4.7.28 https://")`),
+		respRule("one-line", `reply.lines == ["5.1.1 no such user"]`),
+		respRule("no-code", `reply.lines == ["plain"]`),
+	}
+	s := mustCompile(t, cfg)
+
+	// What smtpclient makes of Gmail's reply wrapped before "domain".
+	lines := []string{
+		"4.7.0 [192.0.2.1] Our system has detected that this message is suspicious due to the very low reputation of the sending",
+		"4.7.0 domain. To best protect our users from spam, the message has been blocked.",
+	}
+	in := reply(421, "4.7.0", "[192.0.2.1] Our system has detected that this message is suspicious due to the very low reputation of the sending domain. To best protect our users from spam, the message has been blocked.")
+	in.Lines = lines
+	if d := s.EvalResponse(in, nil); d.Rule != "wrapped-phrase" || len(d.Errors) > 0 {
+		t.Errorf("wrapped phrase: %+v", d)
+	}
+	// The old "\n" join broke the phrase: a text that still has the break
+	// must not match (guards the rule above against matching by accident).
+	in = reply(421, "4.7.0", "low reputation of the sending\ndomain.")
+	in.Lines = []string{"4.7.0 low reputation of the sending", "4.7.0 domain."}
+	if d := s.EvalResponse(in, nil); d.Rule == "wrapped-phrase" {
+		t.Errorf("a text with a line break matched the phrase: %+v", d)
+	}
+
+	in = reply(421, "4.7.28", "Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review")
+	in.Lines = []string{"4.7.28 Please visit", "4.7.28 https://support.google.com/mail/?p=UnsolicitedRateLimitError to review"}
+	if d := s.EvalResponse(in, nil); d.Rule != "second-line" || len(d.Errors) > 0 {
+		t.Errorf("reply.lines: %+v", d)
+	}
+	// Without Lines (an input built by hand), reply.lines is the one line
+	// the reply would have been on the wire.
+	if d := s.EvalResponse(reply(550, "5.1.1", "no such user"), nil); d.Rule != "one-line" || len(d.Errors) > 0 {
+		t.Errorf("one-line reply.lines: %+v", d)
+	}
+	if d := s.EvalResponse(reply(550, "", "plain"), nil); d.Rule != "no-code" || len(d.Errors) > 0 {
+		t.Errorf("one-line reply.lines without enhanced code: %+v", d)
+	}
+}
+
 func TestThreshold(t *testing.T) {
 	cfg := newConfig()
 	cfg.Rules.Response = []*config.ResponseRule{

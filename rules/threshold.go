@@ -20,6 +20,7 @@ type Tracker struct {
 	seed    int
 	entries map[trackerKey]*list.Element
 	lru     *list.List // of *trackerEntry, most recent at the front
+	changes uint64     // Records so far, for savers (threshold_state.go)
 }
 
 type trackerKey struct{ rule, site string }
@@ -76,6 +77,7 @@ func (t *Tracker) Record(rule, site string, count int, within time.Duration) (se
 	defer t.mu.Unlock()
 	e := t.entry(trackerKey{rule, site}, count, now)
 	e.add(now)
+	t.changes++
 	seen = e.within(now, within)
 	return seen, seen >= count
 }

@@ -43,7 +43,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 		return nil, &NetError{Stage: StageConnect, Err: err}
 	}
 	c := &Conn{opts: opts, raw: nc, w: &wire{nc: nc, timeout: opts.CommandTimeout}}
-	c.br = bufio.NewReaderSize(c.w, maxLineLen)
+	c.br = bufio.NewReaderSize(c.w, MaxLineLen)
 	c.bw = bufio.NewWriter(c.w)
 	unbind := c.w.bind(ctx)
 	defer unbind()

@@ -34,8 +34,10 @@ func (e Extensions) AuthMechanisms() []string {
 // reply.
 func parseEHLO(r *Reply) Extensions {
 	ext := Extensions{}
-	lines := strings.Split(r.Text, "\n")
-	for _, l := range lines[1:] {
+	if len(r.Lines) == 0 {
+		return ext
+	}
+	for _, l := range r.Lines[1:] {
 		kw, params, _ := strings.Cut(strings.TrimSpace(l), " ")
 		if kw == "" {
 			continue

@@ -13,10 +13,11 @@ import (
 )
 
 // Bounds on what a server may send in one reply: RFC 5321 §4.5.3.1.5
-// allows 512 octets per line; we are generous but finite.
+// allows 512 octets per line; we are generous but finite. A longer line
+// or reply is a malformed reply, so Reply.Lines never exceed them.
 const (
-	maxLineLen    = 4096
-	maxReplyLines = 256
+	MaxLineLen    = 4096
+	MaxReplyLines = 256
 )
 
 // wire is the connection with a deadline on every read and write: each
@@ -150,14 +151,11 @@ func (c *Conn) cmd(stage, line string) (*Reply, error) {
 
 // readReply reads one possibly multi-line reply (RFC 5321 §4.2).
 func (c *Conn) readReply(stage string) (*Reply, error) {
-	var (
-		r     = &Reply{Stage: stage}
-		texts []string
-	)
+	r := &Reply{Stage: stage}
 	for n := 0; ; n++ {
 		line, err := c.br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, c.fail(stage, fmt.Errorf("%w: line longer than %d bytes", ErrMalformedReply, maxLineLen))
+			return nil, c.fail(stage, fmt.Errorf("%w: line longer than %d bytes", ErrMalformedReply, MaxLineLen))
 		}
 		if err != nil {
 			return nil, c.fail(stage, err)
@@ -179,32 +177,14 @@ func (c *Conn) readReply(stage string) (*Reply, error) {
 		if len(line) > 4 {
 			text = string(line[4:])
 		}
-		enh, rest := splitEnhanced(code, text)
-		if n == 0 {
-			r.Enhanced = enh
-		}
-		if enh == r.Enhanced {
-			text = rest
-		}
-		texts = append(texts, text)
+		r.Lines = append(r.Lines, text)
 		if len(line) == 3 || line[3] == ' ' {
 			break
 		}
-		if n+1 >= maxReplyLines {
-			return nil, c.fail(stage, fmt.Errorf("%w: more than %d lines", ErrMalformedReply, maxReplyLines))
+		if n+1 >= MaxReplyLines {
+			return nil, c.fail(stage, fmt.Errorf("%w: more than %d lines", ErrMalformedReply, MaxReplyLines))
 		}
 	}
-	r.Text = joinLines(texts)
+	r.Enhanced, r.Text = ReplyText(r.Code, r.Lines)
 	return r, nil
-}
-
-func joinLines(ss []string) string {
-	var b bytes.Buffer
-	for i, s := range ss {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(s)
-	}
-	return b.String()
 }

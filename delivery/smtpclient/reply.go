@@ -26,10 +26,15 @@ type Reply struct {
 	Code int
 	// Enhanced is the RFC 3463 status code ("5.1.1") if the reply had one.
 	Enhanced string
-	// Text is the reply text without code and enhanced code; the lines of
-	// a multi-line reply are joined with "\n".
+	// Text is the reply text on one line, without code and enhanced code:
+	// the lines of a multi-line reply are joined with a single space (see
+	// ReplyText), so a phrase reads the same however the server wrapped it.
 	Text  string
 	Stage string
+	// Lines are the reply's lines as received, each without its code and
+	// the separator after it ("250-", "550 ") but with any enhanced code:
+	// "4.7.28 Our system has detected ...". A one-line reply has one.
+	Lines []string
 }
 
 // Class is the first digit of the code: 2 success, 3 intermediate,
@@ -60,6 +65,8 @@ func (r *Reply) String() string {
 	}
 	if r.Text != "" {
 		b.WriteByte(' ')
+		// Text from the wire is one line already; a reply made up from a
+		// network error may not be.
 		b.WriteString(strings.ReplaceAll(r.Text, "\n", " "))
 	}
 	return b.String()
@@ -68,6 +75,41 @@ func (r *Reply) String() string {
 // enhancedRE matches an RFC 3463 status code at the start of reply text
 // (RFC 2034 §4: it follows the reply code on every line).
 var enhancedRE = regexp.MustCompile(`^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)`)
+
+// ReplyText returns the enhanced code and the one-line text of a reply
+// with this code, given its lines as Reply.Lines holds them.
+//
+// A server may wrap a reply anywhere (RFC 5321 §4.2.1), so the lines are
+// joined with a single space: a Gmail reply wrapped before "domain" still
+// contains "reputation of the sending domain". Spaces and tabs around each
+// line are dropped, and so are lines left empty, so that no join doubles a
+// space. The enhanced code is taken from the first line (RFC 3463 §2: only
+// when its class is the code's) and kept once, in enhanced: servers repeat
+// it at the start of every line (RFC 2034 §4 asks for it on each), so a
+// continuation line that starts with the same code has it stripped before
+// the join. A continuation line that starts with a different code keeps
+// it, as text: it is not the reply's code.
+func ReplyText(code int, lines []string) (enhanced, text string) {
+	var b strings.Builder
+	for i, l := range lines {
+		enh, rest := splitEnhanced(code, l)
+		if i == 0 {
+			enhanced = enh
+		}
+		if enh != "" && enh == enhanced {
+			l = rest
+		}
+		l = strings.Trim(l, " \t")
+		if l == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(l)
+	}
+	return enhanced, b.String()
+}
 
 // splitEnhanced separates a leading enhanced code from text when its class
 // matches the reply code's (RFC 3463 §2), so "250 2.0.0 Ok" and

@@ -2,7 +2,6 @@ package golden
 
 import (
 	"bytes"
-	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -11,8 +10,8 @@ import (
 	"github.com/cuemta/cuemta/rules"
 )
 
-// TestPolicyTests runs `cuemta test`'s logic over every test/<case>
-// directory and compares the report with want.txt.
+// TestPolicyTests runs `cuemta test` over every test/<case> directory and
+// compares its report and exit status with want.txt.
 func TestPolicyTests(t *testing.T) {
 	cases, err := filepath.Glob("test/*")
 	if err != nil || len(cases) == 0 {
@@ -20,15 +19,9 @@ func TestPolicyTests(t *testing.T) {
 	}
 	for _, dir := range cases {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			snap, err := engine.Load(dir)
-			if err != nil {
-				t.Fatalf("load: %v", err)
-			}
-			var out bytes.Buffer
-			passed, failed := rules.RunTests(snap.Config, snap.Rules, &out)
-			fmt.Fprintf(&out, "exit %d\n", map[bool]int{true: 1, false: 0}[failed > 0])
-			golden.Check(t, filepath.Join(dir, "want.txt"), out.Bytes())
-			if passed+failed == 0 {
+			out, _ := run(t, "test", dir)
+			golden.Check(t, filepath.Join(dir, "want.txt"), out)
+			if bytes.Contains(out, []byte("\n0 passed, 0 failed\n")) || bytes.HasPrefix(out, []byte("0 passed, 0 failed\n")) {
 				t.Error("a test case must run at least one policy test")
 			}
 		})

@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/internal/golden"
 )
 
-// TestVet runs vet over every vet/<case> directory and compares its output
-// with want.txt. Paths in the output are relative to this directory.
+// TestVet runs `cuemta vet` over every vet/<case> directory and compares
+// its output and exit status with want.txt. A case may hold more runs:
+// want<FLAGS>.txt is the run `cuemta vet <FLAGS> <case>`, e.g.
+// want--offline.txt for --offline. Paths in the output are relative to
+// this directory.
 func TestVet(t *testing.T) {
 	cases, err := filepath.Glob("vet/*")
 	if err != nil {
@@ -25,15 +27,20 @@ func TestVet(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			lines := engine.Vet([]string{dir})
-			got := strings.Join(lines, "\n")
-			if got != "" {
-				got += "\n"
-			}
-			golden.Check(t, filepath.Join(dir, "want.txt"), []byte(got))
+			out, code := run(t, "vet", dir)
+			golden.Check(t, filepath.Join(dir, "want.txt"), out)
 			// A case named valid-* must pass vet; any other must fail it.
-			if strings.HasPrefix(filepath.Base(dir), "valid-") != (len(lines) == 0) {
-				t.Errorf("valid-* cases must vet clean and others must fail; got %d problems", len(lines))
+			if valid := strings.HasPrefix(filepath.Base(dir), "valid-"); valid != (code == 0) {
+				t.Errorf("valid-* cases must vet clean and others must fail; got exit %d", code)
+			}
+			flagged, err := filepath.Glob(filepath.Join(dir, "want-*.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range flagged {
+				flags := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(want), "want"), ".txt")
+				out, _ := run(t, "vet", flags, dir)
+				golden.Check(t, want, out)
 			}
 		})
 	}
@@ -42,7 +49,7 @@ func TestVet(t *testing.T) {
 // TestExamplesVetClean: every shipped example (configs and the built-in
 // ISP profiles package) passes `cuemta vet examples/...`.
 func TestExamplesVetClean(t *testing.T) {
-	if lines := engine.Vet([]string{"../../examples/..."}); len(lines) > 0 {
-		t.Errorf("vet examples/... reported:\n%s", strings.Join(lines, "\n"))
+	if out, code := run(t, "vet", "../../examples/..."); code != 0 || string(out) != "exit 0\n" {
+		t.Errorf("vet examples/... reported:\n%s", out)
 	}
 }
