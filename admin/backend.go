@@ -41,9 +41,19 @@ type Backend interface {
 	Reload(ctx context.Context) (*ReloadResult, error)
 	// Status describes the running server.
 	Status(ctx context.Context) (*Status, error)
-	// Ready reports whether the server accepts mail (the spool is open and
-	// the listeners are up).
+	// Ready reports whether the server accepts mail (the spool is open,
+	// the listeners are up and the spool is not refusing mail for lack of
+	// space).
 	Ready() bool
+}
+
+// NotReadyReasoner may be implemented by a Backend to say why it is not
+// ready: /readyz then answers 503 {"error": "not ready: " + reason,
+// "detail": detail} instead of the generic reply.
+type NotReadyReasoner interface {
+	// NotReadyReason returns a short reason (such as "the spool is low on
+	// disk space") and a sentence of detail, or "" when none is known.
+	NotReadyReason() (reason, detail string)
 }
 
 // ErrNotFound is returned by a Backend for an unknown message id or
@@ -124,11 +134,12 @@ type RecipientInfo struct {
 }
 
 // Scopes a suspension applies to.
-var Scopes = []string{"site", "source", "tenant", "campaign"}
+var Scopes = []string{"site", "source", "provider", "tenant", "campaign"}
 
-// Suspension stops deliveries in a scope ("site", "source", "tenant" or
-// "campaign") for the key (a site name, a source name, a tenant, a
-// campaign) until Until.
+// Suspension stops deliveries in a scope ("site", "source", "provider",
+// "tenant" or "campaign") for the key (a site name, a source name or
+// "SITE/SOURCE", a provider profile's name or "PROVIDER/SOURCE", a tenant,
+// a campaign) until Until.
 type Suspension struct {
 	Scope  string    `json:"scope"`
 	Key    string    `json:"key"`

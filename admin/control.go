@@ -59,7 +59,13 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // handleReadyz answers 200 only when the backend accepts mail: readiness.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !s.backend.Ready() {
-		writeError(w, http.StatusServiceUnavailable, "not ready", "the spool or the listeners are not up yet, or the server is shutting down")
+		msg, detail := "not ready", "the spool or the listeners are not up yet, or the server is shutting down"
+		if nr, ok := s.backend.(NotReadyReasoner); ok {
+			if reason, d := nr.NotReadyReason(); reason != "" {
+				msg, detail = "not ready: "+reason, d
+			}
+		}
+		writeError(w, http.StatusServiceUnavailable, msg, detail)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -23,6 +23,6 @@
 //	POST   /api/v1/reload                     reload the configuration
 //	GET    /api/v1/status                     generation, uptime, queue, listeners
 //	GET    /healthz                           200 while the process serves
-//	GET    /readyz                            200 when ready to accept mail, else 503
+//	GET    /readyz                            200 when ready to accept mail, else 503 and why
 //	GET    /metrics                           Prometheus metrics
 package admin

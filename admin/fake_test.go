@@ -23,6 +23,7 @@ type fakeBackend struct {
 	reload      *ReloadResult
 	err         error // returned by every method but Enqueue when set
 	ready       bool
+	notReady    [2]string // NotReadyReason's reason and detail
 	panicOn     string
 }
 
@@ -157,4 +158,10 @@ func (f *fakeBackend) Ready() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.ready
+}
+
+func (f *fakeBackend) NotReadyReason() (string, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notReady[0], f.notReady[1]
 }

@@ -183,6 +183,20 @@ func TestHealthAndReadiness(t *testing.T) {
 	if r := h.do("GET", "/healthz", nil); r.status != 200 {
 		t.Errorf("healthz must not depend on readiness: %d", r.status)
 	}
+	// A backend that says why: the reason is in the error, the detail too.
+	h.fake.mu.Lock()
+	h.fake.notReady = [2]string{"the spool is low on disk space", "1000 bytes free, 4194304 reserved"}
+	h.fake.mu.Unlock()
+	m := wantError(t, h.do("GET", "/readyz", nil), http.StatusServiceUnavailable, "1000 bytes free")
+	if m["error"] != "not ready: the spool is low on disk space" {
+		t.Errorf("readyz error %q", m["error"])
+	}
+	h.fake.mu.Lock()
+	h.fake.ready = true
+	h.fake.mu.Unlock()
+	if r := h.do("GET", "/readyz", nil); r.status != 200 {
+		t.Errorf("readyz when ready again: %d %s", r.status, r.body)
+	}
 }
 
 func TestMetricsEndpoint(t *testing.T) {

@@ -50,7 +50,7 @@ func TestSuspendBadInput(t *testing.T) {
 	}{
 		{`{"scope": "site"`, "malformed JSON"},
 		{``, "empty"},
-		{map[string]string{"scope": "domain", "key": "x", "duration": "1h"}, `scope "domain" is not one of site, source, tenant, campaign`},
+		{map[string]string{"scope": "domain", "key": "x", "duration": "1h"}, `scope "domain" is not one of site, source, provider, tenant, campaign`},
 		{map[string]string{"scope": "site", "duration": "1h"}, "key is empty"},
 		{map[string]string{"scope": "site", "key": "x"}, "duration is missing"},
 		{map[string]string{"scope": "site", "key": "x", "duration": "1 hour"}, "not a Go duration"},

@@ -25,7 +25,8 @@
 #
 # The run of a variant ends when the sink has seen no message for 3 s or
 # DRAIN seconds after the load stopped, whichever is first; messages still
-# queued then are reported as undelivered.
+# queued then are reported as undelivered, and any undelivered message
+# fails the run (exit status 1).
 #
 # Knobs (environment): SESSIONS (50), SIZE (2048), DURATION (10), RATE (0:
 # unlimited offered load, else msgs/s), PIPELINING (0|1), MAXCONN (50),
@@ -100,6 +101,15 @@ variant() {
 		"$(calc "$hwm / 1024" %.0f)" "$(jget "$WORK/$name.sink.json" max_concurrent_conns)")")
 }
 
+# Baseline, in the same run: the same driver straight into the sink (no
+# MTA, no disk), the ceiling the relay figures are a ratio of.
+start_sink base.sink -idle-exit 3s -duration "$((DURATION + 10))s"
+log "baseline: smtpload -> smtpsink $SINK_ADDR for ${DURATION}s"
+base_load=("$BIN/smtpload" -addr "$SINK_ADDR" -c "$SESSIONS" -size "$SIZE" -duration "${DURATION}s" -rate "$RATE" -json)
+[[ $PIPELINING == 1 ]] && base_load+=(-pipelining)
+"${base_load[@]}" >"$WORK/base.load.json" || true
+wait_exit "$SINK_PID" 15 || stop "$SINK_PID"
+
 variant generous "$MAXCONN" "$DURATION" "$RATE"
 if ((LIMITED_DURATION > 0)); then
 	variant limited "$LIMIT" "$LIMITED_DURATION" "$RATE"
@@ -122,13 +132,23 @@ echo "(offered: the driver's -rate, max = as fast as accepted; inj msg/s: accept
 echo " dlv msg/s: delivered per second over the steady middle 80% of the delivery span; queue p50/p99 in ms;"
 echo " cpu us/msg: cuemta utime+stime per delivered message, reception included; RSS: cuemta VmHWM;"
 echo " max conn: most connections the sink had open at once)"
+base_rate=$(jget "$WORK/base.load.json" rate)
+echo "baseline (smtpload -> smtpsink, no MTA): $(calc "${base_rate:-0}") msgs/s;" \
+	"cuemta generous delivered / baseline: $(calc "$(jget "$WORK/generous.sink.json" steady_rate) / (${base_rate:-0} > 0 ? ${base_rate:-0} : 1)" %.3f)x"
 STATUS=0
 for name in generous limited paced; do
 	[[ -f $WORK/$name.sink.json ]] || continue
 	inj=$(jget "$WORK/$name.load.json" accepted)
 	dlv=$(jget "$WORK/$name.sink.json" msgs)
 	errs=$(jobj "$WORK/$name.load.json" errors)
-	echo "$name: accepted $inj, delivered $dlv, undelivered at cutoff $((${inj:-0} - ${dlv:-0})), driver errors ${errs:-?}"
+	undelivered=$((${inj:-0} - ${dlv:-0}))
+	echo "$name: accepted $inj, delivered $dlv, undelivered at cutoff $undelivered, driver errors ${errs:-?}"
+	if ((undelivered != 0)); then
+		# Every accepted message must have arrived by the cutoff: a backlog
+		# still queued then is mail the engine stranded or lost.
+		echo "$name: FAIL, $undelivered accepted message(s) not delivered within ${DRAIN}s of the end of the load"
+		STATUS=1
+	fi
 done
 if [[ -f $WORK/limited.sink.json ]]; then
 	seen=$(jget "$WORK/limited.sink.json" max_concurrent_conns)

@@ -14,6 +14,7 @@ import (
 const (
 	ScopeSite     = "site"
 	ScopeSource   = "source"
+	ScopeProvider = "provider"
 	ScopeTenant   = "tenant"
 	ScopeCampaign = "campaign"
 )
@@ -27,68 +28,70 @@ type SuspensionInfo struct {
 	Scope, Key string
 	Until      time.Time
 	Reason     string
-	Origin     string // "admin" or the rule that suspended
+	Origin     string // "admin", the rule that suspended, or "throttle-backoff"
 }
 
 // Suspend stops deliveries in a scope until a time: a site (by its key as
-// listed by the queue, or by one of its domains), a source (everywhere),
-// a tenant or a campaign. Messages it holds back are deferred with a
-// reply that names the suspension, so Resume can release them.
+// listed by the queue, or by one of its domains), a source (everywhere,
+// or "SITE/SOURCE" for one lane), a provider (the name of a profile
+// matched by an MX "*.suffix" pattern, for every source, or
+// "NAME/SOURCE"), a tenant or a campaign. Messages it holds back are
+// deferred with a reply that names the suspension, so Resume can release
+// them. The suspension is saved before Suspend returns.
 func (e *Engine) Suspend(scope, key string, until time.Time, reason, origin string) error {
 	switch scope {
 	case ScopeSite:
 		key = e.siteKey(key)
-	case ScopeSource, ScopeTenant, ScopeCampaign:
+	case ScopeSource, ScopeProvider, ScopeTenant, ScopeCampaign:
 	default:
-		return fmt.Errorf("unknown scope %q (want site, source, tenant or campaign)", scope)
+		return fmt.Errorf("unknown scope %q (want site, source, provider, tenant or campaign)", scope)
+	}
+	if key == "" {
+		return fmt.Errorf("suspend %s: no key", scope)
 	}
 	e.mu.Lock()
-	e.suspended[scope+":"+key] = suspension{until: until, reason: suspendedReply(scope, key, reason), origin: origin}
+	e.suspended[scope+":"+key] = suspension{Until: until, Reason: suspendedReply(scope, key, reason), Origin: origin}
 	e.mu.Unlock()
-	if scope == ScopeSite || scope == ScopeSource {
-		for _, l := range e.allLanes() {
-			l.drainIfSuspended()
-		}
+	e.saveState()
+	for _, l := range e.allLanes() {
+		l.drainIfSuspended()
 	}
 	return nil
 }
 
-// Resume lifts an admin or rule suspension. It reports whether there was
-// one.
+// Resume lifts the suspensions of a scope, by the operator or a rule: for
+// a site also those of its lanes, for a source also those of the source
+// at each site, for a provider also those of each of its sources. It
+// reports whether one was in force.
 func (e *Engine) Resume(scope, key string) bool {
 	if scope == ScopeSite {
 		key = e.siteKey(key)
 	}
+	now := e.opts.Now()
+	covers := func(k string) bool {
+		sc, rest, _ := strings.Cut(k, ":")
+		switch {
+		case k == scope+":"+key:
+			return true
+		case scope == ScopeSite:
+			return sc == ScopeSource && strings.HasPrefix(rest, key+"/")
+		case scope == ScopeSource:
+			return sc == ScopeSource && strings.HasSuffix(rest, "/"+key)
+		case scope == ScopeProvider:
+			return sc == ScopeProvider && strings.HasPrefix(rest, key+"/")
+		}
+		return false
+	}
+	ok := false
 	e.mu.Lock()
-	_, ok := e.suspended[scope+":"+key]
-	delete(e.suspended, scope+":"+key)
-	var sites []*site
-	if scope == ScopeSite {
-		if s, found := e.sites[key]; found {
-			sites = append(sites, s)
+	for k, s := range e.suspended {
+		if covers(k) {
+			ok = ok || now.Before(s.Until)
+			delete(e.suspended, k)
 		}
 	}
 	e.mu.Unlock()
-	for _, s := range sites {
-		s.mu.Lock()
-		if time.Now().Before(s.suspendedUntil) {
-			ok = true
-		}
-		s.suspendedUntil = time.Time{}
-		s.mu.Unlock()
-	}
-	if scope == ScopeSource {
-		for _, l := range e.allLanes() {
-			if l.source == key {
-				l.mu.Lock()
-				if time.Now().Before(l.suspendedUntil) {
-					ok = true
-				}
-				l.suspendedUntil = time.Time{}
-				l.mu.Unlock()
-			}
-		}
-	}
+	e.saveState()
 	e.Wake()
 	return ok
 }
@@ -99,34 +102,12 @@ func (e *Engine) Suspensions() []SuspensionInfo {
 	var out []SuspensionInfo
 	e.mu.Lock()
 	for k, s := range e.suspended {
-		if now.Before(s.until) {
+		if now.Before(s.Until) {
 			scope, key, _ := strings.Cut(k, ":")
-			out = append(out, SuspensionInfo{Scope: scope, Key: key, Until: s.until, Reason: s.reason, Origin: s.origin})
+			out = append(out, SuspensionInfo{Scope: scope, Key: key, Until: s.Until, Reason: s.Reason, Origin: s.Origin})
 		}
-	}
-	sites := make([]*site, 0, len(e.sites))
-	for _, s := range e.sites {
-		sites = append(sites, s)
 	}
 	e.mu.Unlock()
-	for _, s := range sites {
-		if until, reason, ok := s.suspended(now); ok {
-			out = append(out, SuspensionInfo{Scope: ScopeSite, Key: s.key, Until: until, Reason: reason, Origin: "rule"})
-		}
-		s.mu.Lock()
-		lanes := make([]*lane, 0, len(s.lanes))
-		for _, l := range s.lanes {
-			lanes = append(lanes, l)
-		}
-		s.mu.Unlock()
-		for _, l := range lanes {
-			l.mu.Lock()
-			if now.Before(l.suspendedUntil) {
-				out = append(out, SuspensionInfo{Scope: ScopeSource, Key: s.key + "/" + l.source, Until: l.suspendedUntil, Reason: l.suspendReason, Origin: "rule"})
-			}
-			l.mu.Unlock()
-		}
-	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope+out[i].Key < out[j].Scope+out[j].Key })
 	return out
 }
@@ -149,28 +130,16 @@ func (e *Engine) siteKey(key string) string {
 
 func (e *Engine) allLanes() []*lane {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []*lane
+	sites := make([]*site, 0, len(e.sites))
 	for _, s := range e.sites {
-		s.mu.Lock()
-		for _, l := range s.lanes {
-			out = append(out, l)
-		}
-		s.mu.Unlock()
+		sites = append(sites, s)
+	}
+	e.mu.Unlock()
+	var out []*lane
+	for _, s := range sites {
+		out = append(out, s.lanesNow()...)
 	}
 	return out
-}
-
-// adminSuspension is the admin suspension covering a lane, if any.
-func (e *Engine) adminSuspension(siteKey, source string, now time.Time) (suspension, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, k := range []string{ScopeSite + ":" + siteKey, ScopeSource + ":" + source} {
-		if s, ok := e.suspended[k]; ok && now.Before(s.until) {
-			return s, true
-		}
-	}
-	return suspension{}, false
 }
 
 // suspendedReply is the text deferred recipients carry while a scope is
@@ -198,12 +167,17 @@ func (e *Engine) Reserve(id string) error {
 func (e *Engine) Release(id string) { e.done(id) }
 
 // Bounce fails every pending recipient of a message now, sends the DSN
-// and removes the message from the spool.
-func (e *Engine) Bounce(env queue.Envelope, reason string) error {
-	if err := e.Reserve(env.ID); err != nil {
+// and removes the message from the spool. If the DSN cannot be queued
+// nothing changes and the error says why.
+func (e *Engine) Bounce(id, reason string) error {
+	if err := e.Reserve(id); err != nil {
 		return err
 	}
-	defer e.Release(env.ID)
+	defer e.Release(id)
+	env, ok := e.opts.Store.Get(id) // current now that it is reserved
+	if !ok {
+		return fmt.Errorf("bounce %s: %w", id, queue.ErrNotFound)
+	}
 	pol := e.opts.Policy()
 	att := &attempt{engine: e, env: env, policy: pol, started: e.opts.Now()}
 	var failures []failure
@@ -213,19 +187,21 @@ func (e *Engine) Bounce(env queue.Envelope, reason string) error {
 		text += ": " + reason
 	}
 	for _, r := range env.Recipients {
-		if r.Status == queue.RcptPending {
+		if r.Status == queue.RcptPending || r.Status == queue.RcptBouncing {
 			failures = append(failures, failure{rcpt: r.Addr, status: "5.0.0", diagnostic: text})
 			results = append(results, queue.RecipientResult{Addr: r.Addr, Status: queue.RcptFailed, Reply: text})
-			e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
-				Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: "permanent",
-				Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
 		}
 	}
 	if len(failures) > 0 {
-		att.bounce(failures)
+		if err := att.bounce(failures); err != nil {
+			return err
+		}
 	}
-	if err := e.opts.Store.RecordAttempt(env.ID, results, time.Time{}); err != nil {
-		return err
+	for _, r := range results {
+		e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
+			Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: "permanent",
+			Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
 	}
-	return e.opts.Store.Complete(env.ID, queue.OutcomeBounced, "bounced by the operator: "+reason)
+	w := &stateWrite{id: id, results: results, outcome: queue.OutcomeBounced, reason: "bounced by the operator: " + reason}
+	return w.apply(e.opts.Store, e.opts.Now())
 }

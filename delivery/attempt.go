@@ -61,6 +61,7 @@ type attempt struct {
 
 	mu       sync.Mutex
 	jobs     int // outstanding
+	parked   int // jobs left untried in a full lane's overflow
 	results  []queue.RecipientResult
 	next     time.Time
 	failures []failure
@@ -153,6 +154,20 @@ func (j *job) complete(outs []outcome) {
 	}
 }
 
+// park finishes a job untried: its lane was full and holds the message
+// in its overflow instead (overflow.go).
+func (j *job) park() {
+	att := j.att
+	att.mu.Lock()
+	att.parked++
+	att.jobs--
+	last := att.jobs == 0
+	att.mu.Unlock()
+	if last {
+		att.finish()
+	}
+}
+
 // effective is the profile in force for the job (its lane's, or resolved
 // from the domain alone when the job never reached a lane).
 func (j *job) effective() *config.Effective {
@@ -188,37 +203,161 @@ func (j *job) deferAll(until time.Time, reply string) {
 	j.complete(j.all(rules.Transient, reply, until))
 }
 
-// finish writes the attempt's outcome to the spool and sends the DSN.
+// finish writes the attempt's outcome to the spool and queues the DSN.
+// The message stays reserved until its outcome is durable: a write the
+// spool refuses (a full disk, an I/O error) is retried in the background
+// (retryStateWrite), so the message is neither stranded with a stale
+// schedule nor delivered again while its delivery goes unrecorded.
 func (att *attempt) finish() {
 	e := att.engine
-	defer e.done(att.env.ID)
 	att.mu.Lock()
-	results, next, failures := att.results, att.next, att.failures
+	results, next, failures, parked := att.results, att.next, att.failures, att.parked
 	att.mu.Unlock()
-	if len(failures) > 0 {
-		att.bounce(failures)
-	}
-	if next.IsZero() {
-		outcome, reason := queue.OutcomeDelivered, "delivered"
-		if len(failures) > 0 {
-			outcome, reason = queue.OutcomeBounced, fmt.Sprintf("%d recipient(s) failed", len(failures))
-			if allExpired(failures) {
-				outcome, reason = queue.OutcomeExpired, "expired at max age"
-			}
-		}
-		// Per-recipient results first, so the record shows who got what.
-		if err := e.opts.Store.RecordAttempt(att.env.ID, results, time.Time{}); err != nil {
-			e.opts.Logger.Error("spool: record attempt", "id", att.env.ID, "err", err)
-		}
-		if err := e.opts.Store.Complete(att.env.ID, outcome, reason); err != nil {
-			e.opts.Logger.Error("spool: complete", "id", att.env.ID, "err", err)
-		}
+	if len(results) == 0 && parked > 0 {
+		// Nothing was tried: every job waits in a full lane's overflow,
+		// which releases the message when the lane has room. Parking is
+		// neither an attempt nor a failure, so nothing is written.
+		e.done(att.env.ID)
 		return
 	}
-	if err := e.opts.Store.RecordAttempt(att.env.ID, results, next); err != nil {
-		e.opts.Logger.Error("spool: record attempt", "id", att.env.ID, "err", err)
+	now := e.opts.Now()
+	if len(failures) > 0 {
+		if err := att.bounce(failures); err != nil {
+			// The sender must hear of the failure: keep the message, with
+			// the failed recipients marked so the next attempt queues the
+			// DSN instead of delivering to them again.
+			e.opts.Logger.Error("spool DSN; the message stays queued to try again", "id", att.env.ID, "err", err)
+			markBouncing(results, failures)
+			next = earliest(next, now.Add(bounceRetry))
+		}
+	}
+	if parked > 0 {
+		next = earliest(next, now.Add(parkLease))
+	}
+	w := &stateWrite{id: att.env.ID, results: results, next: next}
+	if next.IsZero() {
+		w.outcome, w.reason = queue.OutcomeDelivered, "delivered"
+		if len(failures) > 0 {
+			w.outcome, w.reason = queue.OutcomeBounced, fmt.Sprintf("%d recipient(s) failed", len(failures))
+			if allExpired(failures) {
+				w.outcome, w.reason = queue.OutcomeExpired, "expired at max age"
+			}
+		}
+	}
+	if err := w.apply(e.opts.Store, now); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		e.opts.Logger.Error("spool: the attempt's outcome could not be recorded; retrying", "id", att.env.ID, "err", err)
+		e.retryStateWrite(w)
+		return
+	}
+	e.done(att.env.ID)
+}
+
+// bounceRetry is how soon a DSN the spool refused is tried again.
+const bounceRetry = time.Minute
+
+// earliest is the earlier of two times, a zero time meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// markBouncing turns the results of the failed recipients into
+// RcptBouncing: failed, their DSN still to be queued.
+func markBouncing(results []queue.RecipientResult, failures []failure) {
+	failed := make(map[string]bool, len(failures))
+	for _, f := range failures {
+		failed[f.rcpt] = true
+	}
+	for i := range results {
+		if failed[results[i].Addr] {
+			results[i].Status = queue.RcptBouncing
+		}
 	}
 }
+
+// failureOf rebuilds the DSN entry of a recipient stored as RcptBouncing
+// from its last reply: a temporary reply means it expired.
+func failureOf(r queue.Recipient) failure {
+	f := failure{rcpt: r.Addr, status: statusOf(r.LastReply, "5.0.0"), diagnostic: r.LastReply}
+	if strings.HasPrefix(r.LastReply, "4") {
+		f.status, f.expired = "4.4.7", true
+	}
+	return f
+}
+
+// stateWrite is an attempt's outcome as the spool records it: the
+// recipients' results with the next attempt, then, when nothing is left
+// to try, the completion. It remembers what is already durable, so that a
+// retry repeats only the missing step (RecordAttempt counts an attempt and
+// must not run twice for one).
+type stateWrite struct {
+	id       string
+	results  []queue.RecipientResult
+	next     time.Time // zero: the message is finished
+	outcome  queue.Outcome
+	reason   string
+	recorded bool
+}
+
+func (w *stateWrite) apply(st Store, now time.Time) error {
+	if !w.recorded {
+		next := w.next
+		if next.IsZero() {
+			// Complete follows at once; until it is durable the message
+			// must not look due.
+			next = now.Add(lease)
+		}
+		if err := st.RecordAttempt(w.id, w.results, next); err != nil {
+			return fmt.Errorf("record attempt: %w", err)
+		}
+		w.recorded = true
+	}
+	if w.next.IsZero() {
+		if err := st.Complete(w.id, w.outcome, w.reason); err != nil {
+			return fmt.Errorf("complete: %w", err)
+		}
+	}
+	return nil
+}
+
+// retryStateWrite retries a refused state write with back-off, keeping
+// the message reserved so no other attempt starts on it. If the engine
+// stops first the message is released unrecorded: the spool still has it
+// due, so it is tried again (at worst delivered twice, never lost).
+func (e *Engine) retryStateWrite(w *stateWrite) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.done(w.id)
+		ctx := e.runContext()
+		delay := stateRetryMin
+		for {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				e.opts.Logger.Warn("stopping with an attempt's outcome unrecorded; the message will be tried again", "id", w.id)
+				return
+			case <-t.C:
+			}
+			err := w.apply(e.opts.Store, e.opts.Now())
+			if err == nil || errors.Is(err, queue.ErrNotFound) {
+				e.opts.Logger.Info("spool: the attempt's outcome is recorded after a retry", "id", w.id)
+				return
+			}
+			e.opts.Logger.Debug("spool: state write refused again", "id", w.id, "err", err)
+			delay = min(2*delay, stateRetryMax)
+		}
+	}()
+}
+
+// Back-off of retryStateWrite.
+var (
+	stateRetryMin = time.Second
+	stateRetryMax = 30 * time.Second
+)
 
 // retryDelay is the schedule's delay after the given number of earlier
 // attempts (the last delay repeats), spread by the profile's jitter.

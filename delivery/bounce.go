@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/cuemta/cuemta/delivery/dsn"
@@ -18,13 +19,14 @@ func (att *attempt) body() ([]byte, error) {
 
 // bounce sends one RFC 3464 DSN for the failed recipients of an attempt
 // to the message's envelope sender. It is never sent to the null sender
-// (RFC 5321 §4.5.5), so bounces cannot loop; a DSN that cannot be built or
-// spooled is logged, and the message is finished all the same.
-func (att *attempt) bounce(failures []failure) {
+// (RFC 5321 §4.5.5), so bounces cannot loop. It returns an error when the
+// DSN could not be queued; the caller then keeps the original queued, so
+// the sender is told later rather than never.
+func (att *attempt) bounce(failures []failure) error {
 	e := att.engine
 	if dsn.NeverBounce(att.env.From) {
 		e.opts.Logger.Warn("not bouncing to the null sender", "id", att.env.ID, "failed", len(failures))
-		return
+		return nil
 	}
 	cfg := att.policy.Config
 	now := e.opts.Now()
@@ -52,8 +54,10 @@ func (att *attempt) bounce(failures []failure) {
 		Reason:          reason,
 	})
 	if err != nil {
+		// Only inputs the DSN builder refuses get here, and they would be
+		// refused again: log it rather than keep the message for ever.
 		e.opts.Logger.Error("build DSN", "id", att.env.ID, "err", err)
-		return
+		return nil
 	}
 	env := &queue.Envelope{
 		From:        "",
@@ -67,13 +71,13 @@ func (att *attempt) bounce(failures []failure) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	id, err := e.opts.Store.Enqueue(ctx, env, msg)
+	id, err := e.opts.Store.EnqueueReserved(ctx, env, msg)
 	if err != nil {
-		e.opts.Logger.Error("spool DSN", "id", att.env.ID, "err", err)
-		return
+		return fmt.Errorf("queue the DSN for %s: %w", att.env.ID, err)
 	}
 	e.opts.Logger.Info("bounce queued", "id", att.env.ID, "dsn", id, "to", att.env.From, "failed", len(failures))
 	e.Wake()
+	return nil
 }
 
 // splitHeaderBlock returns the header of a message (without the blank

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +26,12 @@ type Store interface {
 	Body(id string) ([]byte, error)
 	RecordAttempt(id string, results []queue.RecipientResult, next time.Time) error
 	Complete(id string, outcome queue.Outcome, reason string) error
-	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+	// EnqueueReserved queues system mail (DSNs): it may use the space the
+	// spool keeps in reserve, so a bounce can be queued while reception
+	// is refused for lack of space.
+	EnqueueReserved(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+	// Get is a message's current envelope.
+	Get(id string) (queue.Envelope, bool)
 	// Lease hides a message from Due until a time, in memory only.
 	Lease(id string, until time.Time) bool
 }
@@ -68,6 +74,11 @@ type Options struct {
 	// at most maxLaneQueue jobs, so one slow site cannot take all the room.
 	// Default 200,000.
 	MaxInFlight int
+	// State keeps suspensions, throttles, back-off levels and threshold
+	// windows across restarts (state.go); nil keeps them in memory only.
+	State StateFile
+	// Restore is the state loaded from State at start, if any.
+	Restore *State
 }
 
 // Engine schedules deliveries from the spool.
@@ -75,22 +86,43 @@ type Engine struct {
 	opts Options
 	wake chan struct{}
 
-	mu       sync.Mutex
-	inflight map[string]*attempt
-	sites    map[string]*site
-	// suspended tenants and campaigns ("tenant:x", "campaign:y") until.
+	mu        sync.Mutex
+	inflight  map[string]*attempt
+	sites     map[string]*site
+	providers map[string]*provider // by providerKey
+	// suspended holds every suspension, by the operator or a rule, keyed
+	// by scope: "site:SITE", "source:SOURCE" (everywhere),
+	// "source:SITE/SOURCE" (one lane), "provider:NAME" (every source),
+	// "provider:NAME/SOURCE", "tenant:T", "campaign:C".
 	suspended map[string]suspension
+	// restored shaping state not yet claimed by a lane or provider
+	// (state.go).
+	restoredThrottles map[string]throttle
+	restoredBackoff   map[string]int
 	// domainSite remembers the site each domain was last routed to.
 	domainSite map[string]string
 	wg         sync.WaitGroup
 	ctx        context.Context
+
+	tracker  *rules.Tracker
+	rulesGen uint64
+	rulesSet *rules.Set
+	state    stateSaver
 }
 
+// suspension is one suspension in force.
 type suspension struct {
-	until  time.Time
-	reason string
-	origin string
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`
+	Origin string    `json:"origin"` // "admin", the rule's name, or originBackoff
 }
+
+// Origins of suspensions that no named rule set.
+const (
+	originAdmin   = "admin"
+	originRule    = "connect-failures"
+	originBackoff = "throttle-backoff"
+)
 
 // New returns an engine; Run starts it.
 func New(opts Options) *Engine {
@@ -118,14 +150,32 @@ func New(opts Options) *Engine {
 	if opts.OnConn == nil {
 		opts.OnConn = func(string, int) {}
 	}
-	return &Engine{
-		opts:       opts,
-		wake:       make(chan struct{}, 1),
-		inflight:   map[string]*attempt{},
-		sites:      map[string]*site{},
-		suspended:  map[string]suspension{},
-		domainSite: map[string]string{},
+	e := &Engine{
+		opts:              opts,
+		wake:              make(chan struct{}, 1),
+		inflight:          map[string]*attempt{},
+		sites:             map[string]*site{},
+		providers:         map[string]*provider{},
+		suspended:         map[string]suspension{},
+		restoredThrottles: map[string]throttle{},
+		restoredBackoff:   map[string]int{},
+		domainSite:        map[string]string{},
+		tracker:           rules.NewTracker(rules.WithClock(opts.Now)),
 	}
+	e.restore(opts.Restore)
+	return e
+}
+
+// rulesFor is the policy's rule set sharing the engine's threshold
+// tracker, so threshold windows survive reloads (and, through the state
+// file, restarts).
+func (e *Engine) rulesFor(pol *Policy) *rules.Set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rulesSet == nil || e.rulesGen != pol.Generation || e.rulesSet.Tracker() != e.tracker {
+		e.rulesSet, e.rulesGen = pol.Rules.WithTracker(e.tracker), pol.Generation
+	}
+	return e.rulesSet
 }
 
 // Refresh makes every lane pick up the policy in force now: a raised
@@ -170,13 +220,19 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	flush := time.NewTicker(stateFlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			e.wg.Wait()
+			e.saveState()
 			return nil
 		case <-e.wake:
 		case <-timer.C:
+		case <-flush.C:
+			e.flushState()
+			continue
 		}
 		e.dispatchDue(ctx)
 		timer.Reset(e.opts.PollInterval)
@@ -208,16 +264,22 @@ func (e *Engine) dispatchDue(ctx context.Context) {
 		return // the rest waits in the spool, not in memory
 	}
 	for _, env := range e.opts.Store.Due(now, min(batch, room)) {
+		// Out of the next passes' way while an attempt runs; for a message
+		// already in flight, until that attempt records its outcome.
 		e.opts.Store.Lease(env.ID, now.Add(lease))
-		e.mu.Lock()
-		_, dup := e.inflight[env.ID]
-		if !dup {
-			e.inflight[env.ID] = nil // reserved; filled by start
+		if e.Reserve(env.ID) != nil {
+			continue // in flight, or held by an admin action
 		}
-		e.mu.Unlock()
-		if !dup {
-			e.start(ctx, env)
+		// Due's copy may be stale: the attempt that had the message may
+		// have finished it between Due and the reservation. Only the
+		// holder of the reservation changes a message, so this read is
+		// current.
+		cur, ok := e.opts.Store.Get(env.ID)
+		if !ok {
+			e.done(env.ID)
+			continue
 		}
+		e.start(ctx, cur)
 	}
 }
 
@@ -229,6 +291,13 @@ func (e *Engine) start(ctx context.Context, env queue.Envelope) {
 	byDomain := map[string][]string{}
 	var domains []string
 	for _, r := range env.Recipients {
+		if r.Status == queue.RcptBouncing {
+			// Failed in an earlier attempt whose DSN could not be queued:
+			// this attempt queues it.
+			att.failures = append(att.failures, failureOf(r))
+			att.results = append(att.results, queue.RecipientResult{Addr: r.Addr, Status: queue.RcptFailed, Reply: r.LastReply})
+			continue
+		}
 		if r.Status != queue.RcptPending {
 			continue
 		}
@@ -262,7 +331,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 	att := j.att
 	cfg := att.policy.Config
 	if s, ok := e.tenantSuspended(att.env); ok {
-		j.deferAll(s.until, "451 4.7.0 "+s.reason)
+		j.deferAll(s.Until, "451 4.7.0 "+s.Reason)
 		return
 	}
 	hop, err := e.nextHop(ctx, cfg, att.env, j.domain)
@@ -339,42 +408,68 @@ func laneProfile(cfg *config.Config, h *hop) string {
 // as needed.
 func (e *Engine) lane(h *hop, source, pool, profile string) *lane {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	s, ok := e.sites[h.key]
 	if !ok {
 		s = &site{engine: e, key: h.key, lanes: map[string]*lane{}}
 		e.sites[h.key] = s
 	}
+	e.mu.Unlock()
 	key := source + "\x00" + profile
+	s.mu.Lock()
 	l, ok := s.lanes[key]
 	if !ok {
 		l = newLane(s, h, source, pool)
 		s.lanes[key] = l
 	}
+	s.mu.Unlock()
+	if !ok {
+		e.claimLaneState(l)
+	}
 	return l
 }
 
 func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	now := e.opts.Now()
-	for _, k := range []string{ScopeTenant + ":" + env.Tenant, ScopeCampaign + ":" + env.Campaign} {
-		if strings.HasSuffix(k, ":") {
-			continue
-		}
-		if s, ok := e.suspended[k]; ok && now.Before(s.until) {
-			return s, true
-		}
+	var keys []string
+	if env.Tenant != "" {
+		keys = append(keys, ScopeTenant+":"+env.Tenant)
 	}
-	return suspension{}, false
+	if env.Campaign != "" {
+		keys = append(keys, ScopeCampaign+":"+env.Campaign)
+	}
+	return e.suspendedAny(keys, e.opts.Now())
 }
 
-func (e *Engine) suspendKey(key string, until time.Time, reason, rule string) {
+// suspendedAny returns the longest suspension in force among keys.
+func (e *Engine) suspendedAny(keys []string, now time.Time) (suspension, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s, ok := e.suspended[key]; !ok || s.until.Before(until) {
-		scope, k, _ := strings.Cut(key, ":")
-		e.suspended[key] = suspension{until: until, reason: suspendedReply(scope, k, reason), origin: rule}
+	var best suspension
+	found := false
+	for _, k := range keys {
+		if s, ok := e.suspended[k]; ok && now.Before(s.Until) && (!found || s.Until.After(best.Until)) {
+			best, found = s, true
+		}
+	}
+	return best, found
+}
+
+// suspend records a suspension (keeping a longer one already in force),
+// saves the state and hands back the queued mail of every lane it holds.
+func (e *Engine) suspend(key string, until time.Time, reason, origin string) {
+	scope, k, _ := strings.Cut(key, ":")
+	e.mu.Lock()
+	if s, ok := e.suspended[key]; !ok || s.Until.Before(until) {
+		e.suspended[key] = suspension{Until: until, Reason: suspendedReply(scope, k, reason), Origin: origin}
+	}
+	e.mu.Unlock()
+	e.saveState()
+	for _, l := range e.allLanes() {
+		l.mu.Lock()
+		held := slices.Contains(l.susKeys, key)
+		l.mu.Unlock()
+		if held {
+			l.drainIfSuspended()
+		}
 	}
 }
 

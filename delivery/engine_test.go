@@ -33,6 +33,15 @@ func (f *fakeStore) Due(_ time.Time, max int) []queue.Envelope {
 
 func (f *fakeStore) Lease(id string, _ time.Time) bool { f.leased[id] = true; return true }
 
+func (f *fakeStore) Get(id string) (queue.Envelope, bool) {
+	for _, e := range f.due {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return queue.Envelope{}, false
+}
+
 func (f *fakeStore) RecordAttempt(string, []queue.RecipientResult, time.Time) error { return nil }
 
 func (f *fakeStore) Complete(string, queue.Outcome, string) error { return nil }

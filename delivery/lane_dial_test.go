@@ -6,11 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
-	"github.com/cuemta/cuemta/queue"
 )
 
 // TestOpportunisticFallbackIsRemembered: when the STARTTLS handshake
@@ -91,50 +89,5 @@ smarthost: {username: "app1", password: "secret", tls: "required"}
 	}
 	if got[1].Auth != nil || got[1].TLS == "required" {
 		t.Errorf("a plain route got the smarthost's settings: %+v", got[1])
-	}
-}
-
-// recordingStore records the retry times of attempts.
-type recordingStore struct {
-	fakeStore
-	next []time.Time
-}
-
-func (r *recordingStore) RecordAttempt(_ string, _ []queue.RecipientResult, next time.Time) error {
-	r.next = append(r.next, next)
-	return nil
-}
-
-// TestFullLaneDefersToSpool: a lane holding maxLaneQueue jobs sends the
-// next one back to the spool, due when the lane should have worked
-// through its backlog at the profile's message rate.
-func TestFullLaneDefersToSpool(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "c.cue")
-	if err := os.WriteFile(path, []byte(`profiles: default: {messageRate: "100/s", retry: maxAge: "72h"}`+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &recordingStore{fakeStore: fakeStore{leased: map[string]bool{}}}
-	now := time.Now()
-	e := New(Options{Store: st, Now: func() time.Time { return now }, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
-	h := &hop{key: "mx:mx.example.net", hosts: []string{"mx.example.net"}, port: "25", domain: "example.net"}
-	l := newLane(&site{engine: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
-	l.queue = make([]*job, maxLaneQueue)
-	l.active = 1 // a connection is busy with the backlog
-	att := &attempt{engine: e, env: queue.Envelope{ID: "m1", Received: now}, policy: e.opts.Policy(), started: now, jobs: 1}
-	e.inflight["m1"] = att
-	l.push(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}, hop: h})
-	if len(l.queue) != maxLaneQueue {
-		t.Errorf("the lane took the job: %d queued", len(l.queue))
-	}
-	if len(st.next) != 1 {
-		t.Fatalf("%d attempts recorded, want the job deferred once", len(st.next))
-	}
-	if want := now.Add(maxLaneQueue / 100 * time.Second); !st.next[0].Equal(want) {
-		t.Errorf("deferred until %v, want %v (backlog / rate)", st.next[0].Sub(now), want.Sub(now))
 	}
 }

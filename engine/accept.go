@@ -14,6 +14,8 @@ import (
 // Spool is what reception needs of the queue.
 type Spool interface {
 	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
+	// LowSpace reports that Enqueue refuses mail for lack of disk space.
+	LowSpace() bool
 }
 
 // acceptor is the reception.Sink of a server: message rules, header
@@ -28,6 +30,8 @@ type acceptor struct {
 	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string)
 }
 
+var _ reception.SpaceReporter = (*acceptor)(nil)
+
 // Accept implements reception.Sink. The returned error is a
 // *reception.Reply whenever the client must see a specific reply.
 func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
@@ -41,7 +45,11 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	}
 	id, err := a.spool.Enqueue(ctx, env, body)
 	if err != nil {
-		a.logger.Error("spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
+		level := slog.LevelError
+		if errors.Is(err, queue.ErrLowSpace) {
+			level = slog.LevelWarn // the reserve doing its job, not a fault
+		}
+		a.logger.Log(ctx, level, "spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
 		return "", storageReply(err)
 	}
 	if a.accepted != nil {
@@ -49,6 +57,10 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	}
 	return id, nil
 }
+
+// LowSpace implements reception.SpaceReporter: while the spool keeps its
+// reserve, MAIL FROM is answered 452 4.3.1 before any data is sent.
+func (a *acceptor) LowSpace() bool { return a.spool.LowSpace() }
 
 // Message is a message offered for queueing, by SMTP or the HTTP API.
 type Message struct {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -170,6 +171,11 @@ func (b backend) heldBy(env queue.Envelope, scope, key string) bool {
 		if scope == delivery.ScopeSource && strings.Contains(r.LastReply, "("+delivery.ScopeSource+" "+key+")") {
 			return true
 		}
+		// A provider suspension is by provider or by provider/source.
+		if scope == delivery.ScopeProvider && (strings.Contains(r.LastReply, "("+delivery.ScopeProvider+" "+key+")") ||
+			strings.Contains(r.LastReply, "("+delivery.ScopeProvider+" "+key+"/")) {
+			return true
+		}
 	}
 	return false
 }
@@ -191,11 +197,7 @@ func (b backend) Retry(_ context.Context, id string) error {
 }
 
 func (b backend) Bounce(_ context.Context, id, reason string) error {
-	env, ok := b.s.spool.Get(id)
-	if !ok {
-		return admin.ErrNotFound
-	}
-	if err := b.s.delivery.Bounce(env, reason); err != nil {
+	if err := b.s.delivery.Bounce(id, reason); err != nil {
 		return busy(notFound(err))
 	}
 	return nil
@@ -237,10 +239,28 @@ func (b backend) Status(context.Context) (*admin.Status, error) {
 func (b backend) Ready() bool {
 	select {
 	case <-b.s.ready:
-		return true
+		return !b.s.spool.LowSpace()
 	default:
 		return false
 	}
+}
+
+var _ admin.NotReadyReasoner = backend{}
+
+// NotReadyReason says when readiness is lost to a spool low on space.
+func (b backend) NotReadyReason() (string, string) {
+	select {
+	case <-b.s.ready:
+	default:
+		return "", ""
+	}
+	sp := b.s.spool.SpaceStatus()
+	if !sp.Low {
+		return "", ""
+	}
+	return "the spool is low on disk space", fmt.Sprintf(
+		"%d bytes free on the spool's filesystem, %d kept in reserve (spool.reserve): new mail gets 452 4.3.1 until deliveries and compaction free space",
+		sp.Free, sp.Reserve)
 }
 
 func notFound(err error) error {

@@ -152,6 +152,7 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 	s.mu.Lock()
 	s.listeners = next
 	s.mu.Unlock()
+	s.spool.SetReserve(nc.SpoolReserve()) // listener sizes may have changed it
 	s.delivery.Refresh()
 
 	// Old servers drain in the background: their sessions finish on the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -74,6 +75,7 @@ func (s *Server) Run(ctx context.Context) error {
 	spool, err := queue.Open(cfg.Spool.Dir, queue.Options{
 		SegmentSize:       cfg.Spool.SegmentSize,
 		GroupCommitWindow: cfg.Spool.GroupCommitWindow.D(),
+		Reserve:           cfg.SpoolReserve(),
 		Logger:            s.logger,
 		OnCommit:          func(d time.Duration, _ int) { s.metrics.SpoolFsync(d) },
 	})
@@ -86,9 +88,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	s.logger.Info("spool open", "dir", cfg.Spool.Dir, "messages", st.Live)
+	sp := spool.SpaceStatus()
+	s.logger.Info("spool open", "dir", cfg.Spool.Dir, "messages", st.Live,
+		"free_bytes", sp.Free, "reserve_bytes", sp.Reserve, "low_space", sp.Low)
 
 	s.metrics.QueueSizeFunc(spool.Len)
+	s.metrics.SpoolSpaceFunc(func() metrics.SpoolSpace {
+		sp := spool.SpaceStatus()
+		return metrics.SpoolSpace{Free: sp.Free, Reserve: sp.Reserve, Low: sp.Low}
+	})
 	s.metrics.SetGeneration(snap.Generation)
 	s.reload.onResult = func(r *ReloadResult) {
 		s.metrics.ReloadOutcome(r.OK)
@@ -105,10 +113,19 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
+	// Suspensions, throttles and back-off outlive the process beside the
+	// spool they hold back.
+	shaping := delivery.JSONStateFile{Path: filepath.Join(cfg.Spool.Dir, "shaping.json")}
+	restored, err := shaping.Load()
+	if err != nil {
+		return err
+	}
 	s.delivery = delivery.New(delivery.Options{
 		Store:    spool,
 		Resolver: resolver,
 		Policy:   s.policy,
+		State:    shaping,
+		Restore:  restored,
 		Logger:   s.logger,
 		Events:   s.deliveryEvent,
 		OnConn: func(site string, delta int) {

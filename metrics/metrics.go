@@ -22,6 +22,7 @@ type Metrics struct {
 	reloadOK    prometheus.Gauge
 	generation  prometheus.Gauge
 	queue       *queueGauge
+	space       *spaceGauges
 	outConns    *prometheus.GaugeVec
 	inConns     *prometheus.GaugeVec
 	suspensions *prometheus.GaugeVec
@@ -64,6 +65,7 @@ func New(opts ...Option) *Metrics {
 	m.reloadOK = gauge("config_last_reload_successful", "1 if the last reload attempt was applied, 0 if it was refused.")
 	m.generation = gauge("config_generation", "Generation of the configuration in force (1 at startup, +1 per applied reload).")
 	m.queue = newQueueGauge()
+	m.space = newSpaceGauges()
 	m.outConns = gaugeVec("delivery_connections_open", "Open outbound SMTP connections, by site.", "site")
 	m.inConns = gaugeVec("smtp_connections_open", "Open inbound SMTP connections, by listener.", "listener")
 	m.suspensions = gaugeVec("suspensions_active", "Suspensions in force, by scope (site, source, tenant, campaign).", "scope")
@@ -83,7 +85,7 @@ func New(opts ...Option) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
-		m.queue, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
+		m.queue, m.space, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
 	)
 	return m
 }

@@ -30,6 +30,7 @@ func exercise(m *Metrics) {
 	m.reloadOutcome(false, time.Unix(1700000100, 500_000_000))
 	m.SetGeneration(4)
 	m.SetQueueSize(42)
+	m.SpoolSpaceFunc(func() SpoolSpace { return SpoolSpace{Free: 123456789, Reserve: 78643200, Low: true} })
 	m.ConnOpened("gmail.com-mx")
 	m.ConnOpened("gmail.com-mx")
 	m.ConnClosed("gmail.com-mx")

@@ -93,6 +93,20 @@ func (m *Metrics) QueueSizeFunc(f func() int) {
 	}
 }
 
+// SpoolSpaceFunc makes every scrape ask f for the spool's free space,
+// reserve and low-space state (cuemta_spool_free_bytes,
+// cuemta_spool_reserve_bytes, cuemta_spool_low_space). f must be cheap and
+// safe for concurrent use; while no function is set the metrics are absent.
+func (m *Metrics) SpoolSpaceFunc(f func() SpoolSpace) {
+	switch {
+	case m == nil:
+	case f == nil:
+		m.space.fn.Store(nil)
+	default:
+		m.space.fn.Store(&f)
+	}
+}
+
 // ConnOpened counts an outbound connection to site as open.
 func (m *Metrics) ConnOpened(site string) {
 	if m != nil {

@@ -19,5 +19,7 @@
 //
 // Replies follow RFC 5321 with RFC 3463 enhanced status codes. The 250
 // after the message data is sent only once Sink.Accept has returned a queue
-// ID, so "queued" always means stored.
+// ID, so "queued" always means stored. A Sink that is short of storage says
+// so through SpaceReporter, and MAIL FROM is then answered 452 4.3.1 before
+// the client sends any data.
 package reception

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +41,10 @@ type fakeSink struct {
 	err     error
 	gate    chan struct{} // Accept waits for a value or close
 	entered chan struct{} // Accept signals here (if non-nil) when called
+	low     atomic.Bool   // LowSpace (SpaceReporter)
 }
+
+func (f *fakeSink) LowSpace() bool { return f.low.Load() }
 
 func (f *fakeSink) Accept(ctx context.Context, s *Submission) (string, error) {
 	if f.entered != nil {

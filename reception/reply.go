@@ -104,6 +104,7 @@ var (
 	errNestedMail       = newReply(503, "5.5.1", "Nested MAIL command")      // RFC 5321 §4.1.4
 	errNoTransaction    = newReply(503, "5.5.1", "Bad sequence of commands") // RFC 5321 §4.1.4
 	errShuttingDown     = newReply(421, "4.3.2", "Service shutting down, try again later")
+	errSystemFull       = newReply(452, "4.3.1", "Insufficient system storage, try again later")
 	errBadRcptSyntax    = newReply(501, "5.1.3", "Bad recipient address syntax") // RFC 3463 X.1.3
 	errBadSenderSyntax  = newReply(501, "5.1.7", "Bad sender address syntax")    // RFC 3463 X.1.7
 	errRcptNotAllowed   = newReply(553, "5.1.3", "Quoted local parts are not accepted")

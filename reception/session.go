@@ -74,6 +74,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return addressReply(err, errBadSenderSyntax, errSenderNotAllowed)
 		}
 	}
+	// RFC 5321 §4.2.2 452 with RFC 3463 X.3.1 (mail system full): the
+	// client keeps the message and retries, as for a 452 after the data.
+	if sr, ok := s.srv.sink.(SpaceReporter); ok && sr.LowSpace() {
+		s.log.Info("sender refused: spool low on space", "from", from)
+		return errSystemFull
+	}
 	s.txn.Store(&transaction{
 		id:       newID(10),
 		helo:     s.conn.Hostname(),

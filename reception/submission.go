@@ -42,6 +42,17 @@ type Sink interface {
 	Accept(ctx context.Context, s *Submission) (id string, err error)
 }
 
+// SpaceReporter may be implemented by a Sink that can tell before a
+// message is sent that it could not store it: while LowSpace reports true,
+// MAIL FROM is answered 452 4.3.1 "Insufficient system storage" (RFC 5321
+// §4.2.2, RFC 3463 X.3.1 mail system full), as Postfix does when its queue
+// file system is short of space, so clients do not upload a message only
+// to have it refused. LowSpace is called once per MAIL command: keep it
+// cheap.
+type SpaceReporter interface {
+	LowSpace() bool
+}
+
 // Policy is what a listener needs to know beyond its own config.Listener.
 type Policy struct {
 	// Hostname is this MTA's name: it is in the 220 greeting, the "by"

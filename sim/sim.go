@@ -66,6 +66,8 @@ type Sim struct {
 	messages []Message
 	conns    map[net.Conn]struct{}
 	closed   bool
+	// connections open across all sites, and the most seen at once
+	active, maxActive int
 
 	port      int
 	dnsAddr   string

@@ -36,6 +36,8 @@ func (s *Sim) acceptLoop(ln net.Listener, info *listenerInfo) {
 			return
 		}
 		s.conns[c] = struct{}{}
+		s.active++
+		s.maxActive = max(s.maxActive, s.active)
 		refuse := info.site.connect(ip)
 		if refuse {
 			info.site.countReply(tooManyConnections)
@@ -52,6 +54,7 @@ func (s *Sim) acceptLoop(ln net.Listener, info *listenerInfo) {
 				once.Do(func() {
 					s.mu.Lock()
 					info.site.disconnect(ip)
+					s.active--
 					s.mu.Unlock()
 				})
 			}

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,9 @@ import (
 // Stats is what the sim observed, by site name.
 type Stats struct {
 	Sites map[string]SiteStats `json:"sites"`
+	// MaxConcurrent is the most simultaneous connections seen across all
+	// sites together (a provider-wide cap is checked against it).
+	MaxConcurrent int `json:"maxConcurrent"`
 }
 
 // SiteStats is what one site observed.
@@ -26,7 +30,20 @@ type SiteStats struct {
 	Rejected map[string]int `json:"rejected"`
 	// PerIP breaks the counts down by client address.
 	PerIP map[string]IPStats `json:"perIP"`
+	// ConnectTimes are when the latest connections (at most
+	// maxConnectTimes) were accepted, refused ones included: the wire's
+	// view of connection rates and back-off pauses.
+	ConnectTimes []ConnectTime `json:"connectTimes,omitempty"`
 }
+
+// ConnectTime is one accepted connection.
+type ConnectTime struct {
+	Time     time.Time  `json:"time"`
+	ClientIP netip.Addr `json:"clientIP"`
+}
+
+// maxConnectTimes bounds SiteStats.ConnectTimes.
+const maxConnectTimes = 10000
 
 // IPStats are one client address's counts at a site.
 type IPStats struct {
@@ -98,6 +115,10 @@ func (st *site) connect(ip netip.Addr) (refuse bool) {
 	st.activePerIP[ip]++
 	st.stats.Connections++
 	st.stats.MaxConcurrent = max(st.stats.MaxConcurrent, st.active)
+	if len(st.stats.ConnectTimes) >= maxConnectTimes {
+		st.stats.ConnectTimes = st.stats.ConnectTimes[1:]
+	}
+	st.stats.ConnectTimes = append(st.stats.ConnectTimes, ConnectTime{Time: time.Now(), ClientIP: ip})
 	is := st.ip(ip)
 	is.Connections++
 	is.MaxConcurrent = max(is.MaxConcurrent, st.activePerIP[ip])
@@ -185,6 +206,7 @@ func (st *site) snapshot() SiteStats {
 	for k, v := range st.stats.Rejected {
 		out.Rejected[k] = v
 	}
+	out.ConnectTimes = slices.Clone(st.stats.ConnectTimes)
 	out.PerIP = make(map[string]IPStats, len(st.ipStats))
 	for ip, v := range st.ipStats {
 		out.PerIP[ip.String()] = *v
@@ -196,7 +218,7 @@ func (st *site) snapshot() SiteStats {
 func (s *Sim) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Stats{Sites: make(map[string]SiteStats, len(s.sites))}
+	out := Stats{Sites: make(map[string]SiteStats, len(s.sites)), MaxConcurrent: s.maxActive}
 	for name, st := range s.sites {
 		out.Sites[name] = st.snapshot()
 	}
@@ -211,6 +233,7 @@ func (s *Sim) ResetStats() {
 		st.stats = SiteStats{Rejected: map[string]int{}}
 		st.ipStats = map[netip.Addr]*IPStats{}
 	}
+	s.maxActive = s.active
 	s.messages = nil
 }
 

@@ -22,7 +22,7 @@ type command struct {
 var commands = map[string]command{
 	"serve":    {runServe, "run the MTA (embedded default config without -c)"},
 	"vet":      {runVet, "validate configs: vet [--offline] PATH... (exit 1 and file:line:col per problem)"},
-	"profile":  {runProfile, "show the effective delivery profile: profile -c PATH DOMAIN_OR_MXHOST [--json]"},
+	"profile":  {runProfile, "show the effective delivery profile and provider limits: profile -c PATH DOMAIN_OR_MXHOST|--route HOST[:PORT] [--json]"},
 	"test":     {runTest, "run policy tests: test [PATH] (built-in profiles' tests without PATH)"},
 	"explain":  {runExplain, "show which rules match a message or a reply: explain -c PATH ..."},
 	"sim":      {runSim, "run a fake mail provider for tests: sim -c sim.cue"},

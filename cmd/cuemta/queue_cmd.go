@@ -19,7 +19,7 @@ commands:
   ls [--by site|pool|tenant]               queued messages by group
   show ID                                  one message and its recipients
   suspensions                              suspensions in force
-  suspend SCOPE KEY --for 1h [--reason R]  stop deliveries; SCOPE is site, source, tenant or campaign
+  suspend SCOPE KEY --for 1h [--reason R]  stop deliveries; SCOPE is site, source, provider, tenant or campaign
   resume SCOPE KEY                         lift a suspension
   retry ID                                 make a message due now
   bounce ID [--reason R]                   fail a message and send a bounce to its sender

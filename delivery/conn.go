@@ -1,0 +1,319 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
+)
+
+// work is one connection's life: dial, send up to the per-connection
+// message limit, QUIT. p is the provider whose connection slot it holds
+// (nil for none); the slot is given back when the connection ends.
+func (l *lane) work(p *provider) {
+	e := l.site.engine
+	ctx := e.runContext()
+	defer func() {
+		l.mu.Lock()
+		l.active--
+		l.mu.Unlock()
+		now := e.opts.Now()
+		if p != nil {
+			p.release(now) // may let this lane or another open one
+		}
+		// Jobs may have arrived while this connection was closing.
+		l.mu.Lock()
+		if l.eff != nil && ctx.Err() == nil {
+			l.spawnLocked(now)
+		}
+		l.mu.Unlock()
+	}()
+	first := l.next(ctx, e.opts.IdleTimeout)
+	if first == nil {
+		return
+	}
+	if err := l.waitConnect(ctx, p); err != nil {
+		// Shutting down: the job was not tried, and the spool still has
+		// the message due (its lease is in memory only).
+		return
+	}
+	conn, host, err := l.dial(ctx)
+	if err != nil {
+		l.connectFailed(first, host, err)
+		return
+	}
+	e.opts.OnConn(l.site.key, 1)
+	defer e.opts.OnConn(l.site.key, -1)
+	defer conn.Close()
+	l.mu.Lock()
+	l.connFailures = 0
+	l.lastHost = host
+	l.mu.Unlock()
+	j := first
+	for sent := 0; j != nil; {
+		if err := l.waitMessage(ctx, p); err != nil {
+			return // shutting down; as above
+		}
+		ok := l.send(ctx, conn, host, j)
+		sent++
+		if !ok || sent >= l.profile().MaxMessagesPerConnection() {
+			break
+		}
+		j = l.next(ctx, e.opts.IdleTimeout)
+	}
+	conn.Quit()
+}
+
+// waitConnect waits for the lane's and the provider's connection rates.
+func (l *lane) waitConnect(ctx context.Context, p *provider) error {
+	l.mu.Lock()
+	lim := l.connLim
+	l.mu.Unlock()
+	if err := lim.Wait(ctx); err != nil {
+		return err
+	}
+	if p != nil {
+		return p.waitConnect(ctx)
+	}
+	return nil
+}
+
+// waitMessage waits for the lane's and the provider's message rates.
+func (l *lane) waitMessage(ctx context.Context, p *provider) error {
+	l.mu.Lock()
+	lim := l.msgLim
+	l.mu.Unlock()
+	if err := lim.Wait(ctx); err != nil {
+		return err
+	}
+	if p != nil {
+		return p.waitMessage(ctx)
+	}
+	return nil
+}
+
+// dial connects to the first reachable host of the site, from the lane's
+// source address, with the profile's TLS policy. An opportunistic TLS
+// handshake that fails is retried in plaintext, and the site is sent
+// plaintext for a while (RFC 7435: opportunistic means never worse than
+// plaintext).
+func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
+	e := l.site.engine
+	pol := e.opts.Policy()
+	cfg := pol.Config
+	eff := l.profile()
+	l.mu.Lock()
+	h := l.hop
+	tlsPolicy := eff.TLS()
+	if tlsPolicy == "opportunistic" && e.opts.Now().Before(l.plainUntil) {
+		tlsPolicy = "none"
+	}
+	l.mu.Unlock()
+	var auth *smtpclient.Auth
+	if h.static && cfg.Smarthost != nil && cfg.Routes["*"] != "" && h.key == "route:"+cfg.Routes["*"] {
+		tlsPolicy = cfg.Smarthost.TLS
+		if cfg.Smarthost.Username != "" {
+			auth = &smtpclient.Auth{Username: cfg.Smarthost.Username, Password: cfg.Smarthost.Password}
+		}
+	}
+	src := sourceOf(cfg, l.pool, l.source)
+	ehlo := src.EHLO
+	if ehlo == "" {
+		ehlo = cfg.Hostname
+	}
+	var local netip.Addr
+	if src.Addr != "" {
+		local, _ = netip.ParseAddr(src.Addr)
+	}
+	var lastErr error
+	lastHost := ""
+	for _, host := range h.hosts {
+		addrs, err := l.addrs(ctx, host)
+		if err != nil {
+			lastErr, lastHost = err, host
+			continue
+		}
+		for _, a := range addrs {
+			if local.IsValid() && local.Is4() != a.Is4() {
+				continue // cannot reach an IPv6 host from an IPv4 source
+			}
+			opts := smtpclient.Options{
+				Addr:           net.JoinHostPort(a.String(), h.port),
+				LocalAddr:      local,
+				ServerName:     host,
+				EHLO:           ehlo,
+				TLS:            tlsPolicy,
+				TLSConfig:      &tls.Config{ServerName: host, InsecureSkipVerify: tlsPolicy == "opportunistic"},
+				ConnectTimeout: eff.Settings.ConnectTimeout.D(),
+				CommandTimeout: eff.Settings.CommandTimeout.D(),
+				DataTimeout:    eff.Settings.DataTimeout.D(),
+				Auth:           auth,
+			}
+			conn, err := e.opts.Dial(ctx, opts)
+			if err != nil && tlsPolicy == "opportunistic" && smtpclient.IsTLSFailure(err) {
+				l.mu.Lock()
+				l.plainUntil = e.opts.Now().Add(time.Hour)
+				l.mu.Unlock()
+				opts.TLS = "none"
+				conn, err = e.opts.Dial(ctx, opts)
+			}
+			if err == nil {
+				return conn, host, nil
+			}
+			lastErr, lastHost = err, host
+			// A reply (such as 421 at the greeting) is the site speaking:
+			// another MX of the same site would say the same.
+			var r *smtpclient.Reply
+			if errors.As(err, &r) {
+				return nil, host, err
+			}
+		}
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("no usable address for %v", h.hosts)
+	}
+	return nil, lastHost, lastErr
+}
+
+func (l *lane) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	return l.site.engine.opts.Resolver.LookupHost(ctx, host)
+}
+
+func sourceOf(cfg *config.Config, pool, source string) config.Source {
+	if p, ok := cfg.Pools[pool]; ok {
+		if s, ok := p.Sources[source]; ok && s != nil {
+			return *s
+		}
+	}
+	if p, ok := cfg.Pools[cfg.Delivery.DefaultPool]; ok {
+		if s, ok := p.Sources[source]; ok && s != nil {
+			return *s
+		}
+	}
+	return config.Source{}
+}
+
+func (l *lane) lastMX() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastHost
+}
+
+// connectFailed handles a connection that could not be set up: the reply
+// (or network error) goes through the response rules like any other, the
+// job is retried, and after the profile's threshold of consecutive
+// failures the whole site waits instead of every message trying alone.
+func (l *lane) connectFailed(j *job, host string, err error) {
+	e := l.site.engine
+	reply := replyOfError(err, "connect")
+	d := l.evaluate(j, host, reply)
+	outs := l.outcomes(j, j.rcpts, reply, d)
+	eff := l.profile()
+	l.mu.Lock()
+	l.connFailures++
+	n := l.connFailures
+	l.mu.Unlock()
+	if reply.Code == 0 && n >= *eff.Settings.ConnectFailures.Threshold {
+		e.suspend(ScopeSite+":"+l.site.key, e.opts.Now().Add(eff.Settings.ConnectFailures.Delay.D()),
+			fmt.Sprintf("site unreachable (%d consecutive connection failures)", n), originRule)
+	}
+	j.tries++
+	j.complete(outs)
+}
+
+// send delivers one job on an open connection and applies the replies.
+// It returns false when the connection must not be used again.
+func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *job) bool {
+	body, err := j.att.body()
+	if err != nil {
+		// The spool could not give the body: retry later, never lose it.
+		l.site.engine.opts.Logger.Error("spool: read body", "id", j.att.env.ID, "err", err)
+		j.deferAll(time.Time{}, "451 4.3.0 local spool read error")
+		return true
+	}
+	res, err := conn.Send(ctx, j.att.env.From, j.rcpts, body)
+	if res == nil {
+		reply := replyOfError(err, "data")
+		d := l.evaluate(j, host, reply)
+		j.complete(l.outcomes(j, j.rcpts, reply, d))
+		return false
+	}
+	perReply := map[string][]string{}
+	replies := map[string]smtpclient.Reply{}
+	var order []string
+	for i, rcpt := range j.rcpts {
+		r, known := res.Outcome(i)
+		if !known {
+			// The connection broke before the server answered for this
+			// recipient: nobody knows, so it is retried, never bounced.
+			r = smtpclient.Reply{Code: 0, Enhanced: "4.4.2", Text: "connection lost before the server answered", Stage: r.Stage}
+		}
+		k := replyKey(r)
+		if _, ok := replies[k]; !ok {
+			order = append(order, k)
+			replies[k] = r
+		}
+		perReply[k] = append(perReply[k], rcpt)
+	}
+	var outs []outcome
+	for _, k := range order {
+		r := replies[k]
+		d := l.evaluate(j, host, r)
+		outs = append(outs, l.outcomes(j, perReply[k], r, d)...)
+	}
+	j.complete(outs)
+	if err != nil {
+		return false
+	}
+	_, suspended := l.suspension(l.site.engine.opts.Now())
+	return !suspended
+}
+
+func replyKey(r smtpclient.Reply) string {
+	return r.Stage + "\x00" + strconv.Itoa(r.Code) + "\x00" + r.Enhanced + "\x00" + r.Text
+}
+
+// replyOfError turns a dial or send error into the reply the rules see: a
+// protocol reply as it came, a network failure as a synthetic code 0.
+func replyOfError(err error, stage string) smtpclient.Reply {
+	var r *smtpclient.Reply
+	if errors.As(err, &r) {
+		return *r
+	}
+	var ne *smtpclient.NetError
+	if errors.As(err, &ne) && ne.Stage != "" {
+		stage = ne.Stage
+	}
+	return smtpclient.Reply{Code: 0, Enhanced: "4.4.1", Text: fmt.Sprint(err), Stage: stage}
+}
+
+func formatReply(r smtpclient.Reply) string {
+	s := strconv.Itoa(r.Code)
+	if r.Code == 0 {
+		s = "451"
+	}
+	if r.Enhanced != "" {
+		s += " " + r.Enhanced
+	}
+	return s + " " + r.Text
+}
+
+// runContext is the context deliveries run under.
+func (e *Engine) runContext() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx == nil {
+		return context.Background()
+	}
+	return e.ctx
+}
