@@ -83,7 +83,17 @@ func cueFiles(dir string) ([]string, error) {
 	}
 	var files []string
 	for _, e := range ents {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".cue") && !strings.HasPrefix(e.Name(), ".") {
+		if !strings.HasSuffix(e.Name(), ".cue") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		regular := e.Type().IsRegular()
+		if e.Type()&os.ModeSymlink != 0 {
+			// A Kubernetes ConfigMap mounts each key as a symlink into a
+			// hidden ..data directory: follow it to a regular file.
+			fi, err := os.Stat(filepath.Join(dir, e.Name()))
+			regular = err == nil && fi.Mode().IsRegular()
+		}
+		if regular {
 			files = append(files, filepath.Join(dir, e.Name()))
 		}
 	}

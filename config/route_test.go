@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +276,28 @@ profiles: google: provider: {maxConnections: 3, messageRate: "20/s"}
 	}
 	if at := eff.Origin["provider.maxConnections"].At; strings.HasPrefix(at, "builtin:") || at == "" {
 		t.Errorf("the refined value should point at the user file, got %q", at)
+	}
+}
+
+// TestLoadFollowsSymlinkedFiles: a directory whose .cue files are
+// symlinks (a Kubernetes ConfigMap volume) loads like one of plain files.
+func TestLoadFollowsSymlinkedFiles(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "..data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "cuemta.cue"), []byte("hostname: \"mta.example\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "cuemta.cue"), filepath.Join(dir, "cuemta.cue")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hostname != "mta.example" {
+		t.Errorf("hostname %q, want the symlinked file's", cfg.Hostname)
 	}
 }
