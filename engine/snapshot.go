@@ -72,4 +72,3 @@ func ErrorLines(err error) []string {
 	}
 	return []string{fmt.Sprint(err)}
 }
-

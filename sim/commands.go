@@ -51,8 +51,8 @@ func (ss *session) hello(verb, name string) error {
 		return ss.reply("501 5.5.4 Syntax: " + verb + " hostname")
 	}
 	cfg := ss.cfg()
-	if cfg.Replies.EHLO != "" {
-		return ss.reply(cfg.Replies.EHLO)
+	if line := ss.forced(func(r Replies) string { return r.EHLO }); line != "" {
+		return ss.reply(line)
 	}
 	ss.helo, ss.from, ss.rcpts = name, nil, nil
 	if verb == "HELO" {
@@ -94,8 +94,8 @@ func (ss *session) mail(arg string) error {
 			}
 		}
 	}
-	if cfg.Replies.Mail != "" {
-		return ss.reply(cfg.Replies.Mail)
+	if line := ss.forced(func(r Replies) string { return r.Mail }); line != "" {
+		return ss.reply(line)
 	}
 	ss.sim.mu.Lock()
 	limited := ss.info.site.rateLimited(ss.client, ss.sim.opts.Now())
@@ -133,7 +133,9 @@ func (ss *session) rcpt(arg string) error {
 	case unknown:
 		return ss.reply("550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown")
 	case cfg.Replies.Rcpt != "":
-		return ss.reply(cfg.Replies.Rcpt)
+		if line := ss.forced(func(r Replies) string { return r.Rcpt }); line != "" {
+			return ss.reply(line)
+		}
 	case grey:
 		return ss.reply(cfg.Greylist.Reply)
 	}
@@ -164,7 +166,9 @@ func (ss *session) data() error {
 	case tooBig:
 		return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
 	case cfg.Replies.Data != "":
-		return ss.reply(cfg.Replies.Data)
+		if line := ss.forced(func(r Replies) string { return r.Data }); line != "" {
+			return ss.reply(line)
+		}
 	}
 	now := ss.sim.opts.Now()
 	msg := Message{
@@ -225,4 +229,21 @@ func parsePath(arg, prefix string) (addr string, params []string, ok bool) {
 		addr = addr[i+1:]
 	}
 	return addr, strings.Fields(rest[end+1:]), true
+}
+
+// forced is the forced reply pick chooses for this stage, "" for none. It
+// counts the reply against Replies.Times, atomically with the decision,
+// and lifts the forced replies once they have been sent that often.
+func (ss *session) forced(pick func(Replies) string) string {
+	ss.sim.mu.Lock()
+	defer ss.sim.mu.Unlock()
+	st := ss.info.site
+	line := pick(st.cfg.Replies)
+	if line != "" && st.cfg.Replies.Times > 0 {
+		st.forcedSent++
+		if st.forcedSent >= st.cfg.Replies.Times {
+			st.cfg.Replies, st.forcedSent = Replies{}, 0
+		}
+	}
+	return line
 }

@@ -80,6 +80,10 @@ type Replies struct {
 	Mail    string `json:"mail,omitempty"`
 	Rcpt    string `json:"rcpt,omitempty"`
 	Data    string `json:"data,omitempty"`
+	// Times, when above 0, sends the forced replies that many times in
+	// all (a provider that throttles once and then accepts), after which
+	// the site behaves normally.
+	Times int `json:"times,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string.

@@ -124,7 +124,7 @@ const maxLine = 4096
 
 func (ss *session) serve() {
 	greeting := "220 " + ss.name() + " ESMTP cuemta-sim"
-	if forced := ss.cfg().Replies.Connect; forced != "" {
+	if forced := ss.forced(func(r Replies) string { return r.Connect }); forced != "" {
 		greeting = forced
 	}
 	if err := ss.reply(greeting); err != nil || replyCode(greeting) != 220 {

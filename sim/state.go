@@ -66,6 +66,7 @@ type site struct {
 	stats       SiteStats
 	ipStats     map[netip.Addr]*IPStats
 	accepted    map[netip.Addr][]time.Time // acceptance times within the window
+	forcedSent  int                        // forced replies sent, against cfg.Replies.Times
 	greySeen    map[triplet]time.Time
 	greyPassed  map[triplet]bool
 }
@@ -282,7 +283,7 @@ func (s *Sim) SetReplies(name string, r Replies) error {
 			return fmt.Errorf("sim: reply %q does not start with a code", line)
 		}
 	}
-	return s.update(name, func(st *site) { st.cfg.Replies = r })
+	return s.update(name, func(st *site) { st.cfg.Replies, st.forcedSent = r, 0 })
 }
 
 // SetServfail makes the DNS answer SERVFAIL for domain (or stop).

@@ -83,7 +83,9 @@ profiles: default: {
 				n, phase.site, lastAccepted.Sub(start).Round(time.Millisecond), last.Sub(lastAccepted).Round(time.Millisecond))
 		})
 	}
-	if countLog(srv, "lane full: further mail waits in the spool") == 0 {
+	// Under the race detector reception is slowed as much as delivery and
+	// the lane may never fill; the run without it must show that it did.
+	if countLog(srv, "lane full: further mail waits in the spool") == 0 && os.Getenv("CUEMTA_E2E_RACE") == "" {
 		t.Error("no lane filled up: the burst did not test the lane bound")
 	}
 	if got := countLog(srv, "Deferred locally"); got != 0 {
