@@ -9,7 +9,8 @@
 // error or had not returned yet) may or may not survive a crash; when it
 // survives it is whole, never half-applied.
 //
-// Layout under the spool directory:
+// Layout under the spool directory (directories 0700, files 0600: the
+// spool holds other people's mail, readable by the owning user alone):
 //
 //	LOCK      flock(2)ed by the owning process, holds its pid
 //	wal/      github.com/tidwall/wal segments: one record per state change

@@ -70,7 +70,7 @@ func (s *Spool) rollBody() error {
 	s.nextBody++
 	num := s.nextBody
 	path := filepath.Join(s.bodyDir, bodyName(num))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}

@@ -276,8 +276,8 @@ func openLog(dir string, segSize int64) (*wal.Log, error) {
 		SegmentCacheSize: 1, // the spool never reads through wal
 		NoCopy:           true,
 		AllowEmpty:       true,
-		DirPerms:         0o750,
-		FilePerms:        0o640,
+		DirPerms:         0o700,
+		FilePerms:        0o600,
 	})
 }
 

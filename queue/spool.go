@@ -65,7 +65,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		created = true
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
 	}
 	lf, err := lockDir(dir)
@@ -109,7 +109,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 func (s *Spool) load(created bool) error {
 	start := time.Now()
 	for _, d := range []string{s.walDir, s.bodyDir} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("spool: create %s: %w", d, err)
 		}
 	}
