@@ -249,3 +249,37 @@ func TestDamagedStateFileIsRefused(t *testing.T) {
 		t.Errorf("damaged file: err = %v, want one naming %s", err, path)
 	}
 }
+
+// TestAdminProviderSuspension: the operator suspends a provider for every
+// source, or one source at it; Resume lifts it.
+func TestAdminProviderSuspension(t *testing.T) {
+	r := newShapingRig(t, nil, nil)
+	a := r.lane("mx1.bigprov.test")
+	other := r.e.lane(&hop{key: "mx:mx2.bigprov.test", hosts: []string{"mx2.bigprov.test"}, port: "25", domain: "example.net"}, "ip2", "default", "bigprov")
+	other.profile()
+	if err := r.e.Suspend(ScopeProvider, "bigprov/ip2", r.now.Add(time.Hour), "maintenance", originAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.suspension(r.now); ok {
+		t.Error("suspending the provider for ip2 held source default")
+	}
+	if _, ok := other.suspension(r.now); !ok {
+		t.Error("ip2 at the provider is not suspended")
+	}
+	if err := r.e.Suspend(ScopeProvider, "bigprov", r.now.Add(time.Hour), "maintenance", originAdmin); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*lane{a, other} {
+		if s, ok := l.suspension(r.now); !ok || s.Origin != originAdmin {
+			t.Errorf("%s: suspended %v (%+v), want the operator's provider suspension", l.key, ok, s)
+		}
+	}
+	if !r.e.Resume(ScopeProvider, "bigprov") {
+		t.Fatal("Resume(provider, bigprov) found nothing")
+	}
+	for _, l := range []*lane{a, other} {
+		if _, ok := l.suspension(r.now); ok {
+			t.Errorf("%s still suspended after Resume(provider, bigprov)", l.key)
+		}
+	}
+}
