@@ -15,11 +15,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/cuemta
 
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
-# unit in packaging/), python3-dkim (a second DKIM verifier) and postfix
+# unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
+# verifier, RSA and Ed25519) and postfix
 # (smtp-source and smtp-sink; preseeded "No configuration", so no mail
 # system is set up). apt runs only when one of them is missing; without
 # apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim postfix
+DEB_PKGS := systemd python3-dkim python3-nacl postfix
 
 deps:
 	@missing=; for p in $(DEB_PKGS); do \
