@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -354,7 +355,9 @@ func TestCancelWhileQueued(t *testing.T) {
 		_, err := s.Enqueue(cctx, &Envelope{ID: "withdrawn", Recipients: []Recipient{{Addr: "a@b"}}}, []byte("2"))
 		second <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let it queue
+	for len(s.reqs) == 0 { // wait until the request is queued behind the batch
+		runtime.Gosched()
+	}
 	cancel()
 	if err := <-second; err == nil || !strings.Contains(err.Error(), "nothing stored") {
 		t.Fatalf("cancelled Enqueue: %v", err)

@@ -109,6 +109,17 @@ func api(t *testing.T, method, url, token, body string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+// waitHeld waits until a message's attempt has deferred it for a
+// suspension (its recipients carry the suspension's reply), so that the
+// attempt is over and the message is held.
+func waitHeld(t *testing.T, base, token, id string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "message "+id+" held by the suspension", func() bool {
+		code, body := api(t, "GET", base+"/api/v1/messages/"+id, token, "")
+		return code == http.StatusOK && strings.Contains(fmt.Sprint(body), "suspended (site")
+	})
+}
+
 // cli runs the cuemta binary with args and returns its output.
 func cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
@@ -213,7 +224,7 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 			t.Fatal(err)
 		}
 		id := queuedAsRE.FindStringSubmatch(msg)[1]
-		time.Sleep(700 * time.Millisecond)
+		waitHeld(t, base, token, id)
 		if len(messagesTo(s, "ops")) != before {
 			t.Fatal("a message to a suspended site was delivered")
 		}
@@ -243,7 +254,9 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 			}
 			ids = append(ids, queuedAsRE.FindStringSubmatch(msg)[1])
 		}
-		time.Sleep(500 * time.Millisecond)
+		for _, id := range ids {
+			waitHeld(t, base, token, id) // its attempt is over: not busy
+		}
 		if out, err := cli(t, "", append([]string{"queue", "delete", ids[0]}, admin...)...); err != nil {
 			t.Fatalf("queue delete: %v\n%s", err, out)
 		}
