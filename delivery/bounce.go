@@ -43,10 +43,13 @@ func (att *attempt) bounce(failures []failure) error {
 		headers, _ = splitHeaderBlock(b)
 	}
 	msg, err := dsn.Build(dsn.Params{
-		ReportingMTA:    cfg.Hostname,
-		From:            "MAILER-DAEMON@" + cfg.Hostname,
-		To:              att.env.From,
-		MessageID:       att.env.ID,
+		ReportingMTA: cfg.Hostname,
+		From:         "MAILER-DAEMON@" + cfg.Hostname,
+		To:           att.env.From,
+		// Each DSN gets a Message-ID of its own, <random@hostname> (RFC
+		// 5322 §3.6.4): the queue ID named neither the host nor one DSN
+		// of several for the same message.
+		MessageID:       "",
 		Arrival:         att.env.Received,
 		Now:             now,
 		Recipients:      rcpts,

@@ -24,6 +24,7 @@ type memStore struct {
 	attempts   []attemptRecord
 	completes  []string
 	dsns       []queue.Envelope
+	dsnBodies  [][]byte
 	failWrites int // the next N RecordAttempt/Complete calls fail with ErrNoSpace
 	failDSN    bool
 }
@@ -122,13 +123,14 @@ func (m *memStore) Enqueue(context.Context, *queue.Envelope, []byte) (string, er
 	return "", errors.New("reception-class enqueue is not for delivery")
 }
 
-func (m *memStore) EnqueueReserved(_ context.Context, env *queue.Envelope, _ []byte) (string, error) {
+func (m *memStore) EnqueueReserved(_ context.Context, env *queue.Envelope, body []byte) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failDSN {
 		return "", errFull
 	}
 	m.dsns = append(m.dsns, *env)
+	m.dsnBodies = append(m.dsnBodies, body)
 	return fmt.Sprintf("dsn%d", len(m.dsns)), nil
 }
 
