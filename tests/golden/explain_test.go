@@ -1,0 +1,35 @@
+package golden
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/cuemta/cuemta/internal/golden"
+)
+
+// TestExplain: what `cuemta explain` prints for replies and a message,
+// with its exit status, against the embedded default config (the
+// built-in profiles). Golden files in explain/; -update rewrites them.
+func TestExplain(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"gmail-rate-limit", []string{"--reply", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+			"--domain", "gmail.com", "--mx", "gmail-smtp-in.l.google.com", "--stage", "eod"}},
+		{"gmail-rate-limit-threshold-reached", []string{"--reply", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+			"--domain", "gmail.com", "--mx", "gmail-smtp-in.l.google.com", "--stage", "eod", "--previous", "1"}},
+		{"outlook-connection-limit", []string{"--reply", "451 4.7.652 The mail server [192.0.2.251] has exceeded the maximum number of connections.",
+			"--domain", "outlook.com", "--mx", "outlook-com.olc.protection.outlook.com", "--stage", "mail"}},
+		{"unknown-user", []string{"--reply", "550 5.1.1 The email account that you tried to reach does not exist.",
+			"--domain", "example.net", "--stage", "rcpt"}},
+		{"bad-reply", []string{"--reply", "not a reply", "--domain", "example.net"}},
+		{"message", []string{"--message", "explain/message.eml", "--to", "bob@example.net"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := run(t, append([]string{"explain"}, tc.args...)...)
+			golden.Check(t, filepath.Join("explain", tc.name+".txt"), out)
+		})
+	}
+}
