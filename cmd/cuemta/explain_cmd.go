@@ -206,7 +206,7 @@ func explainReply(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Writ
 			parts = append(parts, "messageRate "+t.MessageRate.String())
 		}
 		parts = append(parts, "for "+t.For.String())
-		fmt.Fprintf(tw, "  throttle\t%s\n", strings.Join(parts, ", "))
+		fmt.Fprintf(tw, "  throttle\t%s (slower, not paused): %s\n", t.Scope, strings.Join(parts, ", "))
 	}
 	if d.RetryAfter != nil {
 		fmt.Fprintf(tw, "  retryAfter\t%s\n", *d.RetryAfter)
