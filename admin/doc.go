@@ -9,6 +9,17 @@
 // 5xx response with a body {"error": "...", "detail": ...}; a request
 // refused by validation never reaches the Backend.
 //
+// With admin.token set, every request needs "Authorization: Bearer TOKEN"
+// except GET /healthz and /readyz, which are always open (Kubernetes probes
+// cannot send a token; they tell only up or ready, and /readyz gives its
+// reason only to loopback or token holders), and GET /metrics when the
+// listener is on loopback.
+//
+// The API is not drivable from a web page (csrf.go): a request with a
+// non-loopback Origin is refused (403) with or without a token; without a
+// token, POST, PUT, PATCH and DELETE need Content-Type: application/json
+// (else 415) and a loopback Host header (else 403, against DNS rebinding).
+//
 // Endpoints:
 //
 //	POST   /api/inject/v1                     inject messages (KumoMTA-compatible)

@@ -112,6 +112,9 @@ func (h *harness) do(method, path string, body any) response {
 	if h.token != "" {
 		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
+	if isStateChanging(method) {
+		req.Header.Set("Content-Type", "application/json") // as the CLI does
+	}
 	req.Header.Set(actorHeader, "cli:tester")
 	resp, err := h.http.Client().Do(req)
 	if err != nil {

@@ -33,7 +33,7 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 			EnableOpenMetrics: true,
 		}))
 	}
-	return s.recoverPanics(s.authenticate(jsonErrors(mux)))
+	return s.recoverPanics(s.guardBrowsers(s.authenticate(jsonErrors(mux))))
 }
 
 // jsonErrors turns the mux's plain-text 404 and 405 into JSON errors.

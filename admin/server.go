@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,9 @@ type Server struct {
 	token   []byte // sha256 of the configured token; nil when none
 	handler http.Handler
 	http    *http.Server
+	// loopback: the listener is reachable from this host only (GET
+	// /metrics is then open without the token).
+	loopback atomic.Bool
 
 	mu sync.Mutex
 	ln net.Listener
@@ -114,6 +118,7 @@ func New(cfg config.Admin, backend Backend, registry *prometheus.Registry, logge
 	if cfg.Token != "" {
 		s.token = hashToken(cfg.Token)
 	}
+	s.loopback.Store(isLoopback(host))
 	s.handler = s.routes(registry)
 	s.http = &http.Server{
 		Handler:           s.handler,
@@ -147,6 +152,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			ln.Close()
 			return fmt.Errorf("admin: %s is reachable from other hosts; set admin.token or listen on 127.0.0.1", ln.Addr())
 		}
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.loopback.Store(tcp.IP.IsLoopback())
 	}
 	s.mu.Lock()
 	s.ln = ln

@@ -110,7 +110,7 @@ func TestListenAndServeError(t *testing.T) {
 func TestTokenRequired(t *testing.T) {
 	h := newHarnessCfg(t, config.Admin{Addr: "127.0.0.1:0", Token: "s3cret"})
 	for _, auth := range []string{"", "Bearer wrong", "Basic czNjcmV0", "Bearer", "Bearer s3cret-and-more", "s3cret"} {
-		for _, path := range []string{"/api/v1/status", "/healthz", "/metrics", "/api/v1/messages/m1/retry", "/nowhere"} {
+		for _, path := range []string{"/api/v1/status", "/api/v1/queue", "/api/v1/messages/m1/retry", "/api/v1/reload", "/nowhere"} {
 			method := "GET"
 			if strings.HasSuffix(path, "retry") {
 				method = "POST"
@@ -138,7 +138,7 @@ func TestTokenRequired(t *testing.T) {
 	if r.status != 200 {
 		t.Errorf("with the token: %d %s", r.status, r.body)
 	}
-	req, _ := http.NewRequest("GET", h.http.URL+"/healthz", nil)
+	req, _ := http.NewRequest("GET", h.http.URL+"/api/v1/status", nil)
 	req.Header.Set("Authorization", "bearer s3cret") // the scheme is case-insensitive
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -154,7 +154,9 @@ func (c *adminClient) call(method, path string, in any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	if in != nil {
+	// The admin API refuses a state-changing request that is not JSON (a
+	// web form cannot send JSON); Host is the loopback address dialled.
+	if in != nil || method != http.MethodGet {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
