@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -95,11 +96,29 @@ func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string
 		return nil, []string{err.Error()}
 	}
 	if text != nil {
-		body, err := normalizeMessage(*text)
+		body, hdr, err := normalizeMessage(*text)
 		if err != nil {
 			return nil, []string{err.Error()}
 		}
-		return func(int) []byte { return body }, nil
+		needDate, needID := hdr.Get("Date") == "", hdr.Get("Message-Id") == ""
+		if !needDate && !needID {
+			return func(int) []byte { return body }, nil
+		}
+		// RFC 5322 §3.6: Date is required and Message-ID should be there;
+		// as a submission server would (RFC 6409 §8.2, §8.3), add what the
+		// content lacks, a fresh Message-ID for each recipient's copy.
+		return func(int) []byte {
+			var b bytes.Buffer
+			b.Grow(len(body) + 128)
+			if needDate {
+				writeHeader(&b, "Date", s.opts.now().Format(time.RFC1123Z)) // RFC 5322 §3.6.1
+			}
+			if needID {
+				writeHeader(&b, "Message-ID", s.opts.messageID()) // RFC 5322 §3.6.4
+			}
+			b.Write(body)
+			return b.Bytes()
+		}, nil
 	}
 	b, problems := build(obj, req.EnvelopeSender)
 	if len(problems) > 0 {
@@ -114,15 +133,16 @@ func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string
 // normalizeMessage checks that a content string is an RFC 5322 message
 // (a header section, then a body) and gives it CRLF line endings, as SMTP
 // reception would require.
-func normalizeMessage(text string) ([]byte, error) {
+func normalizeMessage(text string) ([]byte, mail.Header, error) {
 	body := crlf(text)
 	if !strings.HasSuffix(body, "\r\n") {
 		body += "\r\n"
 	}
-	if _, err := mail.ReadMessage(strings.NewReader(body)); err != nil {
-		return nil, fmt.Errorf("content is not an RFC 5322 message (headers, a blank line, then the body): %v", err)
+	m, err := mail.ReadMessage(strings.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("content is not an RFC 5322 message (headers, a blank line, then the body): %v", err)
 	}
-	return []byte(body), nil
+	return []byte(body), m.Header, nil
 }
 
 // ignoredFeatures lists the KumoMTA features in the request that cuemta

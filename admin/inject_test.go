@@ -15,6 +15,7 @@ import (
 	"net/mail"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -63,8 +64,12 @@ func TestInjectRawContent(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages enqueued, want one per recipient", len(msgs))
 	}
-	want := "Subject: hello\r\nFrom: noreply@example.com\r\n\r\nHello there\r\n"
-	for _, msg := range msgs {
+	// The content has neither Date nor Message-ID: each copy gets both
+	// (Message-IDs are numbered in recipient order; msgs is sorted by
+	// address, so other@example.net, the second recipient, comes first).
+	for i, msg := range msgs {
+		want := "Date: Sat, 14 Mar 2026 15:09:26 +0100\r\nMessage-ID: <test." + []string{"2", "1"}[i] +
+			"@mta.example>\r\nSubject: hello\r\nFrom: noreply@example.com\r\n\r\nHello there\r\n"
 		if string(msg.Body) != want || msg.From != "noreply@example.com" || len(msg.Recipients) != 1 || msg.ClientIP != "127.0.0.1" {
 			t.Errorf("message %+v body %q", msg, msg.Body)
 		}
@@ -72,6 +77,30 @@ func TestInjectRawContent(t *testing.T) {
 	a := h.Actions()
 	if len(a) != 1 || a[0].Action != ActionInject || a[0].Injected != 2 || a[0].Failed != 0 || a[0].Err != nil {
 		t.Errorf("actions %+v", a)
+	}
+}
+
+// TestInjectRawContentKeepsDateAndMessageID checks that fields the
+// content has are neither duplicated nor replaced, and that one missing
+// field is added alone.
+func TestInjectRawContentKeepsDateAndMessageID(t *testing.T) {
+	for _, c := range []struct{ content, want string }{
+		{"Date: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <own@example.com>\nSubject: s\n\nb",
+			"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@example.com>\r\nSubject: s\r\n\r\nb\r\n"},
+		{"message-id: <own@example.com>\nSubject: s\n\nb",
+			"Date: Sat, 14 Mar 2026 15:09:26 +0100\r\nmessage-id: <own@example.com>\r\nSubject: s\r\n\r\nb\r\n"},
+		{"DATE: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: s\n\nb",
+			"Message-ID: <test.1@mta.example>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: s\r\n\r\nb\r\n"},
+	} {
+		h := newHarness(t)
+		r := h.do("POST", "/api/inject/v1", `{"envelope_sender": "a@example.com", "content": `+
+			strconv.Quote(c.content)+`, "recipients": [{"email": "r@example.com"}]}`)
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if msgs := h.sortedMessages(); len(msgs) != 1 || string(msgs[0].Body) != c.want {
+			t.Errorf("content %q: enqueued %q, want %q", c.content, msgs[0].Body, c.want)
+		}
 	}
 }
 
@@ -417,7 +446,7 @@ func TestNormalizeMessage(t *testing.T) {
 		{"Subject: a\r\rb\rc", "Subject: a\r\n\r\nb\r\nc\r\n"},
 		{"Subject: a", "Subject: a\r\n"},
 	} {
-		got, err := normalizeMessage(c.in)
+		got, _, err := normalizeMessage(c.in)
 		if err != nil || string(got) != c.want {
 			t.Errorf("normalizeMessage(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}

@@ -140,6 +140,10 @@ func (c *Config) check() Errors {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, Error{Pos: c.posAt(path), Msg: fmt.Sprintf(format, args...)})
 	}
+	addAt := func(pos Pos, format string, args ...any) {
+		errs = append(errs, Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	}
+	c.normalizeRelay(c.dir, add, addAt)
 	c.checkRelay(add)
 	c.checkListeners(add)
 	c.checkReferences(add)
@@ -161,9 +165,15 @@ func (c *Config) checkRelay(add addFunc) {
 			continue
 		}
 		// Anything wider than a /8 (IPv4) or /16 (IPv6) is the internet,
-		// not a client network: that is an open relay.
-		if (p.Addr().Is4() && p.Bits() < 8) || (!p.Addr().Is4() && p.Bits() < 16) {
-			add(fmt.Sprintf("relay.networks[%d]", i), "relay.networks: %s would let almost any host on the internet relay mail through this server without authentication (an open relay); list only your own client networks", n)
+		// not a client network: that is an open relay. Judged on the
+		// unmapped prefix, as reception uses it: ::ffff:0.0.0.0/96 is
+		// 0.0.0.0/0.
+		if openRelayPrefix(p) {
+			also := ""
+			if u := UnmapPrefix(p); u != p.Masked() {
+				also = " (the IPv4-mapped range " + u.String() + ")"
+			}
+			add(fmt.Sprintf("relay.networks[%d]", i), "relay.networks: %s%s would let almost any host on the internet relay mail through this server without authentication (an open relay); list only your own client networks", n, also)
 		}
 	}
 	host, _, err := net.SplitHostPort(c.Admin.Addr)

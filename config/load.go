@@ -143,6 +143,7 @@ func loadFiles(dir string, files []string, extra map[string]load.Source) (*Confi
 	}
 	cfg.value = root
 	cfg.wd = workingDir() // positions found later are shown as at load time
+	cfg.dir = dir
 	cfg.base = sval.LookupPath(cue.MakePath(cue.Def("BaseProfile")))
 	cfg.relay = sval.LookupPath(cue.MakePath(cue.Def("RelayDefaults")))
 	cfg.Files = files
@@ -197,6 +198,14 @@ func fromCUE(err error) Errors {
 	for _, e := range cueerrors.Errors(err) {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
+		if msg == "" {
+			// Some errors (an unterminated string, from the scanner) keep
+			// their text only in Error(), with the position before it.
+			msg = e.Error()
+			if i := strings.Index(msg, ": "); i >= 0 && strings.Contains(msg[:i], ".cue") {
+				msg = msg[i+2:]
+			}
+		}
 		if strings.Contains(msg, "errors in empty disjunction") {
 			disjunctions = append(disjunctions, e.Path())
 			continue

@@ -37,6 +37,7 @@ type Config struct {
 	namesOnce sync.Once
 	names     []string // profile names, sorted (see profileNames)
 
+	dir   string    // the config's directory: relative recipientsFile paths
 	value cue.Value // the unified, validated config
 	wd    string    // the working directory at load, for relative positions
 	base  cue.Value // #BaseProfile, the floor under every profile
@@ -78,8 +79,50 @@ type DNS struct {
 }
 
 type Relay struct {
-	Networks []string `json:"networks"`
-	Domains  []string `json:"domains"`
+	Networks []string      `json:"networks"`
+	Domains  []RelayDomain `json:"domains"`
+}
+
+// RelayDomain is one entry of relay.domains: a domain this MTA accepts
+// mail for from anyone and, when Restricted, the only recipients it
+// accepts there. In CUE it is a plain domain name or
+// {domain, recipients?, recipientsFile?}.
+type RelayDomain struct {
+	// Domain is in normalised form (lower-case A-labels) after Load.
+	Domain         string   `json:"domain"`
+	Recipients     []string `json:"recipients,omitempty"`
+	RecipientsFile string   `json:"recipientsFile,omitempty"`
+
+	// Set by Load. Restricted: recipients or recipientsFile was given
+	// and neither holds "*". Locals: the accepted local parts,
+	// lower-cased, from both.
+	Restricted bool     `json:"-"`
+	Locals     []string `json:"-"`
+}
+
+// UnmarshalJSON accepts a plain domain name or the object form.
+func (d *RelayDomain) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err == nil {
+		*d = RelayDomain{Domain: name}
+		return nil
+	}
+	type plain RelayDomain
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*d = RelayDomain(p)
+	return nil
+}
+
+// DomainNames are the relay.domains names.
+func (r Relay) DomainNames() []string {
+	out := make([]string, len(r.Domains))
+	for i, d := range r.Domains {
+		out[i] = d.Domain
+	}
+	return out
 }
 
 type Smarthost struct {

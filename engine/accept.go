@@ -78,9 +78,17 @@ type Message struct {
 // spool and the rules that matched, or the reply that refuses the message.
 func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, error) {
 	cfg := snap.Config
+	// Recipients are stored and routed with their domain in one form,
+	// lower-case A-labels (reception.NormalizeRecipient), the form of
+	// relay.domains and routes keys: u@Bücher.example routes as
+	// u@xn--bcher-kva.example. The local part is left as sent.
+	recipients := make([]string, len(m.Recipients))
+	for i, r := range m.Recipients {
+		recipients[i] = reception.NormalizeRecipient(r)
+	}
 	header, _ := splitHeader(m.Body)
 	in := &rules.MessageInput{
-		Sender: m.From, Recipients: m.Recipients,
+		Sender: m.From, Recipients: recipients,
 		Headers:  rules.HeadersFromMIME(parseHeader(header)),
 		Size:     int64(len(m.Body)),
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
@@ -113,8 +121,8 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 	if pool == "" {
 		pool = cfg.Delivery.DefaultPool
 	}
-	rcpts := make([]queue.Recipient, len(m.Recipients))
-	for i, r := range m.Recipients {
+	rcpts := make([]queue.Recipient, len(recipients))
+	for i, r := range recipients {
 		rcpts[i] = queue.Recipient{Addr: r}
 	}
 	return &queue.Envelope{

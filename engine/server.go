@@ -242,12 +242,9 @@ func receptionPolicy(cfg *config.Config) (reception.Policy, error) {
 	if err != nil {
 		return reception.Policy{}, err
 	}
-	// Domains with a static route are ours to accept too.
-	for d := range cfg.Routes {
-		if d != "*" {
-			relay.Domains = append(relay.Domains, d)
-		}
-	}
+	// Only relay.domains are accepted from outside: a route chooses the
+	// next hop of mail already accepted (from relay.networks or an
+	// authenticated user) and never widens what is accepted.
 	return reception.Policy{Hostname: cfg.Hostname, Relay: relay}, nil
 }
 

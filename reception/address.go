@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/cuemta/cuemta/internal/maildomain"
 )
 
 // Address checks go-smtp leaves to the backend. go-smtp has already parsed
@@ -65,43 +65,32 @@ func dotString(s string) bool {
 
 // normalizeDomain validates a domain or address literal (RFC 5321 §4.1.2,
 // §4.1.3) and returns it lower-cased, with U-labels converted to A-labels
-// (RFC 5890) so policy compares like with like.
+// (RFC 5890) so policy compares like with like: the form of
+// internal/maildomain, which config uses for relay.domains and routes.
 func normalizeDomain(d string) (string, error) {
 	if strings.HasPrefix(d, "[") {
 		return normalizeLiteral(d)
 	}
-	if !isASCII(d) {
-		a, err := idna.Lookup.ToASCII(d)
-		if err != nil {
-			return "", err
-		}
-		d = a
-	}
-	d = strings.ToLower(d)
-	if len(d) == 0 || len(d) > 253 { // RFC 1035 §2.3.4, less the root's dot
+	n, err := maildomain.Normalize(d)
+	if err != nil {
 		return "", errAddrSyntax
 	}
-	for _, label := range strings.Split(d, ".") {
-		if !ldhLabel(label) {
-			return "", errAddrSyntax
-		}
-	}
-	return d, nil
+	return n, nil
 }
 
-// ldhLabel reports whether l is a sub-domain of RFC 5321 §4.1.2:
-// Let-dig [Ldh-str], at most 63 octets (RFC 1035 §2.3.4).
-func ldhLabel(l string) bool {
-	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
+// NormalizeRecipient is an accepted recipient as stored and routed: the
+// local part untouched, the domain in normalised form (see
+// normalizeDomain).
+func NormalizeRecipient(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
 	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
+	d, err := normalizeDomain(addr[at+1:])
+	if err != nil {
+		return addr
 	}
-	return true
+	return addr[:at+1] + d
 }
 
 // normalizeLiteral accepts "[IPv4]" and "[IPv6:addr]" (RFC 5321 §4.1.3).

@@ -7,10 +7,10 @@ import (
 	"sort"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cuemta/cuemta/config"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN

@@ -10,13 +10,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // sinkTimeout bounds Sink.Accept. It is below the 10 minutes a client
 // waits for the reply to the end of data (RFC 5321 §4.5.3.2.6), so the
 // client hears a 451 rather than timing out and retrying blind.
 const sinkTimeout = 5 * time.Minute
+
+// Message checks, applied alike to DATA and BDAT on the whole message, so
+// the outcome never depends on how the bytes were split into chunks or
+// TCP segments.
+const (
+	// maxLineLength bounds a line of message data and a command line,
+	// CRLF included: twice RFC 5321 §4.5.3.1.6's 1000, as real senders
+	// exceed it.
+	maxLineLength = 2000
+	// maxHeaderSize bounds the header section (RFC 5322 §2.1) before
+	// anything parses it: header rewriting and rules cost CPU in
+	// proportion, and no legitimate header comes near 1 MiB.
+	maxHeaderSize = 1 << 20
+	// maxReceivedHeaders is the hop count past which a message is taken
+	// to be looping (RFC 5321 §6.3: "a limit of at least 100"). A Go
+	// constant for now; a ListenerLimits field needs a schema change.
+	maxReceivedHeaders = 100
+)
 
 // Data implements smtp.Session for DATA and BDAT. go-smtp has already
 // removed dot-stuffing (DATA) and enforces the size limit on both.
@@ -99,7 +117,39 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	if hasBareCRorLF(msg) {
 		return nil, errBareLF
 	}
+	if hasLongLine(msg, maxLineLength) {
+		return nil, errLineTooLong
+	}
+	// Refused rather than truncated: a 552 keeps the message with the
+	// sender (RFC 5321 §4.2.2 552: exceeded storage allocation; RFC 3463
+	// X.3.4: an administrative per-message size limit). RFC 5322 sets no
+	// header size limit, so the content is not malformed (not 5.6.0).
+	end, ok := headerEndWithin(msg, maxHeaderSize)
+	if !ok {
+		return nil, errHeaderTooBig
+	}
+	// RFC 5321 §6.3: refuse a looping message at the end of data, before
+	// any rule sees it.
+	if countFields(msg[:end], "Received", maxReceivedHeaders+1) > maxReceivedHeaders {
+		return nil, errMailLoop
+	}
 	return msg, nil
+}
+
+// hasLongLine reports whether b has a line longer than limit octets, its
+// CRLF included.
+func hasLongLine(b []byte, limit int) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > limit
+		}
+		if i+1 > limit {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
 }
 
 // readError maps a failure to read the message to its reply.
@@ -112,10 +162,6 @@ func (s *session) readError(err error) error {
 	case errors.Is(err, smtp.ErrDataReset):
 		// BDAT aborted by RSET, EHLO or a lost connection: no reply.
 		return err
-	case errors.Is(err, smtp.ErrTooLongLine):
-		// go-smtp can't resynchronise after an over-long line.
-		s.tc.hangup.Store(true)
-		return errLineTooLong
 	case errors.As(err, &ne) && ne.Timeout():
 		// The client may still send the rest of the message later, which
 		// would be read as commands: close after replying.

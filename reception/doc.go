@@ -2,11 +2,18 @@
 // listener and hands each accepted message to a Sink, which stores it
 // durably and returns its queue ID.
 //
-// The protocol engine is github.com/emersion/go-smtp; this package supplies
-// the policy around it: connection limits counted on the listener, relay
+// The protocol engine is github.com/emersion/go-smtp v0.25.1, forked
+// server-side in internal/smtpd (see its FORK.md: end-of-data and bare-CR
+// fixes, segmentation-independent line limits, the EHLO first line,
+// RCPT TO:<postmaster>, 501 for bad AUTH base64, a command hook), because
+// after STARTTLS nothing outside it sees the plaintext. This package
+// supplies the policy around it: connection limits counted on the listener, relay
 // control, STARTTLS-only AUTH PLAIN/LOGIN against bcrypt hashes, size and
 // recipient limits, read deadlines for commands and message data, a defence
-// against SMTP smuggling (bare CR or LF in message data is refused), the
+// against SMTP smuggling (bare CR or LF in message data is refused), one
+// line-length rule for DATA and BDAT, a header-size bound and a Received
+// hop limit checked before any rule runs, per-connection limits on refused
+// RCPTs and NOOP/RSET, the
 // Received trace header, Message-ID and Date for submission listeners, and
 // a graceful Shutdown that lets transactions in progress finish.
 //

@@ -97,7 +97,22 @@ func heloForHeader(h string) string {
 // field nor a continuation, or len(msg). sep reports whether an empty line
 // is there, separating the header from the body.
 func headerEnd(msg []byte) (end int, sep bool) {
+	end, sep, _ = headerEndLimit(msg, len(msg))
+	return end, sep
+}
+
+// headerEndWithin is headerEnd for a header section of at most limit
+// octets; ok is false for a longer one, found without reading past it.
+func headerEndWithin(msg []byte, limit int) (end int, ok bool) {
+	end, _, ok = headerEndLimit(msg, limit)
+	return end, ok
+}
+
+func headerEndLimit(msg []byte, limit int) (end int, sep, ok bool) {
 	for pos := 0; pos < len(msg); {
+		if pos > limit {
+			return pos, false, false
+		}
 		n := bytes.Index(msg[pos:], []byte("\r\n"))
 		if n < 0 {
 			n = len(msg) - pos
@@ -105,17 +120,17 @@ func headerEnd(msg []byte) (end int, sep bool) {
 		line := msg[pos : pos+n]
 		switch {
 		case len(line) == 0:
-			return pos, true
+			return pos, true, pos <= limit
 		case line[0] == ' ' || line[0] == '\t':
 			if pos == 0 {
-				return 0, false // a continuation of nothing
+				return 0, false, true // a continuation of nothing
 			}
 		case !isField(line):
-			return pos, false
+			return pos, false, pos <= limit
 		}
 		pos += n + 2
 	}
-	return len(msg), false
+	return len(msg), false, len(msg) <= limit
 }
 
 // isField reports whether line starts a header field: a field-name of
@@ -133,6 +148,34 @@ func isField(line []byte) bool {
 	return len(rest) > 0 && rest[0] == ':'
 }
 
+// countFields counts the fields called name in the header section hdr,
+// stopping at max.
+func countFields(hdr []byte, name string, max int) int {
+	n := 0
+	for len(hdr) > 0 && n < max {
+		line := hdr
+		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+2:]
+		} else {
+			hdr = nil
+		}
+		if isNamed(line, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// isNamed reports whether line starts the field name (case-insensitive,
+// RFC 5322 §1.2.2), optional WSP and ':' following (RFC 5322 §4.5).
+func isNamed(line []byte, name string) bool {
+	if len(line) < len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
+		return false
+	}
+	rest := bytes.TrimLeft(line[len(name):], " \t")
+	return len(rest) > 0 && rest[0] == ':'
+}
+
 // hasField reports whether the header section hdr has a field called name
 // (case-insensitive, RFC 5322 §1.2.2).
 func hasField(hdr []byte, name string) bool {
@@ -143,11 +186,7 @@ func hasField(hdr []byte, name string) bool {
 		} else {
 			hdr = nil
 		}
-		if len(line) < len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
-			continue
-		}
-		rest := bytes.TrimLeft(line[len(name):], " \t")
-		if len(rest) > 0 && rest[0] == ':' {
+		if isNamed(line, name) {
 			return true
 		}
 	}

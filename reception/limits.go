@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // go-smtp creates a session only at HELO/EHLO, so connections are counted
@@ -152,6 +154,40 @@ type trackedConn struct {
 	hangup atomic.Bool
 
 	authFailures atomic.Int32
+	// rcptFailures counts refused RCPTs and idleCommands NOOP and RSET,
+	// for the connection's whole life (see maxRcptFailures).
+	rcptFailures atomic.Int32
+	idleCommands atomic.Int32
+}
+
+// Per-connection command limits. A client that keeps guessing recipients
+// (directory harvesting) or keeps a connection busy with NOOP/RSET is
+// answered 421 4.7.0 and closed (RFC 5321 §4.2.2 421 "closing transmission
+// channel"). Postfix disconnects after smtpd_hard_error_limit = 20 errors
+// of any kind; 100 refused recipients leaves room for a list server's
+// session with many dead addresses, and 421 is temporary, so such a
+// client retries the rest in a new session. 1000 NOOP/RSET is far above
+// any real client's keep-alive use.
+const (
+	maxRcptFailures = 100
+	maxIdleCommands = 1000
+)
+
+// commandHook is the go-smtp fork's Server.CommandHook: it counts NOOP
+// and RSET on the connection, before or after EHLO alike.
+func commandHook(c *smtp.Conn, cmd string) error {
+	if cmd != "NOOP" && cmd != "RSET" {
+		return nil
+	}
+	tc, err := connOf(c.Conn())
+	if err != nil {
+		return nil
+	}
+	if tc.idleCommands.Add(1) > maxIdleCommands {
+		tc.t.log.Info("connection closed: too many NOOP/RSET", "conn", tc.id, "client_ip", clientIP(tc))
+		return errTooManyCommands
+	}
+	return nil
 }
 
 // errDraining ends the read loop of an idle connection during Shutdown,

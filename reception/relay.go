@@ -8,7 +8,9 @@ import (
 	"github.com/cuemta/cuemta/config"
 )
 
-// NewRelayPolicy parses the relay section of the configuration.
+// NewRelayPolicy parses the relay section of the configuration. Routes
+// play no part: a route chooses the next hop of mail already accepted, it
+// never makes a domain accepted from outside.
 func NewRelayPolicy(c config.Relay) (RelayPolicy, error) {
 	var r RelayPolicy
 	for _, n := range c.Networks {
@@ -18,14 +20,25 @@ func NewRelayPolicy(c config.Relay) (RelayPolicy, error) {
 		}
 		r.Networks = append(r.Networks, p)
 	}
-	r.Domains = append(r.Domains, c.Domains...)
+	for _, d := range c.Domains {
+		r.Domains = append(r.Domains, d.Domain)
+		if d.Restricted {
+			if r.Recipients == nil {
+				r.Recipients = map[string][]string{}
+			}
+			r.Recipients[d.Domain] = append(r.Recipients[d.Domain], d.Locals...)
+		}
+	}
 	return r, nil
 }
 
 // relayRules is a RelayPolicy prepared for lookups.
 type relayRules struct {
 	networks []netip.Prefix
-	domains  map[string]bool // lower-case, no trailing dot
+	domains  map[string]bool // normalised (normalizeDomain)
+	// recipients holds, for a domain that lists its recipients, the
+	// accepted local parts, lower-cased.
+	recipients map[string]map[string]bool
 }
 
 func newRelayRules(p RelayPolicy) (*relayRules, error) {
@@ -34,18 +47,44 @@ func newRelayRules(p RelayPolicy) (*relayRules, error) {
 		if !n.IsValid() {
 			return nil, fmt.Errorf("invalid relay network %v", n)
 		}
-		// A v4-mapped prefix would never match: client addresses are unmapped.
-		if n.Addr().Is4In6() {
-			n = netip.PrefixFrom(n.Addr().Unmap(), n.Bits()-96)
+		// A v4-mapped prefix would never match: client addresses are
+		// unmapped. config vet judges the open-relay threshold on this
+		// same unmapped form (config.UnmapPrefix).
+		r.networks = append(r.networks, config.UnmapPrefix(n))
+	}
+	norm := func(d string) (string, error) {
+		n, err := normalizeDomain(d)
+		if err != nil || n[0] == '[' {
+			return "", fmt.Errorf("relay domain %q is not a domain name", d)
 		}
-		r.networks = append(r.networks, n.Masked())
+		return n, nil
 	}
 	for _, d := range p.Domains {
-		norm, err := normalizeDomain(d)
-		if err != nil || norm[0] == '[' {
-			return nil, fmt.Errorf("relay domain %q is not a domain name", d)
+		n, err := norm(d)
+		if err != nil {
+			return nil, err
 		}
-		r.domains[norm] = true
+		r.domains[n] = true
+	}
+	for d, locals := range p.Recipients {
+		n, err := norm(d)
+		if err != nil {
+			return nil, err
+		}
+		if !r.domains[n] {
+			return nil, fmt.Errorf("relay domain %q has recipients but is not in Domains", d)
+		}
+		if r.recipients == nil {
+			r.recipients = map[string]map[string]bool{}
+		}
+		set := r.recipients[n]
+		if set == nil {
+			set = map[string]bool{}
+			r.recipients[n] = set
+		}
+		for _, l := range locals {
+			set[strings.ToLower(l)] = true
+		}
 	}
 	return r, nil
 }
@@ -68,4 +107,32 @@ func (r *relayRules) fromNetwork(ip netip.Addr) bool {
 // one this MTA receives mail for from anyone.
 func (r *relayRules) acceptsDomain(domain string) bool {
 	return r.domains[strings.ToLower(domain)]
+}
+
+// knownRecipient reports whether the local part may receive mail at
+// domain (normalised): false only for a domain of relay.domains that
+// lists its recipients and does not list this one. Local parts compare
+// case-insensitively.
+func (r *relayRules) knownRecipient(local, domain string) bool {
+	set, ok := r.recipients[strings.ToLower(domain)]
+	return !ok || set[strings.ToLower(local)]
+}
+
+// RFC 5321 §3.3 (550: mailbox unavailable) with RFC 3463 X.1.1 (bad
+// destination mailbox address).
+var errUnknownRecipient = newReply(550, "5.1.1", "No such user here")
+
+// checkRecipient decides one RCPT whose address is syntactically valid
+// (checkMailbox returned domain): an unknown recipient of a domain that
+// lists its recipients is refused 550 5.1.1, whoever sends; otherwise
+// relayCheck applies.
+func (s *session) checkRecipient(to, domain string) error {
+	local := to[:strings.LastIndexByte(to, '@')]
+	if !s.srv.relay.knownRecipient(local, domain) {
+		return errUnknownRecipient
+	}
+	if err := s.relayCheck(domain); err != nil {
+		return err
+	}
+	return nil
 }

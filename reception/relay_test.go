@@ -3,6 +3,8 @@ package reception
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/cuemta/cuemta/config"
 )
 
 func TestRelay(t *testing.T) {
@@ -76,4 +78,82 @@ func TestRelayRules(t *testing.T) {
 	if r.acceptsDomain("other.com") {
 		t.Error("acceptsDomain(other.com) = true")
 	}
+}
+
+// TestRecipientNormalised: the recipient is stored and routed with its
+// domain as lower-case A-labels, the local part untouched.
+func TestRecipientNormalised(t *testing.T) {
+	for in, want := range map[string]string{
+		"u@bücher.example":        "u@xn--bcher-kva.example",
+		"Ü@BÜCHER.Example":        "Ü@xn--bcher-kva.example",
+		"Bob@Example.COM":         "Bob@example.com",
+		"u@xn--bcher-kva.example": "u@xn--bcher-kva.example",
+		"u@[IPv6:2001:DB8::1]":    "u@[IPv6:2001:db8::1]",
+	} {
+		if got := NormalizeRecipient(in); got != want {
+			t.Errorf("NormalizeRecipient(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRelayRecipientsAndMappedNetworks: a domain that lists its
+// recipients knows only those; a v4-mapped network is used unmapped, as
+// config vet judges it.
+func TestRelayRecipientsAndMappedNetworks(t *testing.T) {
+	pol, err := NewRelayPolicy(config.Relay{
+		Networks: []string{"::ffff:0.0.0.0/96"},
+		Domains: []config.RelayDomain{
+			{Domain: "open.example"},
+			{Domain: "example.com", Restricted: true, Locals: []string{"alice", "bob"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRelayRules(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.networks[0]; got != netip.MustParsePrefix("0.0.0.0/0") {
+		t.Errorf("::ffff:0.0.0.0/96 used as %v, want 0.0.0.0/0 (vet refuses it as an open relay)", got)
+	}
+	for _, tt := range []struct {
+		local, domain string
+		want          bool
+	}{
+		{"alice", "example.com", true},
+		{"Bob", "EXAMPLE.com", true},
+		{"carol", "example.com", false},
+		{"anyone", "open.example", true},
+		{"anyone", "other.example", true}, // not ours: relayCheck decides
+	} {
+		if got := r.knownRecipient(tt.local, tt.domain); got != tt.want {
+			t.Errorf("knownRecipient(%q, %q) = %v, want %v", tt.local, tt.domain, got, tt.want)
+		}
+	}
+	if errUnknownRecipient.Code != 550 || errUnknownRecipient.EnhancedCode != [3]int{5, 1, 1} {
+		t.Errorf("unknown recipient reply %+v, want 550 5.1.1", errUnknownRecipient)
+	}
+}
+
+// TestRecipientListAtRcpt: a relay domain with a recipient list refuses
+// unknown recipients at RCPT with 550 5.1.1, whoever sends, and accepts
+// the listed ones.
+func TestRecipientListAtRcpt(t *testing.T) {
+	pol, err := NewRelayPolicy(config.Relay{
+		Networks: []string{"127.0.0.0/8"},
+		Domains:  []config.RelayDomain{{Domain: "example.com", Restricted: true, Locals: []string{"alice"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.p.Relay = pol
+	e.start()
+	c := e.ehlo()
+	c.expect("MAIL FROM:<a@client.test>", "250")
+	c.expect("RCPT TO:<alice@example.com>", "250")
+	c.expect("RCPT TO:<Alice@EXAMPLE.com>", "250")
+	c.expect("RCPT TO:<carol@example.com>", "550 5.1.1")
+	c.expect("RCPT TO:<anyone@other.org>", "250") // from a relay network
 }

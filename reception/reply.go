@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // Reply is a typed SMTP outcome, for example a policy refusal from a Sink.
@@ -109,5 +109,9 @@ var (
 	errBadSenderSyntax  = newReply(501, "5.1.7", "Bad sender address syntax")    // RFC 3463 X.1.7
 	errRcptNotAllowed   = newReply(553, "5.1.3", "Quoted local parts are not accepted")
 	errSenderNotAllowed = newReply(553, "5.1.7", "Quoted local parts are not accepted")
-	errNeedSMTPUTF8     = newReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8") // RFC 6531 §3.5
+	errNeedSMTPUTF8     = newReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")              // RFC 6531 §3.5
+	errHeaderTooBig     = newReply(552, "5.3.4", "Message header exceeds fixed maximum header size") // RFC 5321 §4.2.2, RFC 3463 X.3.4
+	errMailLoop         = newReply(554, "5.4.6", "Routing loop detected: too many Received headers") // RFC 5321 §6.3, RFC 3463 X.4.6
+	errTooManyRcptFails = newReply(421, "4.7.0", "Too many rejected recipients, closing connection")
+	errTooManyCommands  = newReply(421, "4.7.0", "Too many NOOP/RSET commands, closing connection")
 )

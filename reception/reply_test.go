@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 func TestSinkReply(t *testing.T) {

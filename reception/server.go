@@ -10,9 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/cuemta/cuemta/config"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown,
@@ -142,7 +141,10 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 	srv.WriteTimeout = s.limits.commandTimeout
 	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn) // connection errors, panics
 	// MaxRecipients stays 0: Session.Rcpt applies the limit. MaxLineLength
-	// keeps go-smtp's 2000, twice RFC 5321 §4.5.3.1.6's 1000.
+	// limits command lines only (our fork of go-smtp); message lines are
+	// checked by readMessage against the same maxLineLength.
+	srv.MaxLineLength = maxLineLength
+	srv.CommandHook = commandHook
 	s.smtp = srv
 	return s, nil
 }

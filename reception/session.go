@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
 // session is one SMTP session from HELO/EHLO on; go-smtp makes a new one
@@ -92,19 +92,43 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt implements smtp.Session.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+// Rcpt implements smtp.Session. A refused recipient counts against
+// maxRcptFailures; past it the reply is 421 and the connection closes.
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	err := s.rcpt(to, opts)
+	if err == nil {
+		return nil
+	}
+	if s.tc.rcptFailures.Add(1) > maxRcptFailures {
+		s.log.Info("connection closed: too many refused recipients", "failures", s.tc.rcptFailures.Load())
+		s.tc.hangup.Store(true)
+		return errTooManyRcptFails
+	}
+	return err
+}
+
+func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	txn := s.txn.Load()
 	if txn == nil {
 		return errNoTransaction // go-smtp checks this first
 	}
-	domain, err := checkMailbox(to, txn.utf8)
-	if err != nil {
-		return addressReply(err, errBadRcptSyntax, errRcptNotAllowed)
-	}
-	if err := s.relayCheck(domain); err != nil {
-		s.log.Info("recipient refused", "trace", txn.id, "rcpt", to, "reply", err.Code)
-		return err
+	var domain string
+	if to == "postmaster" {
+		// RFC 5321 §4.5.1: "<Postmaster>" without a domain must be
+		// accepted, whoever sends it. It is this MTA's own postmaster
+		// (the config has no postmaster address): postmaster@Hostname. The
+		// client cannot choose the domain, so it opens no relay.
+		to = "postmaster@" + s.srv.policy.Hostname
+		domain, _ = normalizeDomain(s.srv.policy.Hostname)
+	} else {
+		var err error
+		if domain, err = checkMailbox(to, txn.utf8); err != nil {
+			return addressReply(err, errBadRcptSyntax, errRcptNotAllowed)
+		}
+		if err := s.checkRecipient(to, domain); err != nil {
+			s.log.Info("recipient refused", "trace", txn.id, "rcpt", to, "reply", err.Error())
+			return err
+		}
 	}
 	key := to[:strings.LastIndexByte(to, '@')+1] + domain
 	if txn.seen[key] {
@@ -116,7 +140,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errTooManyRcpts
 	}
 	txn.seen[key] = true
-	txn.rcpts = append(txn.rcpts, to)
+	txn.rcpts = append(txn.rcpts, key) // the domain in its one stored form (A-labels)
 	return nil
 }
 

@@ -75,7 +75,12 @@ type Policy struct {
 //
 // Otherwise RCPT is answered 550 5.7.1 Relaying denied (530 5.7.0
 // Authentication required on a submission listener with auth enabled).
+// A domain in Recipients accepts only the local parts listed there: any
+// other recipient of it is answered 550 5.1.1, whoever sends.
 type RelayPolicy struct {
 	Networks []netip.Prefix
 	Domains  []string // ASCII (A-label) domain names
+	// Recipients: for a domain of Domains that lists its recipients, the
+	// accepted local parts (compared case-insensitively).
+	Recipients map[string][]string
 }

@@ -44,6 +44,10 @@ type Report struct {
 	// Skipped are the files not read offline, one line each. They do not
 	// make vet fail.
 	Skipped []string
+	// Notes explain how a valid config behaves where it is easy to
+	// misread (a route for a domain not in relay.domains); they do not
+	// make vet fail.
+	Notes []string
 }
 
 // OK reports whether vet passed.
@@ -61,9 +65,10 @@ func Run(paths []string, opts Options) Report {
 			continue
 		}
 		for _, d := range dirs {
-			problems, skipped := check(d, opts)
+			problems, skipped, notes := check(d, opts)
 			r.Problems = append(r.Problems, problems...)
 			r.Skipped = append(r.Skipped, skipped...)
+			r.Notes = append(r.Notes, notes...)
 		}
 	}
 	return r
@@ -72,10 +77,13 @@ func Run(paths []string, opts Options) Report {
 // check runs the stages on one config. A config that does not load stops
 // there; the rules and the files are checked both, so that one run
 // reports them all, in file order.
-func check(path string, opts Options) (problems, skipped []string) {
+func check(path string, opts Options) (problems, skipped, notes []string) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return errorLines(err), nil
+		return errorLines(err), nil, nil
+	}
+	if n := cfg.Notes(); len(n) > 0 {
+		notes = errorLines(n)
 	}
 	var errs []error
 	if _, err := rules.Compile(cfg); err != nil {
@@ -91,7 +99,7 @@ func check(path string, opts Options) (problems, skipped []string) {
 			errs = append(errs, err)
 		}
 	}
-	return errorLines(errs...), skipped
+	return errorLines(errs...), skipped, notes
 }
 
 // skippedFiles lists what the file stage would have read, in the order it

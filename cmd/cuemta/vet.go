@@ -57,6 +57,9 @@ flags:`)
 	for _, l := range r.Skipped {
 		fmt.Fprintln(stdout, l)
 	}
+	for _, l := range r.Notes {
+		fmt.Fprintln(stdout, l)
+	}
 	if !r.OK() {
 		return 1
 	}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package reception
+
+const raceEnabled = false
