@@ -7,7 +7,7 @@ PKGS      := ./...
 # again against a binary built with -race (CUEMTA_E2E_RACE).
 RACE_PKGS := ./queue/... ./reception/... ./rules/... ./delivery/... ./engine/... ./admin/... ./deliverylog/... ./sim/... ./tests/e2e/...
 
-.PHONY: all build deps test test-short lint fmt-check vet bench bench-inject bench-relay clean
+.PHONY: all build deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
 
 all: build
 
@@ -52,6 +52,27 @@ vet:
 
 lint: fmt-check vet
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+
+# Native Go fuzzing, one target after the other (go test takes one -fuzz
+# target per package run). `make test` already runs each target's seed
+# corpus (f.Add seeds and testdata/fuzz/) as a plain test; this explores
+# further, FUZZTIME per target, e.g. `make fuzz FUZZTIME=2m`. A failing
+# input is saved under the package's testdata/fuzz/FuzzX/; the other
+# targets still run, and the target fails at the end.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	reception:FuzzSession reception:FuzzCheckMailbox reception:FuzzBuildMessage \
+	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
+	config:FuzzLoadSource engine:FuzzRewriteHeader delivery/dsn:FuzzBuild \
+	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup
+
+fuzz:
+	@failed=; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz: $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failing targets:$$failed"; exit 1; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -62,9 +62,11 @@ func encodeText(s, cte string) []byte {
 	case "7bit":
 		buf.WriteString(crlf(s))
 	case "quoted-printable":
-		// The writer turns LF and CRLF into CRLF (text mode).
+		// The writer turns LF into CRLF (text mode). Every line break,
+		// a bare CR included, becomes LF first, as crlf does: the writer
+		// drops the LF of a CR, an encoded byte, then LF.
 		qp := quotedprintable.NewWriter(&buf)
-		qp.Write([]byte(strings.ReplaceAll(s, "\r\n", "\n")))
+		qp.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")))
 		qp.Close()
 	default:
 		writeBase64(&buf, []byte(crlf(s)))

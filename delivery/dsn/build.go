@@ -263,6 +263,14 @@ func wrap(s, indent string) string {
 
 // oneLine flattens a multi-line SMTP reply for a header field.
 func oneLine(s string) string {
+	// A remote server's reply may carry control characters; they are
+	// not field text (RFC 5322 §3.2.5), so each becomes a space first.
+	s = strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	return strings.Join(strings.Fields(s), " ")
 }
 

@@ -106,6 +106,9 @@ func (p *Params) validate() error {
 		for _, v := range []string{r.Addr, r.OriginalAddr, r.RemoteMTA} {
 			if strings.ContainsAny(v, "\r\n") {
 				bad("recipient %d: line break in %q", i, v)
+			} else if strings.ContainsFunc(v, isControl) {
+				// RFC 3464 §2.1: the fields are header-like text.
+				bad("recipient %d: control character in %q", i, v)
 			}
 		}
 	}
@@ -130,3 +133,6 @@ func NeverBounce(sender string) bool {
 	}
 	return strings.EqualFold(strings.Trim(local, `"`), "mailer-daemon")
 }
+
+// isControl reports an ASCII control character (tab aside) or DEL.
+func isControl(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }

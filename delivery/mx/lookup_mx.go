@@ -2,6 +2,7 @@ package mx
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -61,12 +62,22 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 			null = true
 			continue
 		}
+		if _, ok := dns.IsDomainName(mx.Mx); !ok || mx.Mx == "" {
+			// A record whose exchange did not unpack (rdata that holds
+			// only the preference) names no host to connect to.
+			continue
+		}
 		hosts = append(hosts, Host{Name: display(strings.ToLower(mx.Mx)), Pref: mx.Preference})
 	}
 	if len(hosts) == 0 && null {
 		// RFC 7505 §3. A "." among real MX records violates §3 ("MUST NOT
 		// advertise any other MX RR"); we then just skip the unusable one.
 		return nil, fail(ErrNullMX, nil)
+	}
+	if len(hosts) == 0 {
+		// MX records that name no usable host: a broken answer, worth
+		// asking again rather than bouncing on.
+		return nil, fail(ErrTemporary, errors.New("no MX record names a usable host"))
 	}
 	res.Hosts = order(hosts)
 	return res, nil

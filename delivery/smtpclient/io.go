@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -175,7 +176,9 @@ func (c *Conn) readReply(stage string) (*Reply, error) {
 		}
 		text := ""
 		if len(line) > 4 {
-			text = string(line[4:])
+			// RFC 5321 §4.2: reply text has no CR or LF; a stray CR from
+			// a broken server would reach the spool, the log and DSNs.
+			text = strings.ReplaceAll(string(line[4:]), "\r", " ")
 		}
 		r.Lines = append(r.Lines, text)
 		if len(line) == 3 || line[3] == ' ' {
