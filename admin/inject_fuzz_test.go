@@ -158,7 +158,7 @@ func fzWalk(t *testing.T, h fzHeader, body io.Reader, depth int, msg []byte) {
 func fzDecoder(cte string, r io.Reader) io.Reader {
 	switch strings.ToLower(cte) {
 	case "base64":
-		return base64.NewDecoder(base64.StdEncoding, &fzStripCRLF{r: r})
+		return base64.NewDecoder(base64.StdEncoding, &lineStripper{r: r})
 	case "quoted-printable":
 		return quotedprintable.NewReader(r)
 	}
@@ -189,19 +189,4 @@ func fzFindText(t *testing.T, h fzHeader, body io.Reader, want string) (string, 
 		t.Fatalf("decode %s: %v", want, err)
 	}
 	return string(b), true
-}
-
-// fzStripCRLF drops line breaks so base64.NewDecoder sees one run.
-type fzStripCRLF struct{ r io.Reader }
-
-func (s *fzStripCRLF) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	j := 0
-	for _, c := range p[:n] {
-		if c != '\r' && c != '\n' {
-			p[j] = c
-			j++
-		}
-	}
-	return j, err
 }
