@@ -150,6 +150,7 @@ func (c *Config) check() Errors {
 	c.checkProfiles(add)
 	c.checkTimings(add)
 	c.checkPorts(add)
+	c.checkRouteLoops(add)
 	c.checkCodes(add)
 	c.checkTests(add)
 	return errs
