@@ -225,7 +225,7 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 	l.mu.Unlock()
 	if reply.Code == 0 && n >= *eff.Settings.ConnectFailures.Threshold {
 		e.suspend(ScopeSite+":"+l.site.key, e.opts.Now().Add(eff.Settings.ConnectFailures.Delay.D()),
-			fmt.Sprintf("site unreachable (%d consecutive connection failures)", n), originRule)
+			fmt.Sprintf("site unreachable (%d consecutive connection failures)", n), originConnectFailures)
 	}
 	j.tries++
 	j.complete(outs)

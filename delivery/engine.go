@@ -119,9 +119,9 @@ type suspension struct {
 
 // Origins of suspensions that no named rule set.
 const (
-	originAdmin   = "admin"
-	originRule    = "connect-failures"
-	originBackoff = "throttle-backoff"
+	originAdmin           = "admin"
+	originConnectFailures = "connect-failures"
+	originBackoff         = "throttle-backoff"
 )
 
 // New returns an engine; Run starts it.
