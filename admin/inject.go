@@ -43,7 +43,7 @@ func (s *Server) handleInject(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, e.status, injectResponse{FailedRecipients: []string{}, Errors: []string{msg}, Error: e.msg, Detail: e.detail})
 		return
 	}
-	messageFor, problems := s.prepareInject(&req)
+	plan, problems := s.prepareInject(&req)
 	if len(problems) > 0 {
 		failed := make([]string, 0, len(req.Recipients))
 		for _, rc := range req.Recipients {
@@ -64,7 +64,7 @@ func (s *Server) handleInject(w http.ResponseWriter, r *http.Request) {
 			"ignored", strings.Join(ignored, ", "), "client", clientIP(r))
 	}
 
-	resp, storageFailed := s.enqueueAll(r.Context(), &req, messageFor, clientIP(r))
+	resp, storageFailed := s.enqueueAll(r.Context(), &req, plan, clientIP(r))
 	s.record(r, ActionEvent{Action: ActionInject, Injected: resp.SuccessCount, Failed: resp.FailCount, Err: firstError(resp)})
 	status := http.StatusOK
 	if resp.SuccessCount == 0 {
@@ -85,9 +85,25 @@ func firstError(resp *injectResponse) error {
 	return errors.New(resp.Errors[0])
 }
 
-// prepareInject validates the request and returns the function that builds
-// the message body for the i-th recipient.
-func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string) {
+// maxRecipientsPerMessage is how many recipients of one injection share
+// a stored message when the content is the same for all of them (the
+// default listeners.*.limits.maxRecipients): one body is stored per
+// batch instead of one per recipient, and no envelope grows so large that
+// recording a delivery attempt rewrites megabytes.
+const maxRecipientsPerMessage = 1000
+
+// injectPlan says how a request's recipients become stored messages.
+type injectPlan struct {
+	// perMessage recipients share one message: 1 when the body names its
+	// recipient (the builder's To), maxRecipientsPerMessage otherwise.
+	perMessage int
+	// body builds the body of the message whose recipients start at
+	// index first. It is called in recipient order.
+	body func(first int) []byte
+}
+
+// prepareInject validates the request and plans its messages.
+func (s *Server) prepareInject(req *injectRequest) (*injectPlan, []string) {
 	if problems := req.validate(); len(problems) > 0 {
 		return nil, problems
 	}
@@ -100,14 +116,15 @@ func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string
 		if err != nil {
 			return nil, []string{err.Error()}
 		}
+		plan := &injectPlan{perMessage: maxRecipientsPerMessage, body: func(int) []byte { return body }}
 		needDate, needID := hdr.Get("Date") == "", hdr.Get("Message-Id") == ""
 		if !needDate && !needID {
-			return func(int) []byte { return body }, nil
+			return plan, nil
 		}
 		// RFC 5322 §3.6: Date is required and Message-ID should be there;
 		// as a submission server would (RFC 6409 §8.2, §8.3), add what the
-		// content lacks, a fresh Message-ID for each recipient's copy.
-		return func(int) []byte {
+		// content lacks, a fresh Message-ID for each stored message.
+		plan.body = func(int) []byte {
 			var b bytes.Buffer
 			b.Grow(len(body) + 128)
 			if needDate {
@@ -118,16 +135,17 @@ func (s *Server) prepareInject(req *injectRequest) (func(i int) []byte, []string
 			}
 			b.Write(body)
 			return b.Bytes()
-		}, nil
+		}
+		return plan, nil
 	}
 	b, problems := build(obj, req.EnvelopeSender)
 	if len(problems) > 0 {
 		return nil, problems
 	}
-	return func(i int) []byte {
+	return &injectPlan{perMessage: 1, body: func(i int) []byte {
 		rc := req.Recipients[i]
 		return b.message(namedAddress{Email: rc.Email, Name: rc.Name}, s.opts.now().Format(time.RFC1123Z), s.opts.messageID())
-	}, nil
+	}}, nil
 }
 
 // normalizeMessage checks that a content string is an RFC 5322 message
@@ -161,32 +179,38 @@ func (req *injectRequest) ignoredFeatures() []string {
 	return out
 }
 
-// enqueueAll enqueues one message per recipient. storageFailed reports a
+// enqueueAll stores the planned messages. storageFailed reports a
 // failure that was not a refusal of the message (a *RequestError).
-func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, messageFor func(int) []byte, ip string) (resp *injectResponse, storageFailed bool) {
+func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injectPlan, ip string) (resp *injectResponse, storageFailed bool) {
 	n := len(req.Recipients)
-	ids := make([]string, n)
-	errs := make([]error, n)
+	batches := (n + plan.perMessage - 1) / plan.perMessage
+	ids := make([]string, batches)
+	errs := make([]error, batches)
 	type job struct {
-		i int
+		k int
 		m *Message
 	}
 	jobs := make(chan job)
 	var wg sync.WaitGroup
-	for range min(injectWorkers, n) {
+	for range min(injectWorkers, batches) {
 		wg.Go(func() {
 			for j := range jobs {
-				ids[j.i], errs[j.i] = s.backend.Enqueue(ctx, j.m)
+				ids[j.k], errs[j.k] = s.backend.Enqueue(ctx, j.m)
 			}
 		})
 	}
 	// Messages are built here, in recipient order, so that Message-IDs
 	// follow the recipients; building is cheap next to storing.
-	for i := range n {
-		jobs <- job{i, &Message{
+	for k := range batches {
+		first, end := k*plan.perMessage, min((k+1)*plan.perMessage, n)
+		rcpts := make([]string, 0, end-first)
+		for _, rc := range req.Recipients[first:end] {
+			rcpts = append(rcpts, rc.Email)
+		}
+		jobs <- job{k, &Message{
 			From:       req.EnvelopeSender,
-			Recipients: []string{req.Recipients[i].Email},
-			Body:       messageFor(i),
+			Recipients: rcpts,
+			Body:       plan.body(first),
 			Tenant:     req.Tenant,
 			Campaign:   req.Campaign,
 			ClientIP:   ip,
@@ -196,23 +220,25 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, messageFor 
 	wg.Wait()
 
 	resp = &injectResponse{FailedRecipients: []string{}, Errors: []string{}}
-	for i, err := range errs {
-		rcpt := req.Recipients[i].Email
+	for k, err := range errs {
+		first, end := k*plan.perMessage, min((k+1)*plan.perMessage, n)
 		if err == nil {
-			resp.SuccessCount++
-			resp.IDs = append(resp.IDs, ids[i])
+			resp.SuccessCount += end - first
+			resp.IDs = append(resp.IDs, ids[k])
 			continue
 		}
-		resp.FailCount++
-		resp.FailedRecipients = append(resp.FailedRecipients, rcpt)
-		resp.Errors = append(resp.Errors, rcpt+": "+err.Error())
+		resp.FailCount += end - first
+		for _, rc := range req.Recipients[first:end] {
+			resp.FailedRecipients = append(resp.FailedRecipients, rc.Email)
+			resp.Errors = append(resp.Errors, rc.Email+": "+err.Error())
+		}
 		var re *RequestError
 		if !errors.As(err, &re) || (re.Status >= 400 && re.Status < 500) {
 			// Retrying may succeed: answer 503 rather than 422.
 			storageFailed = true
 		}
 		if !errors.As(err, &re) {
-			s.log.Error("cannot enqueue an injected message", "rcpt", rcpt, "err", err)
+			s.log.Error("cannot enqueue an injected message", "rcpts", end-first, "first_rcpt", req.Recipients[first].Email, "err", err)
 		}
 	}
 	return resp, storageFailed

@@ -52,7 +52,7 @@ func FuzzInjectRequest(f *testing.F) {
 			}
 			return
 		}
-		messageFor, problems := s.prepareInject(&req)
+		plan, problems := s.prepareInject(&req)
 		if len(problems) > 0 {
 			for _, p := range problems {
 				if p == "" {
@@ -61,12 +61,15 @@ func FuzzInjectRequest(f *testing.F) {
 			}
 			return
 		}
-		if messageFor == nil {
-			t.Fatalf("no problems and no message builder")
+		if plan == nil {
+			t.Fatalf("no problems and no message plan")
 		}
 		_, obj, _ := parseContent(req.Content)
+		if (obj == nil) != (plan.perMessage > 1) {
+			t.Fatalf("%d recipients per message for content %q", plan.perMessage, req.Content)
+		}
 		for i := range min(len(req.Recipients), 3) {
-			msg := messageFor(i)
+			msg := plan.body(i)
 			fzCheckMessage(t, msg)
 			if obj == nil {
 				continue

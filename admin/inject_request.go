@@ -9,7 +9,7 @@ import (
 	"unicode"
 )
 
-// maxInjectRecipients bounds one request: each recipient is a message.
+// maxInjectRecipients bounds one request.
 const maxInjectRecipients = 100_000
 
 // injectRequest is KumoMTA's /api/inject/v1 body. Fields cuemta does not

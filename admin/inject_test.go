@@ -54,25 +54,24 @@ func TestInjectRawContent(t *testing.T) {
 	if m["success_count"] != 2.0 || m["fail_count"] != 0.0 || len(m["failed_recipients"].([]any)) != 0 || len(m["errors"].([]any)) != 0 {
 		t.Errorf("reply %s", r.body)
 	}
-	if ids := m["ids"].([]any); len(ids) != 2 || ids[0] != "id-recipient@example.com" {
+	if ids := m["ids"].([]any); len(ids) != 1 || ids[0] != "id-recipient@example.com" {
 		t.Errorf("ids %v", ids)
 	}
 	if _, ok := m["error"]; ok {
 		t.Errorf("error field on success: %s", r.body)
 	}
+	// The content is the same for every recipient: one message carries
+	// them all, so the body is stored once. It has neither Date nor
+	// Message-ID: it gets both.
 	msgs := h.sortedMessages()
-	if len(msgs) != 2 {
-		t.Fatalf("%d messages enqueued, want one per recipient", len(msgs))
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages enqueued, want one for both recipients", len(msgs))
 	}
-	// The content has neither Date nor Message-ID: each copy gets both
-	// (Message-IDs are numbered in recipient order; msgs is sorted by
-	// address, so other@example.net, the second recipient, comes first).
-	for i, msg := range msgs {
-		want := "Date: Sat, 14 Mar 2026 15:09:26 +0100\r\nMessage-ID: <test." + []string{"2", "1"}[i] +
-			"@mta.example>\r\nSubject: hello\r\nFrom: noreply@example.com\r\n\r\nHello there\r\n"
-		if string(msg.Body) != want || msg.From != "noreply@example.com" || len(msg.Recipients) != 1 || msg.ClientIP != "127.0.0.1" {
-			t.Errorf("message %+v body %q", msg, msg.Body)
-		}
+	want := "Date: Sat, 14 Mar 2026 15:09:26 +0100\r\nMessage-ID: <test.1@mta.example>\r\n" +
+		"Subject: hello\r\nFrom: noreply@example.com\r\n\r\nHello there\r\n"
+	if msg := msgs[0]; string(msg.Body) != want || msg.From != "noreply@example.com" ||
+		!slices.Equal(msg.Recipients, []string{"recipient@example.com", "other@example.net"}) || msg.ClientIP != "127.0.0.1" {
+		t.Errorf("message %+v body %q", msg, msg.Body)
 	}
 	a := h.Actions()
 	if len(a) != 1 || a[0].Action != ActionInject || a[0].Injected != 2 || a[0].Failed != 0 || a[0].Err != nil {
@@ -397,7 +396,9 @@ func TestInjectPartialRefusal(t *testing.T) {
 		}
 		return "id1", nil
 	}
-	r := h.do("POST", "/api/inject/v1", `{"envelope_sender": "a@example.com", "content": "Subject: x\n\ny",
+	// Built content names its recipient, so each recipient is a message
+	// of its own, refused or accepted alone.
+	r := h.do("POST", "/api/inject/v1", `{"envelope_sender": "a@example.com", "content": {"subject": "x", "text_body": "y"},
 		"recipients": [{"email": "ok@example.com"}, {"email": "blocked@example.com"}]}`)
 	m := r.json(t)
 	if r.status != 200 || m["success_count"] != 1.0 || m["fail_count"] != 1.0 {
@@ -412,6 +413,41 @@ func TestInjectPartialRefusal(t *testing.T) {
 	a := h.Actions()
 	if len(a) != 1 || a[0].Injected != 1 || a[0].Failed != 1 || a[0].Err == nil {
 		t.Errorf("actions %+v", a)
+	}
+}
+
+// TestInjectSharedBody checks that recipients of the same content share
+// stored messages of at most maxRecipientsPerMessage recipients, each
+// with its own Message-ID, and that a refusal fails exactly the
+// recipients of the refused message.
+func TestInjectSharedBody(t *testing.T) {
+	h := newHarness(t)
+	n := 2*maxRecipientsPerMessage + 500
+	var rcpts []map[string]string
+	for i := range n {
+		rcpts = append(rcpts, map[string]string{"email": fmt.Sprintf("u%05d@example.com", i)})
+	}
+	h.fake.enqueue = func(m *Message) (string, error) {
+		if m.Recipients[0] == fmt.Sprintf("u%05d@example.com", maxRecipientsPerMessage) {
+			return "", &RequestError{Status: 550, Enhanced: "5.7.1", Message: "refused"}
+		}
+		return "id-" + m.Recipients[0], nil
+	}
+	r := h.do("POST", "/api/inject/v1", map[string]any{
+		"envelope_sender": "a@example.com", "recipients": rcpts, "content": "Subject: s\n\n" + strings.Repeat("x", 10000),
+	})
+	m := r.json(t)
+	if r.status != 200 || m["success_count"] != float64(n-maxRecipientsPerMessage) || m["fail_count"] != float64(maxRecipientsPerMessage) {
+		t.Fatalf("%d success %v fail %v", r.status, m["success_count"], m["fail_count"])
+	}
+	if msgs := h.sortedMessages(); len(msgs) != 3 || len(msgs[2].Recipients) != 500 {
+		t.Errorf("%d messages stored for %d recipients of one content, want 3", len(msgs), n)
+	}
+	if ids := m["ids"].([]any); len(ids) != 2 || ids[0] != "id-u00000@example.com" || ids[1] != "id-u02000@example.com" {
+		t.Errorf("ids %v", ids)
+	}
+	if f := m["failed_recipients"].([]any); len(f) != maxRecipientsPerMessage || f[0] != "u01000@example.com" || f[len(f)-1] != "u01999@example.com" {
+		t.Errorf("%d failed recipients, first %v", len(f), f[0])
 	}
 }
 
