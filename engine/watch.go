@@ -14,6 +14,11 @@ import (
 // write-to-temp-then-rename) before the config is read.
 const watchDebounce = 300 * time.Millisecond
 
+// configMapDataLink is the symlink a Kubernetes ConfigMap (and Secret)
+// volume swaps to publish a new version of all its files at once
+// (kubelet's AtomicWriter).
+const configMapDataLink = "..data"
+
 // watch reloads when a config file changes. It watches the directories
 // that hold the config, not the files: editors that save by renaming a
 // new file over the old one replace the inode a file watch would follow.
@@ -39,6 +44,13 @@ func (s *Server) watch(ctx context.Context) {
 		}
 	}
 	relevant := func(name string) bool {
+		// A Kubernetes ConfigMap volume updates atomically: it writes a
+		// new hidden directory, then renames a "..data" symlink to it.
+		// The config's names (cuemta.cue -> ..data/cuemta.cue) never
+		// change, so that rename is the only event of an update.
+		if filepath.Base(name) == configMapDataLink {
+			return true
+		}
 		if !strings.HasSuffix(name, ".cue") || strings.HasPrefix(filepath.Base(name), ".") {
 			return false
 		}
