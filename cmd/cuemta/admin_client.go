@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
-	"strings"
-	"time"
 
+	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/config"
 )
 
@@ -43,14 +39,24 @@ func (f *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.token, "token", "", "admin API bearer `TOKEN` (default: admin.token of the config, else $"+envAdminToken+")")
 }
 
-// client resolves the flags: --admin wins over the config's admin.addr;
-// --token over $CUEMTA_ADMIN_TOKEN over the config's admin.token.
+// client returns the client the flags locate.
 func (f *adminFlags) client() (*adminClient, error) {
-	addr, token := f.addr, f.token
+	addr, token, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return newAdminClient(addr, token)
+}
+
+// resolve finds the address and token: --admin wins over the config's
+// admin.addr; --token over $CUEMTA_ADMIN_TOKEN over the config's
+// admin.token.
+func (f *adminFlags) resolve() (addr, token string, err error) {
+	addr, token = f.addr, f.token
 	if addr == "" && f.config != "" {
 		cfg, err := config.Load(f.config)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read admin.addr from %s: %w", f.config, err)
+			return "", "", fmt.Errorf("cannot read admin.addr from %s: %w", f.config, err)
 		}
 		addr = cfg.Admin.Addr
 		if token == "" {
@@ -63,32 +69,18 @@ func (f *adminFlags) client() (*adminClient, error) {
 	if token == "" {
 		token = os.Getenv(envAdminToken)
 	}
-	return newAdminClient(addr, token)
+	return addr, token, nil
 }
 
-// adminClient calls the admin API of a running cuemta.
-type adminClient struct {
-	addr  string // as configured, for messages
-	base  string // http://host:port
-	token string
-	actor string
-	http  *http.Client
-}
+// adminClient is the admin API client the commands share.
+type adminClient = admin.Client
 
 func newAdminClient(addr, token string) (*adminClient, error) {
-	dial, err := loopbackDialAddr(addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin API: %w", err)
-	}
-	return &adminClient{
-		addr:  addr,
-		base:  "http://" + dial,
-		token: token,
-		actor: "cli:" + userName(),
-		// Reloads evaluate the whole config: give them time.
-		http: &http.Client{Timeout: 2 * time.Minute},
-	}, nil
+	return admin.NewClient(addr, token, "cli:"+userName())
 }
+
+// apiError is an error reply of the admin API.
+type apiError = admin.APIError
 
 func userName() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {
@@ -102,108 +94,18 @@ func userName() string {
 	return "unknown"
 }
 
-// apiError is an error response of the admin API.
-type apiError struct {
-	Status int
-	Msg    string          `json:"error"`
-	Detail json.RawMessage `json:"detail"`
-	Body   []byte          // the whole response body
-}
-
-func (e *apiError) Error() string {
-	msg := e.Msg
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
-	// A string detail is a hint worth showing; lists and objects are
-	// summarised by the message already.
-	var detail string
-	if len(e.Detail) > 0 && json.Unmarshal(e.Detail, &detail) == nil && detail != "" {
-		msg += " (" + detail + ")"
-	}
-	if e.Status == http.StatusUnauthorized {
-		msg += "; check admin.token in the config, --token or $" + envAdminToken
-	}
-	return msg
-}
-
-// unreachableError says that no server answered.
-type unreachableError struct {
-	addr string
-	err  error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("cannot reach cuemta admin API at %s: is `cuemta serve` running? (%v)", e.addr, e.err)
-}
-
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// call sends a request with an optional JSON body and returns the raw
-// response body of a 2xx reply, or an *apiError or *unreachableError.
-func (c *adminClient) call(method, path string, in any) ([]byte, error) {
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return nil, fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, c.base+path, body)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	// The admin API refuses a state-changing request that is not JSON (a
-	// web form cannot send JSON); Host is the loopback address dialled.
-	if in != nil || method != http.MethodGet {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	req.Header.Set("X-Cuemta-Actor", c.actor)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return nil, &unreachableError{addr: c.addr, err: opErr.Err}
-		}
-		return nil, fmt.Errorf("%s %s on the admin API at %s: %w", method, path, c.addr, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the reply of %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &apiError{Status: resp.StatusCode, Body: data}
-		if json.Unmarshal(data, e) != nil || e.Msg == "" {
-			e.Msg = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
-		}
-		return nil, e
-	}
-	return data, nil
-}
-
-// do calls and decodes a JSON reply into out; it also returns the raw
-// reply for --json.
-func (c *adminClient) do(method, path string, in, out any) ([]byte, error) {
-	data, err := c.call(method, path, in)
-	if err != nil {
-		return nil, err
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return nil, fmt.Errorf("unexpected reply from %s: %w", c.addr, err)
-		}
-	}
-	return data, nil
+// call runs one request of a command; see admin.Client.Do.
+func call(c *adminClient, method, path string, in, out any) ([]byte, error) {
+	return c.Do(context.Background(), method, path, in, out)
 }
 
 // reportError prints err for a command and returns its exit status: 1, as
 // for every failed command.
 func reportError(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "cuemta %s: %v\n", cmd, err)
+	var e *apiError
+	if errors.As(err, &e) && e.Status == http.StatusUnauthorized {
+		fmt.Fprintf(stderr, "cuemta %s: check admin.token in the config, --token or $%s\n", cmd, envAdminToken)
+	}
 	return 1
 }

@@ -169,19 +169,19 @@ func TestAdminFlagsFromConfig(t *testing.T) {
 	t.Setenv(envAdminToken, "from-env")
 	for _, c := range []struct {
 		f           adminFlags
-		base, token string
+		addr, token string
 	}{
-		{adminFlags{config: dir}, "http://127.0.0.1:9025", "from-config"},
-		{adminFlags{config: dir, token: "flag"}, "http://127.0.0.1:9025", "flag"},
-		{adminFlags{config: dir, addr: "[::1]:1"}, "http://[::1]:1", "from-env"},
-		{adminFlags{}, "http://" + defaultAdminAddr, "from-env"},
+		{adminFlags{config: dir}, "0.0.0.0:9025", "from-config"},
+		{adminFlags{config: dir, token: "flag"}, "0.0.0.0:9025", "flag"},
+		{adminFlags{config: dir, addr: "[::1]:1"}, "[::1]:1", "from-env"},
+		{adminFlags{}, defaultAdminAddr, "from-env"},
 	} {
-		cl, err := c.f.client()
+		addr, token, err := c.f.resolve()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cl.base != c.base || cl.token != c.token {
-			t.Errorf("%+v: base %s token %s, want %s %s", c.f, cl.base, cl.token, c.base, c.token)
+		if addr != c.addr || token != c.token {
+			t.Errorf("%+v: addr %s token %s, want %s %s", c.f, addr, token, c.addr, c.token)
 		}
 	}
 	if _, err := (&adminFlags{config: filepath.Join(dir, "missing")}).client(); err == nil || !strings.Contains(err.Error(), "cannot read admin.addr") {

@@ -127,7 +127,7 @@ func queueLs(c *adminClient, q *queueRun) error {
 		By     string             `json:"by"`
 		Groups []admin.QueueGroup `json:"groups"`
 	}
-	raw, err := c.do("GET", "/api/v1/queue?by="+url.QueryEscape(q.by), nil, &resp)
+	raw, err := call(c, "GET", "/api/v1/queue?by="+url.QueryEscape(q.by), nil, &resp)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func age(d time.Duration) string {
 
 func queueShow(c *adminClient, q *queueRun) error {
 	var m admin.MessageInfo
-	raw, err := c.do("GET", "/api/v1/messages/"+url.PathEscape(q.args[0]), nil, &m)
+	raw, err := call(c, "GET", "/api/v1/messages/"+url.PathEscape(q.args[0]), nil, &m)
 	if err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func queueSuspensions(c *adminClient, q *queueRun) error {
 	var resp struct {
 		Suspensions []admin.Suspension `json:"suspensions"`
 	}
-	raw, err := c.do("GET", "/api/v1/suspensions", nil, &resp)
+	raw, err := call(c, "GET", "/api/v1/suspensions", nil, &resp)
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func queueSuspensions(c *adminClient, q *queueRun) error {
 func queueSuspend(c *adminClient, q *queueRun) error {
 	body := map[string]string{"scope": q.args[0], "key": q.args[1], "duration": q.dur, "reason": q.reason}
 	var s admin.Suspension
-	raw, err := c.do("POST", "/api/v1/suspensions", body, &s)
+	raw, err := call(c, "POST", "/api/v1/suspensions", body, &s)
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func queueDelete(c *adminClient, q *queueRun) error {
 
 // action performs a request whose reply people only need confirmed.
 func (q *queueRun) action(c *adminClient, method, path string, body any, done string) error {
-	raw, err := c.do(method, path, body, nil)
+	raw, err := call(c, method, path, body, nil)
 	if err != nil {
 		return err
 	}

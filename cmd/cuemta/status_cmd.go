@@ -44,7 +44,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	var st admin.Status
-	raw, err := c.do("GET", "/api/v1/status", nil, &st)
+	raw, err := call(c, "GET", "/api/v1/status", nil, &st)
 	if err != nil {
 		return reportError(stderr, "status", err)
 	}
@@ -52,7 +52,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
-	writeStatus(stdout, c.addr, &st)
+	writeStatus(stdout, c.Addr(), &st)
 	return 0
 }
 
@@ -107,7 +107,7 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	var res admin.ReloadResult
-	raw, err := c.do("POST", "/api/v1/reload", nil, &res)
+	raw, err := call(c, "POST", "/api/v1/reload", nil, &res)
 	var apiErr *apiError
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnprocessableEntity {
 		return reloadRefused(stdout, stderr, apiErr, asJSON)
