@@ -3,14 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/mail"
-	"net/smtp"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -19,7 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
 )
 
 // Exit codes of sendmail, from sysexits.h: callers such as cron and PHP's
@@ -233,7 +234,7 @@ func sendmail(args []string, env *sendmailEnv) int {
 	if err != nil {
 		return fail(exConfig, "%v", err)
 	}
-	dial, err := loopbackDialAddr(l.Addr)
+	dial, err := admin.DialAddr(l.Addr)
 	if err != nil {
 		return fail(exConfig, "listener %s: %v", l.Name, err)
 	}
@@ -321,22 +322,6 @@ func pickListener(cfg *config.Config) (*config.Listener, error) {
 		return nil, errors.New("the config has no SMTP listener to submit to")
 	}
 	return nil, errors.New("every listener requires AUTH, which sendmail cannot do: add a listener without auth on loopback (relay.networks allows 127.0.0.0/8)")
-}
-
-// loopbackDialAddr is the address to connect to for a listen address: a
-// server on every interface is reached on loopback.
-func loopbackDialAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("bad address %q: want HOST:PORT", addr)
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port), nil
 }
 
 var errTooLarge = errors.New("message too large")
@@ -442,64 +427,63 @@ func dedupe(addrs []string) []string {
 // smtpExitCode maps a submission error to sysexits: 5xx replies are
 // permanent, everything else (4xx, network) temporary.
 func smtpExitCode(err error) int {
-	var te *textproto.Error
-	if errors.As(err, &te) && te.Code >= 500 {
+	var r *smtpclient.Reply
+	if errors.As(err, &r) && r.Permanent() {
 		return exUnavailable
 	}
 	return exTempFail
 }
 
+// submitTimeout bounds a whole submission to the local listener.
+const submitTimeout = 10 * time.Minute
+
 // submitSMTP sends the message in one SMTP transaction, all or nothing: if
 // any recipient is refused, nothing is sent, so that the caller can fix
-// and resend without duplicates.
+// and resend without duplicates. It returns the server's reply to the end
+// of data.
 func submitSMTP(addr, helo, from string, rcpts []string, msg []byte) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return "", fmt.Errorf("cannot connect to the local MTA: %w; is `cuemta serve` running?", err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Minute))
-	host, _, _ := net.SplitHostPort(addr)
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		return "", fmt.Errorf("greeting: %w", err)
-	}
-	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), submitTimeout)
+	defer cancel()
 	// No STARTTLS: the connection stays on this host, and a local
 	// certificate would not verify for 127.0.0.1.
-	if err := c.Hello(helo); err != nil {
-		return "", fmt.Errorf("EHLO: %w", err)
+	c, err := smtpclient.Dial(ctx, smtpclient.Options{Addr: addr, EHLO: helo, TLS: smtpclient.TLSNone,
+		ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		var ne *smtpclient.NetError
+		if errors.As(err, &ne) && ne.Stage == smtpclient.StageConnect {
+			return "", fmt.Errorf("cannot connect to the local MTA: %w; is `cuemta serve` running?", ne.Err)
+		}
+		return "", err
 	}
-	if err := c.Mail(from); err != nil {
-		return "", fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
+	defer c.Close()
+	res, err := c.SendAll(ctx, from, rcpts, msg)
+	if err != nil {
+		return "", err
+	}
+	if !res.Mail.Positive() {
+		return "", fmt.Errorf("MAIL FROM:<%s>: %w", from, &res.Mail)
 	}
 	var refused []string
-	var worst error
-	for _, r := range rcpts {
-		if err := c.Rcpt(r); err != nil {
-			refused = append(refused, fmt.Sprintf("%s: %v", r, err))
-			if worst == nil || smtpExitCode(err) == exUnavailable {
-				worst = err
-			}
+	var worst *smtpclient.Reply
+	for i := range res.Rcpt {
+		r := &res.Rcpt[i]
+		if r.Positive() {
+			continue
+		}
+		refused = append(refused, fmt.Sprintf("%s: %s", rcpts[i], r))
+		if worst == nil || r.Permanent() {
+			worst = r
 		}
 	}
 	if len(refused) > 0 {
-		c.Reset()
 		c.Quit()
 		return "", &rcptError{refused: refused, err: worst}
 	}
-	w, err := c.Data()
-	if err != nil {
-		return "", fmt.Errorf("DATA: %w", err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		return "", fmt.Errorf("sending the message: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return "", fmt.Errorf("end of data: %w", err)
+	if !res.Data.Positive() {
+		return "", &res.Data
 	}
 	c.Quit()
-	return "250 accepted", nil
+	return res.Data.String(), nil
 }
 
 // rcptError lists the refused recipients; it unwraps to the most severe

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
 )
 
 func TestParseSendmailArgs(t *testing.T) {
@@ -247,20 +248,6 @@ func TestPickListener(t *testing.T) {
 	}
 }
 
-func TestLoopbackDialAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"0.0.0.0:25": "127.0.0.1:25", ":25": "127.0.0.1:25", "[::]:25": "[::1]:25",
-		"127.0.0.1:2525": "127.0.0.1:2525", "mail.example:587": "mail.example:587",
-	} {
-		if got, err := loopbackDialAddr(in); err != nil || got != want {
-			t.Errorf("loopbackDialAddr(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if _, err := loopbackDialAddr("nope"); err == nil {
-		t.Error("no error for an address without a port")
-	}
-}
-
 // submission records what sendmail handed to submit.
 type submission struct {
 	addr, helo, from string
@@ -331,8 +318,8 @@ func TestSendmailExitCodes(t *testing.T) {
 		{"too large", []string{"a@x.example"}, strings.Repeat("x", 3000), nil, exDataErr, "larger than 2048 bytes"},
 		{"bad To with -t", []string{"-t"}, "To: a@@b\n\nx", nil, exDataErr, "header To"},
 		{"config", []string{"-c", "broken", "a@x.example"}, "x", nil, exConfig, "main.cue:1:1"},
-		{"permanent", []string{"a@x.example"}, "x", &textproto.Error{Code: 550, Msg: "5.7.1 relaying denied"}, exUnavailable, "relaying denied"},
-		{"temporary", []string{"a@x.example"}, "x", &textproto.Error{Code: 451, Msg: "4.3.0 try later"}, exTempFail, "try later"},
+		{"permanent", []string{"a@x.example"}, "x", &smtpclient.Reply{Code: 550, Enhanced: "5.7.1", Text: "relaying denied", Stage: smtpclient.StageRcpt}, exUnavailable, "relaying denied"},
+		{"temporary", []string{"a@x.example"}, "x", &smtpclient.Reply{Code: 451, Enhanced: "4.3.0", Text: "try later", Stage: smtpclient.StageEOD}, exTempFail, "try later"},
 		{"unreachable", []string{"a@x.example"}, "x", errors.New("cannot connect to the local MTA: connection refused"), exTempFail, "connection refused"},
 	} {
 		env, _, stderr := sendmailTestEnv(c.stdin, c.err)
@@ -425,16 +412,20 @@ func (f *fakeSMTP) serve(conn net.Conn) {
 
 func TestSubmitSMTP(t *testing.T) {
 	f := startFakeSMTP(t)
-	msg := []byte("Subject: x\r\n\r\n.leading dot\r\nbody\r\n")
-	if _, err := submitSMTP(f.ln.Addr().String(), "mta.example", "a@example.com", []string{"b@example.com", "c@example.com"}, msg); err != nil {
+	msg := []byte("Subject: x\r\n\r\n.leading dot\r\nbody caf\xc3\xa9\r\n") // 8-bit: BODY=8BITMIME
+	reply, err := submitSMTP(f.ln.Addr().String(), "mta.example", "a@example.com", []string{"b@example.com", "c@example.com"}, msg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if reply != "250 2.0.0 queued as 42" {
+		t.Errorf("reply %q, want the server's own", reply)
 	}
 	f.mu.Lock()
 	got := append([]string(nil), f.msgs...)
 	log := strings.Join(f.log, "\n")
 	f.mu.Unlock()
 	// ReadDotBytes undoes dot-stuffing and gives LF line ends.
-	if len(got) != 1 || got[0] != "Subject: x\n\n.leading dot\nbody\n" {
+	if len(got) != 1 || got[0] != "Subject: x\n\n.leading dot\nbody caf\xc3\xa9\n" {
 		t.Errorf("received %q", got)
 	}
 	for _, want := range []string{"EHLO mta.example", "MAIL FROM:<a@example.com> BODY=8BITMIME", "RCPT TO:<b@example.com>", "RCPT TO:<c@example.com>"} {

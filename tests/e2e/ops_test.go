@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -285,10 +286,15 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 		if err := os.Symlink(binary, link); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(link, "-c", dir, "-f", "cron@origin.test", "other@ops.test")
+		cmd := exec.Command(link, "-v", "-c", dir, "-f", "cron@origin.test", "other@ops.test")
 		cmd.Stdin = strings.NewReader("Subject: via symlink\n\nhello\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			t.Fatalf("sendmail via symlink: %v\n%s", err, out)
+		}
+		// -v prints the listener's own reply to the end of data.
+		if !regexp.MustCompile(`: 250 2\.0\.0 Ok: queued as \S+\n$`).Match(out) {
+			t.Errorf("sendmail -v printed %q, want the server's 250 reply with its queue id", out)
 		}
 		waitFor(t, 10*time.Second, "sendmail messages", func() bool { return len(messagesTo(s, "ops")) >= before+2 })
 		var cron *sim.Message

@@ -1,0 +1,69 @@
+package smtpclient
+
+import (
+	"context"
+	"fmt"
+)
+
+// SendAll runs one mail transaction that sends the message only if every
+// recipient is accepted, as a submission client such as sendmail must:
+// its caller can then fix the refused addresses and send again without
+// duplicating the message to the others. It never pipelines, since with
+// PIPELINING the DATA command is already on its way when a refusal is
+// read. Refusals are in the Result, as for Send; after any refusal
+// nothing is sent, the transaction is reset and the connection stays
+// usable.
+func (c *Conn) SendAll(ctx context.Context, from string, rcpts []string, body []byte) (*Result, error) {
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("smtp rcpt: %w: no recipients", ErrBadAddress)
+	}
+	mail, err := c.mailCommand(from, rcpts, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rcpts {
+		if err := checkAddr(r); err != nil || r == "" {
+			return nil, fmt.Errorf("smtp rcpt: %w: %q", ErrBadAddress, r)
+		}
+	}
+	defer c.w.bind(ctx)()
+	c.w.setTimeout(c.opts.CommandTimeout)
+	res := &Result{Rcpt: make([]Reply, 0, len(rcpts))}
+	if _, err := c.envelope(res, mail, rcpts); err != nil {
+		return res, err
+	}
+	if !res.Mail.Positive() {
+		return res, c.rset()
+	}
+	for i, r := range res.Rcpt {
+		if r.Positive() {
+			res.Accepted = append(res.Accepted, i)
+		}
+	}
+	if len(res.Accepted) < len(rcpts) {
+		res.Accepted = nil // nothing was sent to anyone
+		return res, c.rset()
+	}
+	r, err := c.cmd(StageData, "DATA")
+	if err != nil {
+		return res, err
+	}
+	if r.Code != 354 {
+		res.Data = *r
+		return res, c.rset()
+	}
+	// RFC 5321 §4.5.3.2.5-6: the body and the final reply have their own,
+	// longer timeout.
+	c.w.setTimeout(c.opts.DataTimeout)
+	if err := writeData(c.bw, body); err != nil {
+		return res, c.fail(StageData, err)
+	}
+	if r, err = c.readReply(StageEOD); err != nil {
+		return res, err
+	}
+	res.Data = *r
+	return res, nil
+}
