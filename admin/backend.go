@@ -2,9 +2,11 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Backend is what the admin API drives; the engine implements it. Methods
@@ -61,26 +63,44 @@ type NotReadyReasoner interface {
 var ErrNotFound = errors.New("not found")
 
 // RequestError is a Backend's refusal of a request that is the client's to
-// fix or retry, as opposed to a failure of the server.
-//
-// Status is an SMTP-style reply code: 5xx is a permanent refusal (HTTP 422),
-// 4xx a temporary one (HTTP 503, retry later), and 0 a plain bad request
-// (HTTP 400).
+// fix or retry, as opposed to a failure of the server. A refused message
+// carries the SMTP reply an SMTP client would have got for it: 5xx is a
+// permanent refusal (HTTP 422), 4xx a temporary one (HTTP 503, retry
+// later). Without a reply it is a plain bad request (HTTP 400) that
+// Message explains.
 type RequestError struct {
-	Status   int    `json:"status,omitempty"`
-	Enhanced string `json:"enhanced,omitempty"` // e.g. "5.7.1"
-	Message  string `json:"message"`
+	Reply   *smtpreply.Reply
+	Message string
 }
 
+// Refusal is the error for a request the reply refuses.
+func Refusal(r smtpreply.Reply) *RequestError { return &RequestError{Reply: &r} }
+
+// BadRequest is the error for a request the client must fix.
+func BadRequest(msg string) *RequestError { return &RequestError{Message: msg} }
+
 func (e *RequestError) Error() string {
-	switch {
-	case e.Status == 0:
-		return e.Message
-	case e.Enhanced == "":
-		return fmt.Sprintf("%d %s", e.Status, e.Message)
-	default:
-		return fmt.Sprintf("%d %s %s", e.Status, e.Enhanced, e.Message)
+	if e.Reply != nil {
+		return e.Reply.String()
 	}
+	return e.Message
+}
+
+// temporary reports a refusal worth retrying as is.
+func (e *RequestError) temporary() bool { return e.Reply != nil && e.Reply.Temporary() }
+
+// MarshalJSON is the error's "detail" in a reply of the API: the SMTP
+// reply's parts, {"code": 550, "enhanced": "5.7.1", "message": "..."}.
+func (e *RequestError) MarshalJSON() ([]byte, error) {
+	d := struct {
+		Code     int    `json:"code,omitempty"`
+		Enhanced string `json:"enhanced,omitempty"`
+		Message  string `json:"message"`
+	}{Message: e.Message}
+	if e.Reply != nil {
+		d.Code, d.Enhanced, d.Message = e.Reply.Code, e.Reply.Enhanced, e.Reply.Text
+	}
+	return json.Marshal(d)
 }
 
 // Message is one message to enqueue: one per recipient of an injection.

@@ -233,7 +233,7 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 			resp.Errors = append(resp.Errors, rc.Email+": "+err.Error())
 		}
 		var re *RequestError
-		if !errors.As(err, &re) || (re.Status >= 400 && re.Status < 500) {
+		if !errors.As(err, &re) || re.temporary() {
 			// Retrying may succeed: answer 503 rather than 422.
 			storageFailed = true
 		}

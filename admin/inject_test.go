@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/cuemta/cuemta/internal/golden"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 const goldenDir = "../tests/golden/inject"
@@ -392,7 +393,7 @@ func TestInjectPartialRefusal(t *testing.T) {
 	h := newHarness(t)
 	h.fake.enqueue = func(m *Message) (string, error) {
 		if m.Recipients[0] == "blocked@example.com" {
-			return "", &RequestError{Status: 550, Enhanced: "5.7.1", Message: "rule no-blocked refused the message"}
+			return "", Refusal(smtpreply.New(550, "5.7.1", "rule no-blocked refused the message"))
 		}
 		return "id1", nil
 	}
@@ -429,7 +430,7 @@ func TestInjectSharedBody(t *testing.T) {
 	}
 	h.fake.enqueue = func(m *Message) (string, error) {
 		if m.Recipients[0] == fmt.Sprintf("u%05d@example.com", maxRecipientsPerMessage) {
-			return "", &RequestError{Status: 550, Enhanced: "5.7.1", Message: "refused"}
+			return "", Refusal(smtpreply.New(550, "5.7.1", "refused"))
 		}
 		return "id-" + m.Recipients[0], nil
 	}
@@ -454,7 +455,7 @@ func TestInjectSharedBody(t *testing.T) {
 func TestInjectAllRefused(t *testing.T) {
 	h := newHarness(t)
 	h.fake.enqueue = func(m *Message) (string, error) {
-		return "", &RequestError{Status: 550, Message: "no"}
+		return "", Refusal(smtpreply.New(550, "", "no"))
 	}
 	m := wantError(t, h.do("POST", "/api/inject/v1", `{"envelope_sender": "a@example.com", "content": "Subject: x\n\ny", "recipients": [{"email": "b@example.com"}]}`),
 		http.StatusUnprocessableEntity, "no message was injected")
@@ -464,7 +465,7 @@ func TestInjectAllRefused(t *testing.T) {
 }
 
 func TestInjectStorageFailure(t *testing.T) {
-	for _, err := range []error{errors.New("spool: no space left on device"), &RequestError{Status: 452, Message: "insufficient storage"}} {
+	for _, err := range []error{errors.New("spool: no space left on device"), Refusal(smtpreply.New(452, "", "insufficient storage"))} {
 		h := newHarness(t)
 		h.fake.enqueue = func(m *Message) (string, error) { return "", err }
 		m := wantError(t, h.do("POST", "/api/inject/v1", `{"envelope_sender": "a@example.com", "content": "Subject: x\n\ny", "recipients": [{"email": "b@example.com"}, {"email": "c@example.com"}]}`),

@@ -58,18 +58,18 @@ func classify(err error) (int, string) {
 
 func requestErrorStatus(re *RequestError) int {
 	switch {
-	case re.Status >= 500:
-		return http.StatusUnprocessableEntity
-	case re.Status >= 400:
+	case re.Reply == nil:
+		return http.StatusBadRequest
+	case re.Reply.Temporary():
 		return http.StatusServiceUnavailable
 	default:
-		return http.StatusBadRequest
+		return http.StatusUnprocessableEntity
 	}
 }
 
 func detailOf(err error) any {
 	var re *RequestError
-	if errors.As(err, &re) && re.Status != 0 {
+	if errors.As(err, &re) && re.Reply != nil {
 		return re
 	}
 	return nil

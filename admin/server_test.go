@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 func TestNewRefusesOpenAddressWithoutToken(t *testing.T) {
@@ -223,9 +225,9 @@ func TestClassify(t *testing.T) {
 	}{
 		{ErrNotFound, 404},
 		{errors.Join(errors.New("x"), ErrNotFound), 404},
-		{&RequestError{Status: 550, Message: "no"}, 422},
-		{&RequestError{Status: 451, Message: "later"}, 503},
-		{&RequestError{Message: "bad key"}, 400},
+		{Refusal(smtpreply.New(550, "", "no")), 422},
+		{Refusal(smtpreply.New(451, "", "later")), 503},
+		{BadRequest("bad key"), 400},
 		{context.Canceled, 503},
 		{errors.New("disk on fire"), 500},
 	} {
@@ -233,7 +235,16 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%v) = %d, want %d", c.err, got, c.want)
 		}
 	}
-	if s := (&RequestError{Status: 550, Enhanced: "5.7.1", Message: "rejected"}).Error(); s != "550 5.7.1 rejected" {
+	if s := (Refusal(smtpreply.New(550, "5.7.1", "rejected"))).Error(); s != "550 5.7.1 rejected" {
 		t.Errorf("RequestError.Error() = %q", s)
+	}
+	// The detail of an error reply names the SMTP code as a code.
+	for err, want := range map[*RequestError]string{
+		Refusal(smtpreply.New(550, "5.7.1", "rejected")): `{"code":550,"enhanced":"5.7.1","message":"rejected"}`,
+		BadRequest("bad key"):                            `{"message":"bad key"}`,
+	} {
+		if b, _ := json.Marshal(err); string(b) != want {
+			t.Errorf("detail %s, want %s", b, want)
+		}
 	}
 }

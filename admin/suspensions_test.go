@@ -106,6 +106,6 @@ func TestResumeBadScope(t *testing.T) {
 
 func TestSuspendBackendRefusal(t *testing.T) {
 	h := newHarness(t)
-	h.fake.err = &RequestError{Message: `no source named "ip9"`}
+	h.fake.err = BadRequest(`no source named "ip9"`)
 	wantError(t, h.do("POST", "/api/v1/suspensions", map[string]string{"scope": "source", "key": "ip9", "duration": "1h"}), http.StatusBadRequest, "ip9")
 }

@@ -3,31 +3,29 @@ package config
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // An enhanced status code repeats the class of the reply code it goes
 // with (RFC 3463 §2: 2.x.x success, 4.x.x persistent transient failure,
 // 5.x.x permanent failure), and cuemta reads an enhanced code off a reply
-// only when it does (smtpclient.ReplyText). A pair that disagrees is a
+// only when it does (smtpreply.FromLines). A pair that disagrees is a
 // reply that cannot be sent or received as written: a reject that goes out
 // without its enhanced code, a policy test of a reply no server sends, an
 // expectation no decision meets. Response rules' conditions are checked
 // for the same contradiction by package rules.
 
-var enhancedCodeRE = regexp.MustCompile(`^([245])\.[0-9]{1,3}\.[0-9]{1,3}$`)
-
 // ClassConflict describes how an enhanced code contradicts a reply code,
 // or returns "" when it does not (or is no enhanced code at all, which is
 // for the schema to say). The text reads after "code 550 ...".
 func ClassConflict(code int, enhanced string) string {
-	m := enhancedCodeRE.FindStringSubmatch(enhanced)
-	if m == nil || int(m[1][0]-'0') == code/100 {
+	if !smtpreply.ValidEnhanced(enhanced) || int(enhanced[0]-'0') == code/100 {
 		return ""
 	}
 	return fmt.Sprintf("means %s but enhanced code %q means %s; an enhanced code starts with its reply code's first digit (RFC 3463 §2)",
-		classWord(code/100), enhanced, classWord(int(m[1][0]-'0')))
+		classWord(code/100), enhanced, classWord(int(enhanced[0]-'0')))
 }
 
 // ClassFix is enhanced with its class made code's, as a suggestion.

@@ -14,6 +14,7 @@ import (
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // backend is the admin API's view of the server.
@@ -32,14 +33,13 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	if err != nil {
 		var r *reception.Reply
 		if errors.As(err, &r) {
-			return "", &admin.RequestError{Status: r.Code, Enhanced: r.Enhanced, Message: r.Text}
+			return "", admin.Refusal(*r)
 		}
 		return "", err
 	}
 	id, err := b.s.spool.Enqueue(ctx, env, body)
 	if err != nil {
-		r := storageReply(err)
-		return "", &admin.RequestError{Status: r.Code, Enhanced: r.Enhanced, Message: r.Text}
+		return "", admin.Refusal(*storageReply(err))
 	}
 	b.s.accepted(snap, id, env, len(body), matched)
 	b.s.delivery.Wake()
@@ -126,7 +126,7 @@ func (b backend) Message(_ context.Context, id string) (*admin.MessageInfo, erro
 
 func (b backend) Suspend(_ context.Context, s admin.Suspension) error {
 	if err := b.s.delivery.Suspend(s.Scope, s.Key, s.Until, s.Reason, "admin"); err != nil {
-		return &admin.RequestError{Message: err.Error()}
+		return admin.BadRequest(err.Error())
 	}
 	return nil
 }
@@ -272,7 +272,7 @@ func notFound(err error) error {
 
 func busy(err error) error {
 	if errors.Is(err, delivery.ErrBusy) {
-		return &admin.RequestError{Status: 451, Enhanced: "4.3.0", Message: err.Error()}
+		return admin.Refusal(smtpreply.New(451, "4.3.0", err.Error()))
 	}
 	return err
 }

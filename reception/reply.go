@@ -7,33 +7,15 @@ import (
 	"strings"
 
 	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
-// Reply is a typed SMTP outcome, for example a policy refusal from a Sink.
-// It is converted to a plain *smtp.SMTPError only at the go-smtp boundary,
-// because go-smtp recognises reply codes only on an unwrapped *SMTPError.
-type Reply struct {
-	Code     int    // three-digit reply code, 4xx or 5xx when used as an error
-	Enhanced string // RFC 3463 enhanced status code such as "5.7.1"; "" for the class default
-	Text     string // one line of text; CR and LF are replaced by spaces on the wire
-	Cause    error  // what led to the reply, for logs; never sent to the client
-}
-
-func (r *Reply) Error() string {
-	s := strconv.Itoa(r.Code)
-	if r.Enhanced != "" {
-		s += " " + r.Enhanced
-	}
-	if r.Text != "" {
-		s += " " + r.Text
-	}
-	if r.Cause != nil {
-		s += ": " + r.Cause.Error()
-	}
-	return s
-}
-
-func (r *Reply) Unwrap() error { return r.Cause }
+// Reply is a typed SMTP outcome, for example a policy refusal from a Sink:
+// the project's one reply type. It is converted to a plain
+// *smtp.SMTPError only at the go-smtp boundary, because go-smtp
+// recognises reply codes only on an unwrapped *SMTPError. Its Cause is
+// for logs and never sent to the client.
+type Reply = smtpreply.Reply
 
 // errStorage is the reply for a Sink error that carries no *Reply.
 var errStorage = newReply(451, "4.3.0", "Requested action aborted: local storage error, try again later")
@@ -46,11 +28,11 @@ func sinkReply(err error) *smtp.SMTPError {
 		// with the client.
 		return errStorage
 	}
-	return r.smtpError()
+	return smtpError(r)
 }
 
 // smtpError converts r to the plain *smtp.SMTPError go-smtp sends as is.
-func (r *Reply) smtpError() *smtp.SMTPError {
+func smtpError(r *Reply) *smtp.SMTPError {
 	return &smtp.SMTPError{
 		Code:         r.Code,
 		EnhancedCode: parseEnhanced(r.Enhanced, r.Code),

@@ -52,7 +52,7 @@
 // reply.text is the reply on one line: the lines of a multi-line reply are
 // joined with a single space, and the enhanced code that servers repeat at
 // the start of each line is kept once, in reply.enhanced (see
-// smtpclient.ReplyText). So a phrase matches however the server wrapped it:
+// smtpreply.FromLines). So a phrase matches however the server wrapped it:
 // Gmail's "... reputation of the sending" / "domain. ..." still contains
 // "reputation of the sending domain". reply.lines are the lines as received
 // (after the code and its separator, enhanced codes included) for a rule

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/config"
-	"github.com/cuemta/cuemta/delivery/smtpclient"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // testEpoch is the fixed time policy tests run at.
@@ -90,12 +90,12 @@ func ReplyInput(cfg *config.Config, r *config.TestReply) (*ResponseInput, []stri
 	if len(r.Lines) > 0 {
 		// A reply written as lines reads as delivery reads one off the
 		// wire; an enhanced code or text given beside them wins.
-		enh, joined := smtpclient.ReplyText(r.Code, r.Lines)
+		read := smtpreply.FromLines(r.Code, r.Lines)
 		if enhanced == "" {
-			enhanced = enh
+			enhanced = read.Enhanced
 		}
 		if text == "" {
-			text = joined
+			text = read.Text
 		}
 	}
 	return &ResponseInput{

@@ -27,7 +27,7 @@ type ResponseInput struct {
 	Code     int
 	Enhanced string // "4.7.28", or "" when the reply has none
 	// Text is the reply's text on one line: a multi-line reply's lines
-	// joined with a space (smtpclient.ReplyText), without the enhanced code.
+	// joined with a space (smtpreply.FromLines), without the enhanced code.
 	Text string
 	// Lines are the reply's lines as received (smtpclient.Reply.Lines), for
 	// the rare rule that needs the wrapping. nil stands for a reply of one

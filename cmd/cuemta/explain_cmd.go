@@ -8,13 +8,13 @@ import (
 	"io"
 	"net/mail"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // explainFlags are the options of `cuemta explain`.
@@ -161,10 +161,11 @@ func explainMessage(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Wr
 }
 
 func explainReply(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Writer) error {
-	code, enhanced, text, err := parseReply(f.reply)
+	reply, err := smtpreply.Parse(f.reply)
 	if err != nil {
-		return err
+		return fmt.Errorf("--reply: %w", err)
 	}
+	code, enhanced, text := reply.Code, reply.Enhanced, reply.Text
 	if !rules.IsStage(f.stage) {
 		return fmt.Errorf("--stage %q: want one of connect, greeting, ehlo, starttls, auth, mail, rcpt, data, eod", f.stage)
 	}
@@ -253,25 +254,6 @@ func writeSteps(w io.Writer, steps []rules.Step, withProfile bool) {
 		fmt.Fprintf(tw, "  %s\n", strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-}
-
-var enhancedCodeRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
-
-// parseReply splits "421 4.7.28 text" (or "421-4.7.28 text") into its parts.
-func parseReply(s string) (code int, enhanced, text string, err error) {
-	s = strings.TrimSpace(s)
-	if len(s) < 3 {
-		return 0, "", "", fmt.Errorf("--reply %q: want \"CODE [ENHANCED] TEXT\"", s)
-	}
-	code, err = strconv.Atoi(s[:3])
-	if err != nil || code < 200 || code > 599 {
-		return 0, "", "", fmt.Errorf("--reply %q: %q is not an SMTP reply code (200-599)", s, s[:3])
-	}
-	rest := strings.TrimLeft(s[3:], " -")
-	if first, after, _ := strings.Cut(rest, " "); enhancedCodeRE.MatchString(first) {
-		enhanced, rest = first, after
-	}
-	return code, enhanced, strings.TrimSpace(rest), nil
 }
 
 func orDash(s string) string {

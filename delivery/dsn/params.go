@@ -3,9 +3,10 @@ package dsn
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Actions a recipient's report may carry (RFC 3464 §2.3.3).
@@ -63,8 +64,6 @@ type Recipient struct {
 	WillRetryUntil time.Time
 }
 
-var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
-
 func (p *Params) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -97,7 +96,7 @@ func (p *Params) validate() error {
 		default:
 			bad("recipient %d: unknown action %q", i, r.Action)
 		}
-		if !statusRE.MatchString(r.Status) {
+		if !smtpreply.ValidEnhanced(r.Status) {
 			bad("recipient %d: status %q is not an RFC 3463 code", i, r.Status)
 		}
 		if r.Addr == "" {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Bounds on what a server may send in one reply: RFC 5321 §4.5.3.1.5
@@ -188,6 +190,7 @@ func (c *Conn) readReply(stage string) (*Reply, error) {
 			return nil, c.fail(stage, fmt.Errorf("%w: more than %d lines", ErrMalformedReply, MaxReplyLines))
 		}
 	}
-	r.Enhanced, r.Text = ReplyText(r.Code, r.Lines)
-	return r, nil
+	parsed := smtpreply.FromLines(r.Code, r.Lines)
+	parsed.Stage = r.Stage
+	return &parsed, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // FuzzReadReply feeds arbitrary bytes to the reply reader. Invariants: it
@@ -63,13 +65,13 @@ func FuzzReadReply(f *testing.F) {
 		if strings.ContainsAny(r.Text, "\r\n") {
 			t.Fatalf("Text %q (from %q) is not one line", r.Text, in)
 		}
-		// ReplyText trims spaces and tabs around each line and joins the
+		// smtpreply.FromLines trims spaces and tabs around each line and joins the
 		// lines with one space.
 		if strings.Trim(r.Text, " \t") != r.Text {
 			t.Fatalf("Text %q has leading or trailing blanks", r.Text)
 		}
 		if r.Enhanced != "" {
-			if !enhancedRE.MatchString(r.Enhanced) || r.Enhanced[0] != byte('0'+r.Code/100) {
+			if !smtpreply.ValidEnhanced(r.Enhanced) || r.Enhanced[0] != byte('0'+r.Code/100) {
 				t.Fatalf("Enhanced %q for code %d", r.Enhanced, r.Code)
 			}
 		}
