@@ -23,7 +23,7 @@ import (
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/token"
 
-	ispprofiles "github.com/cuemta/cuemta/examples/isp-profiles"
+	"github.com/cuemta/cuemta/isp"
 	"github.com/cuemta/cuemta/schema"
 )
 
@@ -176,7 +176,7 @@ func builtinOverlay(dir string) (map[string]load.Source, error) {
 	if err := add(schema.FS, schema.ImportPath); err != nil {
 		return nil, fmt.Errorf("config: embedded schema: %w", err)
 	}
-	if err := add(ispprofiles.FS, ispprofiles.ImportPath); err != nil {
+	if err := add(isp.FS, isp.ImportPath); err != nil {
 		return nil, fmt.Errorf("config: embedded ISP profiles: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cue.mod", "module.cue")); err != nil {

@@ -1,4 +1,4 @@
-// Package ispprofiles embeds cuemta's built-in ISP delivery profiles: the CUE
+// Package isp embeds cuemta's built-in ISP delivery profiles: the CUE
 // package cuemta.dev/isp, with one file per mailbox provider (google, yahoo,
 // microsoft, office365, apple, comcast, gmx, orange, yandex, mailru, zoho)
 // plus the `default` profile that applies to every destination, and the
@@ -18,7 +18,7 @@
 // or MX pattern; `default` has no match; every rule has a test that fires it;
 // a block or reputation rule on the sending IP suspends it at the provider
 // and never bounces (profiles_test.go).
-package ispprofiles
+package isp
 
 import "embed"
 

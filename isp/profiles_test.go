@@ -1,4 +1,4 @@
-package ispprofiles_test
+package isp_test
 
 import (
 	"slices"
