@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cuemta/cuemta/config"
 )
 
 // fakeDirectory is a user and group database in memory.
@@ -134,5 +136,22 @@ func TestRootRefusedNamesTheFields(t *testing.T) {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("%q does not name %s", err, field)
 		}
+	}
+}
+
+// TestEmbeddedDefaultRunsAsRoot: `cuemta serve` without -c, the README's
+// first command, keeps working when started as root (a fresh machine,
+// CI): the embedded default config allows root, with the warning.
+func TestEmbeddedDefaultRunsAsRoot(t *testing.T) {
+	cfg, err := config.LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Decide(Settings{User: cfg.User, Group: cfg.Group, AllowRoot: cfg.AllowRoot}, Process{EUID: 0, Name: "root"}, directory)
+	if err != nil {
+		t.Fatalf("the embedded default is refused as root: %v", err)
+	}
+	if plan.Action != RunAsRoot || plan.Warning == "" {
+		t.Errorf("plan %+v, want RunAsRoot with its warning", plan)
 	}
 }

@@ -203,6 +203,23 @@ delivery: port: %d
 		return strings.Contains(srv.log.String(), "msg=reloaded trigger=sighup generation=2")
 	})
 	wantIDs("after the reload")
+
+	// Who the server runs as was settled at start: a reload that would
+	// change it is refused, and the running config stays.
+	file := filepath.Join(dir, "cuemta.cue")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file+".tmp", append([]byte("allowRoot: true\n"), src...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file+".tmp", file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reload that changes allowRoot to be refused", func() bool {
+		return strings.Contains(srv.log.String(), "user, group and allowRoot take effect at start only; restart cuemta")
+	})
 	send(2)
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
