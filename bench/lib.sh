@@ -179,6 +179,12 @@ calc() {
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; } # vm_kb PID VmHWM
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }           # utime+stime
 
+# AS_ROOT: run as root (as CI is), a bench config lets cuemta stay root,
+# which serve refuses without allowRoot: its spool is in WORK, below a
+# directory an unprivileged user may not be able to enter.
+AS_ROOT=
+if [[ $(id -u) == 0 ]]; then AS_ROOT="allowRoot: true"; fi
+
 # cuemta_config FILE ROUTE PROFILE [TOP_EXTRA]: a bench config with one mx
 # listener on a free loopback port, the spool in WORK, every recipient
 # routed to ROUTE, and PROFILE (CUE fields) as the default profile.
@@ -197,6 +203,7 @@ profiles: default: {
 $profile
 }
 $extra
+$AS_ROOT
 EOF
 }
 

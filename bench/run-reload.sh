@@ -42,6 +42,7 @@ profiles: default: {
 	connectFailures: {threshold: 1000, delay: "1h"}
 }
 tests: isp.tests
+$AS_ROOT
 CUE
 # fresh NAME: a cuemta of its own on an empty spool for each run, so that
 # every run starts from the same queue (an undelivered backlog slows

@@ -49,6 +49,7 @@ func (es Errors) sort() {
 // expectations translate the schema's patterns, as CUE prints them in
 // errors, into what an operator should write instead.
 var expectations = []struct{ fragment, want string }{
+	{`{0,31}|[0-9]{1,10})$`, `a user or group name such as "cuemta" (letters, digits, '.', '_', '-'; at most 32 characters), or a numeric id`},
 	{`(ns|us|µs|ms|s|m|h))+$`, `a duration such as "30s", "5m" or "1h30m"`},
 	{`/(s|m|h)$`, `a rate such as "600/m" (a number per s, m or h)`},
 	{`[0-9]{1,5}$`, `an address host:port such as "127.0.0.1:2525" or "[::1]:25"`},

@@ -148,9 +148,8 @@ func (c *Config) readRecipientsFile(f, path string, add addFunc, addAt func(Pos,
 	}
 }
 
-// Notes are remarks on a valid configuration that vet shows without
-// failing: how a route and relay.domains combine.
-func (c *Config) Notes() Errors {
+// routeNotes are the notes on how a route and relay.domains combine.
+func (c *Config) routeNotes() Errors {
 	var notes Errors
 	mx := false
 	for _, l := range c.Listeners {

@@ -31,6 +31,13 @@ type Config struct {
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
 
+	// User and Group are the account serve switches to when started as
+	// root ("" group: the user's primary group); AllowRoot lets it run
+	// as root when no user is set. Package privdrop decides.
+	User      string `json:"user"`
+	Group     string `json:"group"`
+	AllowRoot bool   `json:"allowRoot"`
+
 	// Files are the CUE files the config was loaded from.
 	Files []string `json:"-"`
 

@@ -74,7 +74,7 @@ func (q *connQueue) Addr() net.Addr { return q.addr }
 
 // bindListener binds a listener's socket and starts its accept loop.
 func (s *Server) bindListener(l *config.Listener) (*listener, error) {
-	ln, err := net.Listen("tcp", l.Addr)
+	ln, err := s.listen(l)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}

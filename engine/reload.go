@@ -95,6 +95,11 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 	if oc.Admin != nc.Admin {
 		errs = append(errs, config.Error{Pos: nc.PosOf("admin"), Msg: "admin.addr and admin.token cannot change while running; restart cuemta"})
 	}
+	if oc.User != nc.User || oc.Group != nc.Group || oc.AllowRoot != nc.AllowRoot {
+		// The process switched (or stayed root) once, at start; it
+		// cannot take root back to switch again.
+		errs = append(errs, config.Error{Pos: privilegePos(nc), Msg: "user, group and allowRoot take effect at start only; restart cuemta"})
+	}
 	if len(errs) > 0 {
 		return errs
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -41,6 +40,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[string]*listener
+	bound     *Sockets // bound before the start (UseSockets), until taken
 	ready     chan struct{}
 
 	reload reloader
@@ -71,6 +71,7 @@ func (s *Server) Run(ctx context.Context) error {
 	snap := s.Snapshot()
 	cfg := snap.Config
 	s.logConfig(snap)
+	defer s.closeUnusedSockets() // on an early error return
 
 	spool, err := queue.Open(cfg.Spool.Dir, queue.Options{
 		SegmentSize:       cfg.Spool.SegmentSize,
@@ -159,6 +160,7 @@ func (s *Server) Run(ctx context.Context) error {
 		<-deliveryDone
 		return err
 	}
+	s.closeUnusedSockets()
 	close(s.ready)
 
 	<-ctx.Done()
@@ -256,7 +258,7 @@ func (s *Server) startAdmin(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Admin.Addr)
+	ln, err := s.listenAdmin(cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

@@ -10,11 +10,15 @@ import (
 	"syscall"
 )
 
+// LockFile is the name of the lock file in the spool directory: a
+// directory holding one is a cuemta spool.
+const LockFile = "LOCK"
+
 // lockDir takes an exclusive, non-blocking flock on dir/LOCK and writes our
 // pid into it. flock locks belong to the open file description, so a second
 // Open in the same process is refused just like another process.
 func lockDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, "LOCK")
+	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: open lock file: %w", err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/cuemta/cuemta/engine"
+	"github.com/cuemta/cuemta/internal/privdrop"
 )
 
 // runServe implements `cuemta serve [-c PATH]`: load and validate the
@@ -60,11 +61,31 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	cfg := snap.Config
+	plan, err := privdrop.Decide(privdrop.Settings{User: cfg.User, Group: cfg.Group, AllowRoot: cfg.AllowRoot},
+		privdrop.Current(), privdrop.System{})
+	if err != nil {
+		fmt.Fprintf(stderr, "cuemta serve: %v\n", err)
+		return 1
+	}
+	if plan.Warning != "" {
+		logger.Warn(plan.Warning)
+	}
+	var sockets *engine.Sockets
+	if plan.Action == privdrop.Switch {
+		sockets, snap, err = switchUser(*path, snap, plan.Account, logger, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "cuemta serve: %v\n", err)
+			return 1
+		}
+		defer sockets.Close()
+	}
 	srv, err := engine.NewServer(*path, snap, logger)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
+	srv.UseSockets(sockets)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// SIGHUP reloads the config; a bad one is refused and logged.
@@ -86,4 +107,42 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// switchUser is serve's start as root with user set: bind every socket
+// (ports below 1024 need root), give the spool and the delivery log to the
+// account, drop to it for good, check it can use them, then load the
+// config again as the account. The second load is the one that runs: the
+// config files, DKIM keys, TLS keys and recipient files are read as the
+// account at every reload, so a file only root can read fails the start,
+// naming the file, instead of the first reload.
+func switchUser(path string, snap *engine.Snapshot, a privdrop.Account, logger *slog.Logger, stderr io.Writer) (*engine.Sockets, *engine.Snapshot, error) {
+	cfg := snap.Config
+	sockets, err := engine.Bind(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*engine.Sockets, *engine.Snapshot, error) {
+		sockets.Close()
+		return nil, nil, err
+	}
+	if err := engine.PrepareFor(cfg, a); err != nil {
+		return fail(err)
+	}
+	if err := privdrop.Drop(a); err != nil {
+		return fail(err)
+	}
+	logger.Info("privileges dropped", "user", a.User, "uid", a.UID, "group", a.Group, "gid", a.GID, "groups", fmt.Sprint(a.Groups))
+	if err := engine.CheckAfterDrop(cfg, a); err != nil {
+		return fail(err)
+	}
+	again, err := engine.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "cuemta serve: the config does not load as user %s:\n", a.User)
+		for _, l := range engine.ErrorLines(err) {
+			fmt.Fprintln(stderr, l)
+		}
+		return fail(fmt.Errorf("give user %s read access to the files named above", a.User))
+	}
+	return sockets, again, nil
 }

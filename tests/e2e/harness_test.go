@@ -166,9 +166,18 @@ func (s *server) stop() error {
 	return nil
 }
 
+// privilegeFieldRE finds a config that decides for itself who it runs as.
+var privilegeFieldRE = regexp.MustCompile(`(?m)^\s*(user|allowRoot)\s*:`)
+
 // writeConfig writes a config file into a new directory and returns it.
+// Run as root (as CI runs the suite), a config that names no user gets
+// allowRoot: true, which serve requires to go on as root; it goes first,
+// so a test that rewrites the file from its head keeps it.
 func writeConfig(t testing.TB, src string) string {
 	t.Helper()
+	if os.Geteuid() == 0 && !privilegeFieldRE.MatchString(src) {
+		src = "allowRoot: true\n" + src
+	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "cuemta.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
