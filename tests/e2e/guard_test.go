@@ -298,15 +298,15 @@ func TestConnectionCountsSurviveReload(t *testing.T) {
 	refusedNow("before any reload")
 
 	reloads := []struct {
-		trigger string
-		reload  func()
+		trigger, logged string
+		reload          func()
 	}{
-		{"cuemta reload", func() {
+		{"cuemta reload", "msg=reloaded trigger=api", func() {
 			if out, err := cli(t, "", "reload", "--admin", srv.admin); err != nil {
 				t.Fatalf("cuemta reload: %v\n%s", err, out)
 			}
 		}},
-		{"SIGHUP", func() { srv.cmd.Process.Signal(syscall.SIGHUP) }},
+		{"SIGHUP", "msg=reloaded trigger=sighup", func() { srv.cmd.Process.Signal(syscall.SIGHUP) }},
 	}
 	for i, r := range reloads {
 		// A real change each time, so each reload makes new servers.
@@ -318,11 +318,10 @@ func TestConnectionCountsSurviveReload(t *testing.T) {
 		if err := os.WriteFile(file, []byte(next), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprintf("generation=%d", i+2)
+		// (The file watcher may reload too; what counts is that this
+		// trigger's reload has been applied.)
 		r.reload()
-		waitFor(t, 10*time.Second, r.trigger+" to apply", func() bool {
-			return strings.Contains(srv.log.String(), "msg=reloaded") && strings.Contains(grepLines(srv.log.String(), "msg=reloaded"), want)
-		})
+		waitFor(t, 10*time.Second, r.trigger+" to apply", func() bool { return strings.Contains(srv.log.String(), r.logged) })
 		refusedNow("after " + r.trigger)
 		for _, c := range open {
 			c.expect("NOOP", "250") // sessions of the old config go on
@@ -424,7 +423,7 @@ func TestReceptionRateLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(srv.log.String(), "msg=reloaded") })
+	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(srv.log.String(), "msg=reloaded trigger=sighup") })
 	c = session("127.0.0.2")
 	c.expect("MAIL FROM:<sender@origin.test>", "450 4.7.1 Too much mail from this client") // the count was kept
 	c = session("127.0.0.1")
