@@ -207,7 +207,6 @@ func (s *session) login(authzid, user, password string) error {
 	if ticket == nil {
 		return s.authRefused(refused, user)
 	}
-	// Acting for another identity (RFC 4616 §2) is not supported.
 	ok, err := s.srv.auth.check(user, password)
 	if err != nil {
 		ticket.cancel(g.now())
@@ -215,6 +214,7 @@ func (s *session) login(authzid, user, password string) error {
 		s.log.Warn("authentication not checked: no bcrypt slot free", "user", user, "waited", s.srv.auth.wait)
 		return err
 	}
+	// Acting for another identity (RFC 4616 §2) is not supported.
 	if ok && (authzid == "" || authzid == user) {
 		ticket.succeeded(g.now())
 		s.user = user
@@ -233,7 +233,8 @@ func (s *session) login(authzid, user, password string) error {
 func (s *session) authRefused(reason, user string) error {
 	s.srv.guard.authRefused(reason)
 	s.tc.hangup.Store(true)
-	s.log.Warn("authentication refused: too many failures", "by", reason, "user", user)
+	// Info, not Warn: a guesser makes one of these per connection.
+	s.log.Info("authentication refused: too many failures", "by", reason, "user", user)
 	if reason == refusedUser {
 		return errAuthThrottledUser
 	}
