@@ -20,6 +20,7 @@ type Config struct {
 	Spool     Spool                  `json:"spool"`
 	DNS       DNS                    `json:"dns"`
 	Relay     Relay                  `json:"relay"`
+	Reception Reception              `json:"reception"`
 	Routes    map[string]string      `json:"routes"`
 	Smarthost *Smarthost             `json:"smarthost,omitempty"`
 	Delivery  Delivery               `json:"delivery"`
@@ -130,6 +131,27 @@ func (r Relay) DomainNames() []string {
 		out[i] = d.Domain
 	}
 	return out
+}
+
+// Reception is the reception policy shared by every listener.
+type Reception struct {
+	Limits ReceptionLimits `json:"limits"`
+}
+
+// ReceptionLimits are the reception rate limits (reception.limits).
+type ReceptionLimits struct {
+	ClientIP ReceptionRate `json:"clientIP"`
+	User     ReceptionRate `json:"user"`
+	Tenant   ReceptionRate `json:"tenant"`
+	// ClientIPExceptions are the networks the ClientIP limits skip; the
+	// schema's default is relay.networks.
+	ClientIPExceptions []string `json:"clientIPExceptions"`
+}
+
+// ReceptionRate limits one sender; a zero field is no limit.
+type ReceptionRate struct {
+	MessagesPerMinute    int `json:"messagesPerMinute"`
+	RecipientsPerMessage int `json:"recipientsPerMessage"`
 }
 
 type Smarthost struct {

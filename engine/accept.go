@@ -26,6 +26,9 @@ type acceptor struct {
 	snapshot func() *Snapshot
 	spool    Spool
 	logger   *slog.Logger
+	// guard applies the tenant limits (reception.limits.tenant), which
+	// only the message rules can key: nil applies none.
+	guard *reception.Guard
 	// accepted is called after each enqueue (logs, metrics, wakes delivery).
 	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string)
 }
@@ -42,6 +45,16 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	})
 	if err != nil {
 		return "", err
+	}
+	if a.guard != nil {
+		// The tenant is known only now, after the rules: the limit
+		// answers at the end of DATA with a 4xx, the message kept by
+		// the client.
+		if err := a.guard.AdmitTenant(snap.Config.Reception.Limits.Tenant, env.Tenant, len(env.Recipients)); err != nil {
+			a.logger.Info("message refused: tenant limit", "listener", sub.Listener, "client", sub.ClientIP,
+				"tenant", env.Tenant, "err", err)
+			return "", err
+		}
 	}
 	id, err := a.spool.Enqueue(ctx, env, body)
 	if err != nil {

@@ -21,6 +21,10 @@ import (
 type listener struct {
 	name string
 	ln   net.Listener
+	// conns counts the socket's connections across the reception servers
+	// of successive snapshots, so the per-IP and total limits hold while
+	// a replaced server drains: a reload gives no client a fresh quota.
+	conns *reception.ConnCounts
 
 	mu  sync.Mutex
 	cfg *config.Listener
@@ -78,7 +82,7 @@ func (s *Server) bindListener(l *config.Listener) (*listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
-	run := &listener{name: l.Name, ln: ln, cfg: l}
+	run := &listener{name: l.Name, ln: ln, cfg: l, conns: reception.NewConnCounts()}
 	go run.acceptLoop()
 	return run, nil
 }
@@ -125,7 +129,8 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	if err != nil {
 		return nil, err
 	}
-	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger,
+	pol.Guard, pol.Conns = s.guard, l.conns
+	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger, guard: s.guard,
 		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
 			s.accepted(snap, id, env, size, matched)
 			s.delivery.Wake()

@@ -52,7 +52,7 @@ func (s *Server) Reload(ctx context.Context, trigger string) *ReloadResult {
 	snap, err := Load(s.path)
 	if err == nil {
 		snap.Generation = old.Generation + 1
-		err = s.apply(ctx, old, snap)
+		err = s.apply(old, snap)
 	}
 	res.Duration = time.Since(start)
 	if err != nil {
@@ -86,7 +86,7 @@ func (s *Server) LastReload() (last, lastFailure *ReloadResult) {
 // (an address that cannot be bound) fail the reload before anything is
 // swapped; a spool or admin address change needs a restart and is
 // refused rather than silently ignored.
-func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
+func (s *Server) apply(old, snap *Snapshot) error {
 	oc, nc := old.Config, snap.Config
 	var errs config.Errors
 	if oc.Spool.Dir != nc.Spool.Dir {
@@ -127,6 +127,11 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 
 	s.snap.Store(snap)
 
+	// The replaced servers drain until their sessions end or the server
+	// stops, not until the reload's context ends: that may be an admin
+	// request's, which ends with the response and would cut every idle
+	// session off.
+	drainCtx := s.runCtx
 	var drains []func()
 	next := map[string]*listener{}
 	for _, name := range slices.Sorted(maps.Keys(nc.Listeners)) {
@@ -141,7 +146,7 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 			// removed in between). Keep the old server on this listener.
 			s.logger.Error("reload: listener kept on the previous config", "listener", name, "err", err)
 		} else if prev != nil {
-			drains = append(drains, func() { s.drain(ctx, name, prev) })
+			drains = append(drains, func() { s.drain(drainCtx, name, prev) })
 		}
 		next[name] = run
 		if isNew {
@@ -168,7 +173,7 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 		}
 		for _, run := range removed {
 			s.logger.Info("listener removed; draining", "listener", run.name, "addr", run.ln.Addr().String())
-			s.retireListener(ctx, run)
+			s.retireListener(drainCtx, run)
 		}
 	}()
 	return nil

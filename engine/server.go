@@ -33,15 +33,22 @@ type Server struct {
 	spool    *queue.Spool
 	delivery *delivery.Engine
 	metrics  *metrics.Metrics
-	dlog     *deliverylog.Writer
-	admin    *admin.Server
-	started  time.Time
-	version  string
+	// guard is the reception state every listener and snapshot shares:
+	// AUTH throttling, bcrypt slots, rate-limit counts. It outlives
+	// reloads, so a reload resets no count.
+	guard   *reception.Guard
+	dlog    *deliverylog.Writer
+	admin   *admin.Server
+	started time.Time
+	version string
 
 	mu        sync.Mutex
 	listeners map[string]*listener
 	bound     *Sockets // bound before the start (UseSockets), until taken
 	ready     chan struct{}
+	// runCtx is Run's context (set before ready closes): the servers a
+	// reload replaces drain until it ends, whatever triggered the reload.
+	runCtx context.Context
 
 	reload reloader
 }
@@ -50,6 +57,7 @@ type Server struct {
 func NewServer(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
 	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{}),
 		metrics: metrics.New(), started: time.Now(), version: Version}
+	s.guard = reception.NewGuard(reception.GuardOptions{Recorder: s.metrics})
 	snap.Generation = 1
 	s.snap.Store(snap)
 	return s, nil
@@ -154,6 +162,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Watch the config before the listeners report themselves up, so that
 	// no change made after that report is missed.
 	s.watch(ctx)
+	s.runCtx = ctx
 	if err := s.startListeners(snap); err != nil {
 		s.admin.Shutdown(context.Background())
 		cancel()
@@ -244,11 +253,17 @@ func receptionPolicy(cfg *config.Config) (reception.Policy, error) {
 	if err != nil {
 		return reception.Policy{}, err
 	}
+	rates, err := reception.NewRates(cfg.Reception.Limits)
+	if err != nil {
+		return reception.Policy{}, err
+	}
 	// Only relay.domains are accepted from outside: a route chooses the
 	// next hop of mail already accepted (from relay.networks or an
 	// authenticated user) and never widens what is accepted.
-	return reception.Policy{Hostname: cfg.Hostname, Relay: relay}, nil
+	return reception.Policy{Hostname: cfg.Hostname, Relay: relay, Rates: rates}, nil
 }
+
+var _ reception.Recorder = (*metrics.Metrics)(nil)
 
 // startAdmin serves the admin API, metrics and injection endpoint.
 func (s *Server) startAdmin(cfg *config.Config) error {

@@ -28,6 +28,9 @@ type Metrics struct {
 	suspensions *prometheus.GaugeVec
 	fsync       prometheus.Histogram
 	replies     prometheus.Histogram
+	limited     *prometheus.CounterVec
+	authFailed  prometheus.Counter
+	authRefused *prometheus.CounterVec
 }
 
 // Option adjusts New.
@@ -79,6 +82,9 @@ func New(opts ...Option) *Metrics {
 		Help:    "Time remote servers took to answer an SMTP command during delivery.",
 		Buckets: replyBuckets,
 	})
+	m.limited = counter("reception_limited_total", "Reception refusals by a limit, by limit (messages, recipients, connections) and key (client_ip, user, tenant, listener).", "limit", "key")
+	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
+	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -86,6 +92,7 @@ func New(opts ...Option) *Metrics {
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
+		m.limited, m.authFailed, m.authRefused,
 	)
 	return m
 }

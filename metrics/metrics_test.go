@@ -39,6 +39,10 @@ func exercise(m *Metrics) {
 	m.SpoolFsync(180 * time.Microsecond)
 	m.SpoolFsync(3 * time.Millisecond)
 	m.SMTPReplyLatency(40 * time.Millisecond)
+	m.ReceptionLimited("messages", "client_ip")
+	m.ReceptionLimited("recipients", "tenant")
+	m.AuthFailed()
+	m.AuthRefused("client_ip")
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

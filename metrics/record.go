@@ -157,3 +157,28 @@ func (m *Metrics) SMTPReplyLatency(d time.Duration) {
 		m.replies.Observe(d.Seconds())
 	}
 }
+
+// ReceptionLimited counts a reception refusal by limit ("messages",
+// "recipients", "connections") and key ("client_ip", "user", "tenant",
+// "listener"). Both come from a fixed set in package reception, never
+// from a client.
+func (m *Metrics) ReceptionLimited(limit, key string) {
+	if m != nil {
+		m.limited.WithLabelValues(limit, key).Inc()
+	}
+}
+
+// AuthFailed counts an AUTH attempt with wrong credentials.
+func (m *Metrics) AuthFailed() {
+	if m != nil {
+		m.authFailed.Inc()
+	}
+}
+
+// AuthRefused counts an AUTH attempt refused without a password check,
+// by reason ("client_ip", "user", "connection", "busy").
+func (m *Metrics) AuthRefused(reason string) {
+	if m != nil {
+		m.authRefused.WithLabelValues(reason).Inc()
+	}
+}

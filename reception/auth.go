@@ -3,8 +3,8 @@ package reception
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"sort"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"golang.org/x/crypto/bcrypt"
@@ -19,7 +19,8 @@ import (
 
 // maxAuthFailures is how many failed AUTH attempts a connection gets before
 // the next one is answered 421 and the connection closed (RFC 4954 §4
-// allows a server to limit attempts).
+// allows a server to limit attempts). Across connections, the Guard's
+// throttle counts failures per client and per user (see throttle.go).
 const maxAuthFailures = 3
 
 var (
@@ -29,7 +30,11 @@ var (
 	errAuthNotAvailable  = newReply(502, "5.5.1", "AUTH not available")                                          // RFC 5321 §4.2.4
 	errAuthInTransaction = newReply(503, "5.5.1", "AUTH not permitted during a mail transaction")                // RFC 4954 §4
 	errAuthTooMany       = newReply(421, "4.7.0", "Too many authentication failures, closing connection")
-	errAuthMalformed     = newReply(501, "5.5.2", "Malformed authentication response") // RFC 4954 §4
+	// RFC 4954 §4 (a server may limit attempts), RFC 5321 §3.8 (421, then close).
+	errAuthThrottledIP   = newReply(421, "4.7.0", "Too many authentication failures from your address, try again later")
+	errAuthThrottledUser = newReply(421, "4.7.0", "Too many authentication failures for this user, try again later")
+	errAuthBusy          = newReply(454, "4.7.0", "Temporary authentication failure, try again later") // RFC 4954 §6
+	errAuthMalformed     = newReply(501, "5.5.2", "Malformed authentication response")                 // RFC 4954 §4
 )
 
 // authenticator checks passwords against the listener's bcrypt hashes.
@@ -39,16 +44,19 @@ type authenticator struct {
 	// failure takes as long for unknown users as for known ones and does
 	// not reveal which exist.
 	dummy []byte
-	// sem bounds concurrent bcrypt comparisons to the CPUs: each one is
+	// sem bounds concurrent bcrypt comparisons to part of the CPUs (the
+	// Guard's slots, shared by every listener and snapshot): each one is
 	// deliberately expensive, and a flood of AUTH must not starve the
-	// rest of the process.
-	sem chan struct{}
+	// rest of the process. wait bounds the wait for a slot.
+	sem  chan struct{}
+	wait time.Duration
 }
 
-func newAuthenticator(a config.ListenerAuth) (*authenticator, error) {
+func newAuthenticator(a config.ListenerAuth, g *Guard) (*authenticator, error) {
 	au := &authenticator{
 		users: make(map[string][]byte, len(a.Users)),
-		sem:   make(chan struct{}, runtime.GOMAXPROCS(0)),
+		sem:   g.bcrypt,
+		wait:  g.authWait,
 	}
 	names := make([]string, 0, len(a.Users))
 	for u := range a.Users {
@@ -75,16 +83,23 @@ func newAuthenticator(a config.ListenerAuth) (*authenticator, error) {
 	return au, nil
 }
 
-// check reports whether password is user's.
-func (a *authenticator) check(user, password string) bool {
+// check reports whether password is user's, or errAuthBusy when no
+// bcrypt slot came free within the wait.
+func (a *authenticator) check(user, password string) (bool, error) {
 	h, known := a.users[user]
 	if !known {
 		h = a.dummy
 	}
-	a.sem <- struct{}{}
+	wait := time.NewTimer(a.wait)
+	defer wait.Stop()
+	select {
+	case a.sem <- struct{}{}:
+	case <-wait.C:
+		return false, errAuthBusy
+	}
 	err := bcrypt.CompareHashAndPassword(h, []byte(password))
 	<-a.sem
-	return known && err == nil
+	return known && err == nil, nil
 }
 
 // credentialsFunc receives the decoded credentials of a SASL exchange.
@@ -167,7 +182,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return nil, errAuthInTransaction
 	case s.tc.authFailures.Load() >= maxAuthFailures:
 		s.tc.hangup.Store(true)
+		s.srv.guard.authRefused(refusedConnection)
 		return nil, errAuthTooMany
+	case s.srv.guard.auth.ipRefused(s.tc.key, s.srv.guard.now()):
+		// Refused before the client sends credentials it would have
+		// to send in vain.
+		return nil, s.authRefused(refusedClientIP, "")
 	}
 	switch mech {
 	case sasl.Plain:
@@ -179,16 +199,46 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 // login checks credentials and, on success, authenticates the session.
+// The Guard's throttle admits the attempt first: a refused one costs no
+// bcrypt time.
 func (s *session) login(authzid, user, password string) error {
+	g := s.srv.guard
+	ticket, refused := g.auth.begin(s.tc.key, user, g.now())
+	if ticket == nil {
+		return s.authRefused(refused, user)
+	}
+	ok, err := s.srv.auth.check(user, password)
+	if err != nil {
+		ticket.cancel(g.now())
+		g.authRefused(refusedBusy)
+		s.log.Warn("authentication not checked: no bcrypt slot free", "user", user, "waited", s.srv.auth.wait)
+		return err
+	}
 	// Acting for another identity (RFC 4616 §2) is not supported.
-	if (authzid == "" || authzid == user) && s.srv.auth.check(user, password) {
+	if ok && (authzid == "" || authzid == user) {
+		ticket.succeeded(g.now())
 		s.user = user
 		s.log.Info("authenticated", "user", user)
 		return nil
 	}
+	ticket.failed(g.now())
+	g.authFailed()
 	n := s.tc.authFailures.Add(1)
 	s.log.Warn("authentication failed", "user", user, "failures", n)
 	return errAuthFailed
+}
+
+// authRefused answers an attempt the throttle refused: 421, and the
+// connection closes.
+func (s *session) authRefused(reason, user string) error {
+	s.srv.guard.authRefused(reason)
+	s.tc.hangup.Store(true)
+	// Info, not Warn: a guesser makes one of these per connection.
+	s.log.Info("authentication refused: too many failures", "by", reason, "user", user)
+	if reason == refusedUser {
+		return errAuthThrottledUser
+	}
+	return errAuthThrottledIP
 }
 
 var _ smtp.AuthSession = (*session)(nil)

@@ -115,11 +115,18 @@ func TestAuth(t *testing.T) {
 func TestAuthenticatorTiming(t *testing.T) {
 	// An unknown user is compared against a dummy hash of the same cost.
 	e := newEnv(t).withAuth("alice", "secret")
-	a, err := newAuthenticator(e.l.Auth)
+	a, err := newAuthenticator(e.l.Auth, NewGuard(GuardOptions{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !a.check("alice", "secret") || a.check("alice", "Secret") || a.check("bob", "secret") || a.check("", "") {
+	check := func(u, p string) bool {
+		ok, err := a.check(u, p)
+		if err != nil {
+			t.Fatalf("check(%q): %v", u, err)
+		}
+		return ok
+	}
+	if !check("alice", "secret") || check("alice", "Secret") || check("bob", "secret") || check("", "") {
 		t.Fatal("check gives wrong answers")
 	}
 	if len(a.dummy) == 0 || string(a.dummy[:7]) != string([]byte(e.l.Auth.Users["alice"])[:7]) {

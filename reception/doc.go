@@ -17,6 +17,15 @@
 // Received trace header, Message-ID and Date for submission listeners, and
 // a graceful Shutdown that lets transactions in progress finish.
 //
+// State that must outlive one Server is owned by the caller and passed in
+// Policy: a Guard (one per process) holds the AUTH failure counts per
+// client and per user, the bcrypt slots (half the CPUs, a bounded wait)
+// and the rate-limit buckets per client IP, user and tenant; ConnCounts
+// (one per bound listener) hold its connection counts. So a reload, which
+// makes a new Server per listener while the old one drains, resets no
+// count, and a client escapes no limit by reconnecting. Every table is
+// bounded: entries expire and each table has a cap.
+//
 // Timeouts: limits.commandTimeout is go-smtp's ReadTimeout, the deadline
 // for each command line (and WriteTimeout for each reply). go-smtp would
 // keep that one deadline for a whole DATA upload, so while message data is

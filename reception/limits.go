@@ -20,14 +20,18 @@ import (
 // tooManyConns is written raw, before any session exists (RFC 5321 §3.1).
 const tooManyConns = "421 4.7.0 Too many connections\r\n"
 
-// connTracker counts and remembers the live connections of one Server.
+// connTracker remembers the live connections of one Server and admits
+// new ones within the limits of its config. The counts it checks are the
+// listener's (counts, shared with the Servers a reload makes), so a reload
+// gives no client a fresh quota while its old connections drain.
 type connTracker struct {
 	maxTotal, maxPerIP int
 	dataTimeout        time.Duration
 	log                *slog.Logger
+	counts             *ConnCounts
+	guard              *Guard // records refusals
 
 	mu       sync.Mutex
-	perIP    map[string]int
 	conns    map[*trackedConn]struct{}
 	draining bool
 	seq      uint64
@@ -63,15 +67,19 @@ func (t *connTracker) admit(c net.Conn) *trackedConn {
 	key := limitKey(ip)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.conns) >= t.maxTotal || t.perIP[key] >= t.maxPerIP {
+	if ok, total, fromIP := t.counts.acquire(key, t.maxTotal, t.maxPerIP); !ok {
 		t.log.Info("connection refused: too many connections", "client_ip", ip.String(),
-			"total", len(t.conns), "from_ip", t.perIP[key])
+			"total", total, "from_ip", fromIP)
+		kind := keyClientIP
+		if total >= t.maxTotal {
+			kind = keyListener
+		}
+		t.guard.limited(limitConnections, kind)
 		return nil
 	}
 	t.seq++
 	tc := &trackedConn{Conn: c, t: t, ip: ip, key: key, id: strconv.FormatUint(t.seq, 10)}
 	tc.draining.Store(t.draining)
-	t.perIP[key]++
 	t.conns[tc] = struct{}{}
 	return tc
 }
@@ -83,9 +91,7 @@ func (t *connTracker) release(tc *trackedConn) {
 		return
 	}
 	delete(t.conns, tc)
-	if t.perIP[tc.key]--; t.perIP[tc.key] <= 0 {
-		delete(t.perIP, tc.key)
-	}
+	t.counts.release(tc.key)
 }
 
 // drain makes every connection end once it has no mail transaction in

@@ -54,6 +54,7 @@ type Server struct {
 	log            *slog.Logger
 	smtp           *smtp.Server
 	conns          *connTracker
+	guard          *Guard
 
 	// ctx is the parent of Sink.Accept contexts; cancel runs when
 	// Shutdown gives up waiting, so stores in progress stop too.
@@ -88,6 +89,14 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		policy: p,
 		sink:   sink,
 		log:    logger.With("listener", l.Name),
+		guard:  p.Guard,
+	}
+	if s.guard == nil {
+		s.guard = NewGuard(GuardOptions{})
+	}
+	counts := p.Conns
+	if counts == nil {
+		counts = NewConnCounts()
 	}
 	switch l.Mode {
 	case "", "mx":
@@ -110,7 +119,7 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if l.Auth.Enabled {
-		if s.auth, err = newAuthenticator(l.Auth); err != nil {
+		if s.auth, err = newAuthenticator(l.Auth, s.guard); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		if tlsConfig == nil {
@@ -122,7 +131,8 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		maxPerIP:    s.limits.maxConnectionsPerIP,
 		dataTimeout: s.limits.dataTimeout,
 		log:         s.log,
-		perIP:       make(map[string]int),
+		counts:      counts,
+		guard:       s.guard,
 		conns:       make(map[*trackedConn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -80,6 +80,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.log.Info("sender refused: spool low on space", "from", from)
 		return errSystemFull
 	}
+	// Counted last, so that a MAIL refused for another reason costs the
+	// client nothing.
+	if err := s.srv.guard.admitMessage(&s.srv.policy.Rates, s.tc.ip, s.user); err != nil {
+		s.log.Info("sender refused: message rate limit", "from", from, "user", s.user, "reply", err.Message)
+		return err
+	}
 	s.txn.Store(&transaction{
 		id:       newID(10),
 		helo:     s.conn.Hostname(),
@@ -135,9 +141,16 @@ func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 		return nil // RFC 5321 §3.3 allows a duplicate; deliver once
 	}
 	// go-smtp's own limit would also advertise LIMITS (RFC 9422); this
-	// gives the exact reply of RFC 5321 §4.5.3.1.10.
-	if len(txn.rcpts) >= s.srv.limits.maxRecipients {
-		return errTooManyRcpts
+	// gives the exact reply of RFC 5321 §4.5.3.1.10. The lowest of the
+	// listener's limit and the client's and user's reception limits
+	// applies.
+	limit, reply, kind := s.srv.policy.Rates.recipientLimit(s.srv.limits.maxRecipients, s.tc.ip, s.user)
+	if len(txn.rcpts) >= limit {
+		if reply == nil {
+			return errTooManyRcpts
+		}
+		s.srv.guard.limited(limitRecipients, kind)
+		return reply
 	}
 	txn.seen[key] = true
 	txn.rcpts = append(txn.rcpts, key) // the domain in its one stored form (A-labels)

@@ -63,6 +63,18 @@ type Policy struct {
 	// Now is the clock for the Received and Date headers and
 	// Submission.Received; nil means time.Now.
 	Now func() time.Time
+	// Rates are the reception rate limits of this config (reception.limits).
+	Rates Rates
+
+	// State that outlives this Server, owned by the caller so that it
+	// survives a reload (see Guard and ConnCounts). Nil: the Server makes
+	// its own, which then lives and dies with it.
+	//
+	// Guard is shared by every listener: AUTH throttling, the bcrypt
+	// slots and the rate-limit counts.
+	Guard *Guard
+	// Conns are the connection counts of this Server's listener.
+	Conns *ConnCounts
 }
 
 // RelayPolicy keeps the server from being an open relay. A recipient is
