@@ -64,7 +64,8 @@ FUZZ_TARGETS := \
 	reception:FuzzSession reception:FuzzCheckMailbox reception:FuzzBuildMessage \
 	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
 	config:FuzzLoadSource engine:FuzzRewriteHeader delivery/dsn:FuzzBuild \
-	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup
+	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
+	internal/mime7bit:FuzzConvert
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \

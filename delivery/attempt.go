@@ -59,6 +59,10 @@ type attempt struct {
 	bodyData []byte
 	bodyErr  error
 
+	body7Once sync.Once // body7bit (downgrade.go)
+	body7Data []byte
+	body7Err  error
+
 	mu       sync.Mutex
 	jobs     int // outstanding
 	parked   int // jobs left untried in a full lane's overflow

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
+	"github.com/cuemta/cuemta/internal/mime7bit"
 )
 
 // work is one connection's life: dial, send up to the per-connection
@@ -104,7 +105,19 @@ func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 // handshake that fails is retried in plaintext, and the site is sent
 // plaintext for a while (RFC 7435: opportunistic means never worse than
 // plaintext).
+//
+// An address that is one of this MTA's own listeners is skipped (RFC 5321
+// §5.1: a host must not deliver to itself): when that leaves nothing to
+// try, the error wraps errMailLoop.
 func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
+	l.mu.Lock()
+	hosts := l.hop.hosts
+	l.mu.Unlock()
+	return l.dialHosts(ctx, hosts)
+}
+
+// dialHosts is dial over the given hosts of the lane's hop.
+func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn, string, error) {
 	e := l.site.engine
 	pol := e.opts.Policy()
 	cfg := pol.Config
@@ -132,9 +145,10 @@ func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
 	if src.Addr != "" {
 		local, _ = netip.ParseAddr(src.Addr)
 	}
-	var lastErr error
+	var lastErr, loop error
 	lastHost := ""
-	for _, host := range h.hosts {
+	self := e.self()
+	for _, host := range hosts {
 		addrs, err := l.addrs(ctx, host)
 		if err != nil {
 			lastErr, lastHost = err, host
@@ -143,6 +157,15 @@ func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
 		for _, a := range addrs {
 			if local.IsValid() && local.Is4() != a.Is4() {
 				continue // cannot reach an IPv6 host from an IPv4 source
+			}
+			if self.has(a, h.port) {
+				if loop == nil {
+					loop = fmt.Errorf("%w: %s (%s) is this server's own listener", errMailLoop, host, net.JoinHostPort(a.String(), h.port))
+				}
+				if lastHost == "" {
+					lastHost = host
+				}
+				continue
 			}
 			opts := smtpclient.Options{
 				Addr:           net.JoinHostPort(a.String(), h.port),
@@ -176,8 +199,11 @@ func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
 			}
 		}
 	}
+	if lastErr == nil && loop != nil {
+		return nil, lastHost, loop // nothing but ourselves to try
+	}
 	if lastErr == nil {
-		lastErr = fmt.Errorf("no usable address for %v", h.hosts)
+		lastErr = fmt.Errorf("no usable address for %v", hosts)
 	}
 	return nil, lastHost, lastErr
 }
@@ -215,6 +241,12 @@ func (l *lane) lastMX() string {
 // failures the whole site waits instead of every message trying alone.
 func (l *lane) connectFailed(j *job, host string, err error) {
 	e := l.site.engine
+	if errors.Is(err, errMailLoop) {
+		// Permanent and ours, not the remote's: no rule or retry changes
+		// that the next hop is this server.
+		j.failAll(loopReply(j, err))
+		return
+	}
 	reply := replyOfError(err, "connect")
 	d := l.evaluate(j, host, reply)
 	outs := l.outcomes(j, j.rcpts, reply, d)
@@ -241,7 +273,18 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 		j.deferAll(time.Time{}, "451 4.3.0 local spool read error")
 		return true
 	}
-	res, err := conn.Send(ctx, j.att.env.From, j.rcpts, body)
+	if !conn.Extensions().Has("8BITMIME") && mime7bit.BodyHas8bit(body) {
+		// RFC 6152 §3: 8-bit data goes to a server without 8BITMIME only
+		// converted to 7-bit.
+		if body, err = j.att.body7bit(); err != nil {
+			j.failAll(fmt.Sprintf("554 5.6.3 Conversion required but not supported: %s does not offer 8BITMIME and %v", host, err))
+			return true // nothing was sent
+		}
+	}
+	res, err := conn.SendWith(ctx, j.att.env.From, j.rcpts, body, smtpclient.MailOptions{SMTPUTF8: j.att.env.SMTPUTF8})
+	if errors.Is(err, smtpclient.ErrSMTPUTF8Unsupported) {
+		return l.sendUTF8Elsewhere(ctx, conn, host, j, err)
+	}
 	if res == nil {
 		reply := replyOfError(err, "data")
 		d := l.evaluate(j, host, reply)

@@ -19,6 +19,12 @@
 //     the recipients that failed temporarily are retried; permanent failures
 //     and expiry at the profile's maxAge produce one RFC 3464 DSN per
 //     message to its envelope sender (never to the null sender).
+//   - A message goes to a next hop only in a form the hop can take
+//     (downgrade.go): 8-bit bodies are made 7-bit for a hop without
+//     8BITMIME, SMTPUTF8 mail that needs the extension only goes to a hop
+//     that offers it (else 5.6.7), and a hop that is this MTA's own
+//     listener is never dialled (self.go; else 5.4.6). These local
+//     decisions bypass the response rules.
 //
 // The spool stays the source of truth: a message is in memory here only
 // while an attempt is in flight, and its outcome is written back before it

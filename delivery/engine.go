@@ -79,6 +79,14 @@ type Options struct {
 	State StateFile
 	// Restore is the state loaded from State at start, if any.
 	Restore *State
+	// Listeners returns the bound addresses of this MTA's SMTP listeners,
+	// as they are now. A next-hop address among them is this MTA itself
+	// and is never dialled (self.go); nil: none known.
+	Listeners func() []netip.AddrPort
+	// InterfaceAddrs lists the local addresses at which a listener on an
+	// unspecified address (0.0.0.0, [::]) is reached, loopback included;
+	// default: the host's interface addresses (net.InterfaceAddrs).
+	InterfaceAddrs func() ([]netip.Addr, error)
 }
 
 // Engine schedules deliveries from the spool.
@@ -146,6 +154,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.Events == nil {
 		opts.Events = func(Event) {}
+	}
+	if opts.InterfaceAddrs == nil {
+		opts.InterfaceAddrs = interfaceAddrs
 	}
 	if opts.OnConn == nil {
 		opts.OnConn = func(string, int) {}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/rules"
@@ -42,6 +43,7 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	env, body, matched, err := prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
+		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
 	})
 	if err != nil {
 		return "", err
@@ -85,6 +87,10 @@ type Message struct {
 	User       string
 	Tenant     string
 	Campaign   string
+	// SMTPUTF8 and EightBitMIME are what the client declared in MAIL
+	// FROM (RFC 6531, RFC 6152), or what an injection's content shows.
+	SMTPUTF8     bool
+	EightBitMIME bool
 }
 
 // prepare runs the message rules and returns the envelope and body to
@@ -121,6 +127,7 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 		}
 	}
 	if k, ok := snap.DKIM[keyName]; ok {
+		body = sevenBitForSigning(body, m.SMTPUTF8)
 		signed, err := k.Sign(body)
 		if err != nil {
 			// Never lose or silently alter policy: refuse temporarily.
@@ -143,6 +150,9 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route, DKIM: keyName,
 		Priority: d.Priority, Generation: snap.Generation,
+		// The 8BITMIME declaration stays only while the body still holds
+		// 8-bit data (signing may have made it 7-bit).
+		SMTPUTF8: m.SMTPUTF8, EightBitMIME: m.EightBitMIME && mime7bit.Has8bit(body),
 	}, body, d.Matched, nil
 }
 
@@ -161,4 +171,23 @@ func domainOf(addr string) string {
 		return strings.ToLower(addr[i+1:])
 	}
 	return ""
+}
+
+// sevenBitForSigning converts a message with 8-bit body data to 7-bit
+// before it is signed. RFC 6376 §5.3: signers SHOULD convert the message
+// to a suitable content-transfer encoding (quoted-printable or base64)
+// before signing, since a hop without 8BITMIME would otherwise force a
+// conversion after signing that breaks the signature. SMTPUTF8 mail is
+// left alone: it may only go to hops that offer SMTPUTF8, and those offer
+// 8BITMIME too (RFC 6531 §3.1). A message whose structure cannot be
+// converted is signed as it is: it still reaches every hop that offers
+// 8BITMIME, and delivery bounces it (5.6.3) for one that does not.
+func sevenBitForSigning(body []byte, smtputf8 bool) []byte {
+	if smtputf8 || !mime7bit.BodyHas8bit(body) {
+		return body
+	}
+	if converted, err := mime7bit.Convert(body); err == nil {
+		return converted
+	}
+	return body
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/delivery"
+	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/smtpreply"
@@ -29,6 +30,9 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	env, body, matched, err := prepare(snap, &Message{
 		From: m.From, Recipients: m.Recipients, Body: m.Body, Listener: "http",
 		ClientIP: m.ClientIP, Tenant: m.Tenant, Campaign: m.Campaign,
+		// An injection declares nothing: its content decides, as MAIL FROM's
+		// parameters would have (RFC 6531 §3.4, RFC 6152 §2).
+		SMTPUTF8: injectedUTF8(m.From, m.Recipients), EightBitMIME: mime7bit.Has8bit(m.Body),
 	})
 	if err != nil {
 		var r *reception.Reply
@@ -275,4 +279,18 @@ func busy(err error) error {
 		return admin.Refusal(smtpreply.New(451, "4.3.0", err.Error()))
 	}
 	return err
+}
+
+// injectedUTF8 reports a non-ASCII address in an injection's envelope:
+// the message then needs SMTPUTF8 (RFC 6531 §3.2).
+func injectedUTF8(from string, rcpts []string) bool {
+	if mime7bit.Has8bit([]byte(from)) {
+		return true
+	}
+	for _, r := range rcpts {
+		if mime7bit.Has8bit([]byte(r)) {
+			return true
+		}
+	}
+	return false
 }

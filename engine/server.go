@@ -137,6 +137,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Restore:  restored,
 		Logger:   s.logger,
 		Events:   s.deliveryEvent,
+		// A next hop at one of our own listeners is a loop, refused.
+		Listeners: s.listenerAddrs,
 		OnConn: func(site string, delta int) {
 			if delta > 0 {
 				s.metrics.ConnOpened(site)

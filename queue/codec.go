@@ -13,15 +13,46 @@ import (
 // the index reads on every change (id, times) come first so peekEnvelope
 // can stop early.
 //
-//	version u8 (=1)
+//	version u8 (1 or 2)
 //	id str | received vi | next vi | from str
 //	listener, clientIP, user, tenant, campaign, pool, route, dkim str
 //	priority vi | size vi | attempts uv | generation uv
+//	version 2 only: flags uv (envFlagSMTPUTF8 | envFlagEightBitMIME)
 //	nrcpt uv, then per recipient: addr str | status u8 | lastReply str
 //
 // str = uvarint length + bytes; vi/uv = signed/unsigned varint; times are
 // UnixNano, with zeroTime for the zero time.Time.
-const envVersion = 1
+//
+// An envelope without flags is written as version 1, byte for byte what
+// the spool wrote before flags existed, so a spool stays readable by the
+// previous release for all mail that does not use them; version 1 reads
+// as no flags. Unknown flag bits are refused rather than dropped: they
+// come from a newer writer whose meaning this one cannot keep.
+const (
+	envVersion      = 1
+	envVersionFlags = 2
+)
+
+// Envelope flags (version 2).
+const (
+	envFlagSMTPUTF8     = 1 << 0
+	envFlagEightBitMIME = 1 << 1
+	envFlagsKnown       = envFlagSMTPUTF8 | envFlagEightBitMIME
+)
+
+// knownVersion reports an envelope version this code decodes.
+func knownVersion(v byte) bool { return v == envVersion || v == envVersionFlags }
+
+func envFlags(e *Envelope) uint64 {
+	var f uint64
+	if e.SMTPUTF8 {
+		f |= envFlagSMTPUTF8
+	}
+	if e.EightBitMIME {
+		f |= envFlagEightBitMIME
+	}
+	return f
+}
 
 const zeroTime = math.MinInt64
 
@@ -49,7 +80,12 @@ func nanoTime(n int64) time.Time {
 }
 
 func encodeEnvelope(b []byte, e *Envelope) []byte {
-	b = append(b, envVersion)
+	flags := envFlags(e)
+	if flags == 0 {
+		b = append(b, envVersion)
+	} else {
+		b = append(b, envVersionFlags)
+	}
 	b = appendStr(b, e.ID)
 	b = binary.AppendVarint(b, timeNano(e.Received))
 	b = binary.AppendVarint(b, timeNano(e.NextAttempt))
@@ -61,6 +97,9 @@ func encodeEnvelope(b []byte, e *Envelope) []byte {
 	b = binary.AppendVarint(b, e.Size)
 	b = binary.AppendUvarint(b, uint64(e.Attempts))
 	b = binary.AppendUvarint(b, e.Generation)
+	if flags != 0 {
+		b = binary.AppendUvarint(b, flags)
+	}
 	b = binary.AppendUvarint(b, uint64(len(e.Recipients)))
 	for _, r := range e.Recipients {
 		b = appendStr(b, r.Addr)
@@ -139,7 +178,8 @@ func (r *reader) fail() {
 func decodeEnvelope(b []byte) (Envelope, error) {
 	r := reader{b: b}
 	var e Envelope
-	if v := r.byte(); v != envVersion && r.err == nil {
+	v := r.byte()
+	if !knownVersion(v) && r.err == nil {
 		return e, errors.New("unknown envelope version")
 	}
 	e.ID = r.str()
@@ -153,6 +193,14 @@ func decodeEnvelope(b []byte) (Envelope, error) {
 	e.Size = r.varint()
 	e.Attempts = int(r.uvarint())
 	e.Generation = r.uvarint()
+	if v == envVersionFlags {
+		flags := r.uvarint()
+		if flags&^envFlagsKnown != 0 && r.err == nil {
+			return e, errors.New("unknown envelope flags")
+		}
+		e.SMTPUTF8 = flags&envFlagSMTPUTF8 != 0
+		e.EightBitMIME = flags&envFlagEightBitMIME != 0
+	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) { // each recipient takes at least 3 bytes
 		r.fail()
@@ -181,7 +229,7 @@ type envHead struct {
 
 func peekEnvelope(b []byte) (envHead, error) {
 	r := reader{b: b}
-	if v := r.byte(); v != envVersion && r.err == nil {
+	if v := r.byte(); !knownVersion(v) && r.err == nil {
 		return envHead{}, errors.New("unknown envelope version")
 	}
 	var h envHead

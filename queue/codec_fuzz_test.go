@@ -53,31 +53,44 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 	f.Add("ü\x00", "<>", "\x00\x00\x00\x00\x00\x00\x00\x00r1\x00550 5.1.1\r\nno\x00r2\x00", int64(-1), int64(math.MaxInt64),
 		math.MinInt, math.MaxInt, int64(math.MinInt64), uint64(math.MaxUint64), []byte{1, 2, 3, 255})
 	f.Fuzz(func(t *testing.T, id, from, strs string, recv, next int64, prio, attempts int, size int64, gen uint64, rcpts []byte) {
-		e := fuzzEnvelope(id, from, strs, recv, next, prio, attempts, size, gen, rcpts)
-		enc := encodeEnvelope([]byte("prefix"), &e)[len("prefix"):]
-		got, err := decodeEnvelope(enc)
-		if err != nil {
-			t.Fatalf("decode(encode(%#v)): %v", e, err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Fatalf("round trip changed the envelope:\n got %#v\nwant %#v", got, e)
-		}
-		h, err := peekEnvelope(enc)
-		if err != nil || string(h.id) != e.ID || h.received != timeNano(e.Received) || h.next != timeNano(e.NextAttempt) {
-			t.Fatalf("peekEnvelope = %+v, %v; want id %q received %d next %d", h, err, e.ID, timeNano(e.Received), timeNano(e.NextAttempt))
-		}
-		// Every proper prefix is refused (sampled: at most ~64 decodes).
-		for n := 0; n < len(enc); n += 1 + len(enc)/64 {
-			if _, err := decodeEnvelope(enc[:n]); err == nil {
-				t.Fatalf("a %d-byte prefix of a %d-byte envelope decoded without error", n, len(enc))
-			}
-		}
-		if n := len(enc) - 1; n >= 0 {
-			if _, err := decodeEnvelope(enc[:n]); err == nil {
-				t.Fatalf("a %d-byte prefix of a %d-byte envelope decoded without error", n, len(enc))
-			}
+		// Each input is tried with every combination of the flags, so
+		// both envelope versions (1 without flags, 2 with) are covered
+		// without changing the target's arguments (and its corpus).
+		for flags := range 4 {
+			e := fuzzEnvelope(id, from, strs, recv, next, prio, attempts, size, gen, rcpts)
+			e.SMTPUTF8, e.EightBitMIME = flags&1 != 0, flags&2 != 0
+			roundTrip(t, e)
 		}
 	})
+}
+
+// roundTrip checks one envelope: decode(encode(e)) == e, peekEnvelope
+// agrees on the head, and no proper prefix decodes.
+func roundTrip(t *testing.T, e Envelope) {
+	t.Helper()
+	enc := encodeEnvelope([]byte("prefix"), &e)[len("prefix"):]
+	got, err := decodeEnvelope(enc)
+	if err != nil {
+		t.Fatalf("decode(encode(%#v)): %v", e, err)
+	}
+	if !reflect.DeepEqual(got, e) {
+		t.Fatalf("round trip changed the envelope:\n got %#v\nwant %#v", got, e)
+	}
+	h, err := peekEnvelope(enc)
+	if err != nil || string(h.id) != e.ID || h.received != timeNano(e.Received) || h.next != timeNano(e.NextAttempt) {
+		t.Fatalf("peekEnvelope = %+v, %v; want id %q received %d next %d", h, err, e.ID, timeNano(e.Received), timeNano(e.NextAttempt))
+	}
+	// Every proper prefix is refused (sampled: at most ~64 decodes).
+	for n := 0; n < len(enc); n += 1 + len(enc)/64 {
+		if _, err := decodeEnvelope(enc[:n]); err == nil {
+			t.Fatalf("a %d-byte prefix of a %d-byte envelope decoded without error", n, len(enc))
+		}
+	}
+	if n := len(enc) - 1; n >= 0 {
+		if _, err := decodeEnvelope(enc[:n]); err == nil {
+			t.Fatalf("a %d-byte prefix of a %d-byte envelope decoded without error", n, len(enc))
+		}
+	}
 }
 
 // FuzzDecodeEnvelope: decodeEnvelope never panics on arbitrary bytes, and
@@ -93,6 +106,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte{envVersion})
 	f.Add([]byte{2, 0})
 	f.Add(append(encodeEnvelope(nil, &e), 0))
+	flagged := e
+	flagged.SMTPUTF8, flagged.EightBitMIME = true, true
+	f.Add(encodeEnvelope(nil, &flagged))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEnvelope(b)
 		if err != nil {

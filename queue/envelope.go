@@ -19,6 +19,16 @@ type Envelope struct {
 	// Generation is the configuration generation the message was accepted
 	// under; the spool stores it and never changes it.
 	Generation uint64
+	// SMTPUTF8 is set when the message came with MAIL FROM ... SMTPUTF8
+	// (RFC 6531 §3.4) or was injected with a non-ASCII address: its
+	// envelope or header may hold UTF-8, so delivery asks for SMTPUTF8
+	// and refuses a hop that lacks it when anything needs it.
+	SMTPUTF8 bool
+	// EightBitMIME is set when the body as stored holds 8-bit data that
+	// the client declared (BODY=8BITMIME, RFC 6152 §2) or an injection
+	// carried: delivery declares it to a hop that offers 8BITMIME and
+	// converts the body to 7-bit for one that does not.
+	EightBitMIME bool
 }
 
 // Recipient is one envelope recipient and its delivery state.

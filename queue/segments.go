@@ -167,7 +167,7 @@ func plausibleRecord(b []byte, minBatch uint64) bool {
 		r.uvarint() // offset
 		r.uvarint() // length
 		r.u32()     // body CRC
-		if r.byte() != envVersion {
+		if !knownVersion(r.byte()) {
 			return false
 		}
 	} else {

@@ -63,9 +63,13 @@ func (ss *session) hello(verb, name string) error {
 		ss.name() + " greets " + name,
 		"PIPELINING",
 		"SIZE " + strconv.FormatInt(cfg.MaxMessageSize, 10),
-		"8BITMIME",
-		"ENHANCEDSTATUSCODES",
-		"SMTPUTF8",
+	}
+	if cfg.offers("8BITMIME") {
+		lines = append(lines, "8BITMIME")
+	}
+	lines = append(lines, "ENHANCEDSTATUSCODES")
+	if cfg.offers("SMTPUTF8") {
+		lines = append(lines, "SMTPUTF8")
 	}
 	if cfg.STARTTLS && !ss.tls {
 		lines = append(lines, "STARTTLS")
@@ -87,11 +91,16 @@ func (ss *session) mail(arg string) error {
 	cfg := ss.cfg()
 	for _, p := range params {
 		k, v, _ := strings.Cut(p, "=")
-		if strings.EqualFold(k, "SIZE") {
+		switch {
+		case strings.EqualFold(k, "SIZE"):
 			// RFC 1870 §6.1: refuse early what will not fit.
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cfg.MaxMessageSize {
 				return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
 			}
+		case strings.EqualFold(k, "BODY") && strings.EqualFold(v, "8BITMIME") && !cfg.offers("8BITMIME"),
+			strings.EqualFold(k, "SMTPUTF8") && !cfg.offers("SMTPUTF8"):
+			// RFC 5321 §4.1.1.11: a parameter of an extension not offered.
+			return ss.reply("555 5.5.4 MAIL parameter " + p + " not recognized")
 		}
 	}
 	if line := ss.forced(func(r Replies) string { return r.Mail }); line != "" {
@@ -103,7 +112,7 @@ func (ss *session) mail(arg string) error {
 	if limited {
 		return ss.reply(cfg.RateLimit.Reply)
 	}
-	ss.from, ss.rcpts = &addr, nil
+	ss.from, ss.rcpts, ss.params = &addr, nil, params
 	return ss.reply("250 2.1.0 Ok")
 }
 
@@ -173,7 +182,7 @@ func (ss *session) data() error {
 	now := ss.sim.opts.Now()
 	msg := Message{
 		Site: ss.info.site.name, MXHost: ss.info.host, ClientIP: ss.client, Helo: ss.helo,
-		From: from, Rcpts: rcpts, Body: body, Size: len(body), TLS: ss.tls, Time: now,
+		From: from, MailParams: ss.params, Rcpts: rcpts, Body: body, Size: len(body), TLS: ss.tls, Time: now,
 	}
 	ss.sim.record(msg)
 	if ss.sim.opts.OnMessage != nil {

@@ -51,6 +51,19 @@ type Site struct {
 	Latency             Duration   `json:"latency"`
 	STARTTLS            bool       `json:"starttls"`
 	Replies             Replies    `json:"replies"`
+	// Withhold lists EHLO extensions the site does not offer, among
+	// "8BITMIME" and "SMTPUTF8" (offered by default): a server without
+	// them, to test the client's downgrades. Their MAIL parameters are
+	// then refused with 555 5.5.4 (RFC 5321 §4.1.1.11).
+	Withhold []string `json:"withhold,omitempty"`
+}
+
+// Withholdable are the extensions Site.Withhold may name.
+var Withholdable = []string{"8BITMIME", "SMTPUTF8"}
+
+// offers reports whether the site offers an extension it may withhold.
+func (s *Site) offers(ext string) bool {
+	return !slices.ContainsFunc(s.Withhold, func(w string) bool { return strings.EqualFold(w, ext) })
 }
 
 // MXHost is one MX host of a site.
@@ -235,6 +248,11 @@ func (c *Config) check() error {
 		}
 		if s.RateLimit != nil && (s.RateLimit.Messages < 1 || s.RateLimit.Per <= 0) {
 			errs = append(errs, fmt.Errorf("site %s: rateLimit needs messages >= 1 and per > 0", name))
+		}
+		for _, w := range s.Withhold {
+			if !slices.ContainsFunc(Withholdable, func(x string) bool { return strings.EqualFold(x, w) }) {
+				errs = append(errs, fmt.Errorf("site %s: withhold %q: only %s can be withheld", name, w, strings.Join(Withholdable, " and ")))
+			}
 		}
 		for _, r := range []string{s.Replies.Connect, s.Replies.EHLO, s.Replies.Mail, s.Replies.Rcpt, s.Replies.Data} {
 			if r != "" && replyCode(r) == 0 {

@@ -45,11 +45,16 @@ type Message struct {
 	ClientIP netip.Addr `json:"clientIP"`
 	Helo     string     `json:"helo"`
 	From     string     `json:"from"`
-	Rcpts    []string   `json:"rcpts"`
-	Body     []byte     `json:"-"`
-	Size     int        `json:"size"`
-	TLS      bool       `json:"tls"`
-	Time     time.Time  `json:"time"`
+	// MailParams are the parameters of MAIL FROM as sent ("SIZE=123",
+	// "BODY=8BITMIME", "SMTPUTF8").
+	MailParams []string `json:"mailParams,omitempty"`
+	Rcpts      []string `json:"rcpts"`
+	// Body is the message exactly as received, dot-stuffing undone: the
+	// bytes a test checks a downgrade on.
+	Body []byte    `json:"-"`
+	Size int       `json:"size"`
+	TLS  bool      `json:"tls"`
+	Time time.Time `json:"time"`
 }
 
 // Sim is a running fake provider.

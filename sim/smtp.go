@@ -112,6 +112,8 @@ type session struct {
 	helo  string
 	from  *string // nil: no transaction
 	rcpts []string
+	// params are MAIL FROM's parameters, as sent (Message.MailParams).
+	params []string
 }
 
 func newSession(s *Sim, info *listenerInfo, c net.Conn, ip netip.Addr) *session {

@@ -432,3 +432,59 @@ func TestClose(t *testing.T) {
 	}
 	s.Close() // idempotent
 }
+
+// TestWithheldExtensions: a site may withhold 8BITMIME and SMTPUTF8 (a
+// server a client must downgrade for); their MAIL parameters are then
+// refused, and every message records MAIL's parameters and its bytes.
+func TestWithheldExtensions(t *testing.T) {
+	s := start(t, `
+sites: {
+	old: {domains: ["old.test"], mx: [{host: "mx.old.test", ip: "127.0.48.1"}], withhold: ["8BITMIME", "SMTPUTF8"]}
+	half: {domains: ["half.test"], mx: [{host: "mx.half.test", ip: "127.0.48.2"}], withhold: ["SMTPUTF8"]}
+	new: {domains: ["new.test"], mx: [{host: "mx.new.test", ip: "127.0.48.3"}]}
+}
+`, nil)
+	for _, tc := range []struct {
+		host            string
+		ehlo8, ehloUTF8 bool
+		mail8, mailUTF8 string // replies to MAIL with BODY=8BITMIME and with SMTPUTF8
+	}{
+		{"mx.old.test", false, false, "555 5.5.4", "555 5.5.4"},
+		{"mx.half.test", true, false, "250 2.1.0", "555 5.5.4"},
+		{"mx.new.test", true, true, "250 2.1.0", "250 2.1.0"},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			_, _, cmd := rawSession(t, s.MXAddrs()[tc.host])
+			ehlo := cmd("EHLO client.test")
+			if got := strings.Contains(ehlo, "|250-8BITMIME|"); got != tc.ehlo8 {
+				t.Errorf("8BITMIME offered %v, want %v: %q", got, tc.ehlo8, ehlo)
+			}
+			if got := strings.Contains(ehlo, "SMTPUTF8"); got != tc.ehloUTF8 {
+				t.Errorf("SMTPUTF8 offered %v, want %v: %q", got, tc.ehloUTF8, ehlo)
+			}
+			if got := cmd("MAIL FROM:<a@a.test> BODY=8BITMIME"); !strings.HasPrefix(got, tc.mail8) {
+				t.Errorf("MAIL BODY=8BITMIME: %q, want %s", got, tc.mail8)
+			}
+			cmd("RSET")
+			if got := cmd("MAIL FROM:<a@a.test> SMTPUTF8"); !strings.HasPrefix(got, tc.mailUTF8) {
+				t.Errorf("MAIL SMTPUTF8: %q, want %s", got, tc.mailUTF8)
+			}
+			cmd("RSET")
+		})
+	}
+	_, _, cmd := rawSession(t, s.MXAddrs()["mx.new.test"])
+	cmd("EHLO client.test")
+	cmd("MAIL FROM:<a@a.test> SIZE=20 BODY=8BITMIME SMTPUTF8")
+	cmd("RCPT TO:<b@new.test>")
+	cmd("DATA")
+	if got := cmd("Subject: x\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n."); !strings.HasPrefix(got, "250") {
+		t.Fatalf("data: %q", got)
+	}
+	m := s.Messages()
+	if len(m) != 1 || !slices.Equal(m[0].MailParams, []string{"SIZE=20", "BODY=8BITMIME", "SMTPUTF8"}) || string(m[0].Body) != "Subject: x\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n" {
+		t.Errorf("recorded %+v", m)
+	}
+	if _, err := loadSrc(t, `sites: x: {domains: ["x.test"], mx: [{host: "mx.x.test", ip: "127.0.48.9"}], withhold: ["PIPELINING"]}`); err == nil {
+		t.Error("withhold: [\"PIPELINING\"] was accepted")
+	}
+}

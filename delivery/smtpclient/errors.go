@@ -28,6 +28,17 @@ func (e *NetError) Timeout() bool {
 // Temporary is always true: a network failure is worth a retry.
 func (e *NetError) Temporary() bool { return true }
 
+// UTF8Error is ErrSMTPUTF8Unsupported with what in the message needs
+// SMTPUTF8, such as "non-ASCII recipient <jörg@example.de>".
+type UTF8Error struct {
+	Need string
+}
+
+func (e *UTF8Error) Error() string {
+	return "smtp mail: " + ErrSMTPUTF8Unsupported.Error() + " (" + e.Need + ")"
+}
+func (e *UTF8Error) Unwrap() error { return ErrSMTPUTF8Unsupported }
+
 // TLSError means STARTTLS could not be had: not offered (under TLS
 // "required"), refused by the server (Err is then its *Reply), or the
 // handshake failed. After a failed handshake the connection is closed; a
@@ -56,10 +67,12 @@ var (
 	ErrAuthWithoutTLS = errors.New("refusing AUTH over a connection without TLS")
 	// ErrAuthUnsupported: the server does not offer AUTH PLAIN.
 	ErrAuthUnsupported = errors.New("server does not offer AUTH PLAIN")
-	// ErrSMTPUTF8Unsupported: the envelope needs SMTPUTF8 and the server
-	// does not offer it (RFC 6531 §3.4: the message must not be sent). This
-	// is a permanent failure for the message.
-	ErrSMTPUTF8Unsupported = errors.New("address needs SMTPUTF8, which the server does not offer")
+	// ErrSMTPUTF8Unsupported: the message needs SMTPUTF8 (a non-ASCII
+	// address, or UTF-8 header fields of SMTPUTF8 mail) and the server
+	// does not offer it (RFC 6531 §3.2: the message must not be sent).
+	// Nothing was sent: the connection stays usable. For the message it
+	// is permanent at that server; another MX of the site may offer it.
+	ErrSMTPUTF8Unsupported = errors.New("SMTPUTF8 is required, but the server does not offer it")
 	// ErrBadAddress: an envelope address contains characters that would
 	// break the command line.
 	ErrBadAddress = errors.New("invalid envelope address")

@@ -55,22 +55,34 @@ func (r *Result) Outcome(i int) (rep Reply, ok bool) {
 //
 // If no recipient is accepted, no message is sent and the transaction is
 // reset with RSET, as after any refusal before the body; the connection
-// stays usable.
+// stays usable, also after a local refusal (nothing was sent).
 func (c *Conn) Send(ctx context.Context, from string, rcpts []string, body []byte) (*Result, error) {
-	if c.broken != nil {
-		return nil, c.broken
-	}
-	if len(rcpts) == 0 {
-		return nil, fmt.Errorf("smtp rcpt: %w: no recipients", ErrBadAddress)
-	}
-	mail, err := c.mailCommand(from, rcpts, body)
+	return c.SendWith(ctx, from, rcpts, body, MailOptions{})
+}
+
+// MailOptions are what the message's envelope says about it beyond its
+// addresses, as it was received.
+type MailOptions struct {
+	// SMTPUTF8: the message came with SMTPUTF8 (RFC 6531 §3.4), so its
+	// header may hold UTF-8 (RFC 6532). SMTPUTF8 is asked for whenever
+	// the server offers it; a server without it is refused the message
+	// (ErrSMTPUTF8Unsupported) when an address or a header field is
+	// non-ASCII, and gets it without the parameter when nothing is: RFC
+	// 6531 §3.2 forbids sending what needs the extension, not a message
+	// that no longer does.
+	SMTPUTF8 bool
+}
+
+// BODY=8BITMIME needs no option: the body's bytes decide it. A body with
+// 8-bit data is declared to a server that offers 8BITMIME and sent as it
+// is to one that does not; the caller converts it first (package
+// mime7bit). Send never changes the message.
+
+// SendWith is Send with the envelope's MAIL FROM options.
+func (c *Conn) SendWith(ctx context.Context, from string, rcpts []string, body []byte, o MailOptions) (*Result, error) {
+	mail, err := c.begin(from, rcpts, body, o)
 	if err != nil {
 		return nil, err
-	}
-	for _, r := range rcpts {
-		if err := checkAddr(r); err != nil || r == "" {
-			return nil, fmt.Errorf("smtp rcpt: %w: %q", ErrBadAddress, r)
-		}
 	}
 	defer c.w.bind(ctx)()
 	c.w.setTimeout(c.opts.CommandTimeout)
@@ -178,9 +190,31 @@ func (c *Conn) envelopePipelined(res *Result, mail string, rcpts []string) (*Rep
 	return c.readReply(StageData)
 }
 
+// begin checks that a transaction can start on this connection with these
+// addresses and returns its MAIL FROM command. Nothing is sent: a refusal
+// here leaves the connection as it was.
+func (c *Conn) begin(from string, rcpts []string, body []byte, o MailOptions) (string, error) {
+	if c.broken != nil {
+		return "", c.broken
+	}
+	if len(rcpts) == 0 {
+		return "", fmt.Errorf("smtp rcpt: %w: no recipients", ErrBadAddress)
+	}
+	mail, err := c.mailCommand(from, rcpts, body, o)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range rcpts {
+		if err := checkAddr(r); err != nil || r == "" {
+			return "", fmt.Errorf("smtp rcpt: %w: %q", ErrBadAddress, r)
+		}
+	}
+	return mail, nil
+}
+
 // mailCommand builds MAIL FROM with the parameters the message needs and
 // the server offers.
-func (c *Conn) mailCommand(from string, rcpts []string, body []byte) (string, error) {
+func (c *Conn) mailCommand(from string, rcpts []string, body []byte, o MailOptions) (string, error) {
 	if err := checkAddr(from); err != nil {
 		return "", fmt.Errorf("smtp mail: %w: %q", ErrBadAddress, from)
 	}
@@ -194,12 +228,12 @@ func (c *Conn) mailCommand(from string, rcpts []string, body []byte) (string, er
 	if c.ext.Has("8BITMIME") && has8bit(body) {
 		b.WriteString(" BODY=8BITMIME") // RFC 6152 §2
 	}
-	if needsUTF8(from, rcpts) {
-		// RFC 6531 §3.4: without the extension the message must not go.
-		if !c.ext.Has("SMTPUTF8") {
-			return "", fmt.Errorf("smtp mail: %w", ErrSMTPUTF8Unsupported)
-		}
-		b.WriteString(" SMTPUTF8")
+	if need := utf8Need(from, rcpts, body, o.SMTPUTF8); c.ext.Has("SMTPUTF8") && (o.SMTPUTF8 || need != "") {
+		b.WriteString(" SMTPUTF8") // RFC 6531 §3.4
+	} else if need != "" {
+		// RFC 6531 §3.2: the message must not be sent; the caller
+		// returns it to the sender (X.6.7).
+		return "", &UTF8Error{Need: need}
 	}
 	return b.String(), nil
 }
@@ -213,14 +247,33 @@ func checkAddr(a string) error {
 	return nil
 }
 
-func needsUTF8(from string, rcpts []string) bool {
+// utf8Need says what in the message needs SMTPUTF8, "" for nothing: a
+// non-ASCII address always; a non-ASCII header field only in mail that
+// came with SMTPUTF8 (RFC 6532 §3). Without SMTPUTF8, 8-bit header bytes
+// are 8-bit data like any other, as they were received.
+func utf8Need(from string, rcpts []string, body []byte, smtputf8 bool) string {
 	if has8bit([]byte(from)) {
-		return true
+		return "non-ASCII sender <" + from + ">"
 	}
 	for _, r := range rcpts {
 		if has8bit([]byte(r)) {
-			return true
+			return "non-ASCII recipient <" + r + ">"
 		}
 	}
-	return false
+	if smtputf8 && has8bit(headerOf(body)) {
+		return "UTF-8 header fields"
+	}
+	return ""
+}
+
+// headerOf is the header section of a message: up to its first empty
+// line, or all of it.
+func headerOf(msg []byte) []byte {
+	if bytes.HasPrefix(msg, []byte("\r\n")) {
+		return nil
+	}
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+2]
+	}
+	return msg
 }

@@ -255,15 +255,24 @@ func TestSendParameters(t *testing.T) {
 		body     string
 		wantMail string
 		wantErr  error
+		opts     MailOptions
 	}{
-		{"plain", nil, "a@a.test", "b@b.test", "x", "MAIL FROM:<a@a.test>", nil},
-		{"SIZE counts CRLF", []string{"SIZE 100"}, "a@a.test", "b@b.test", "a\nb", "MAIL FROM:<a@a.test> SIZE=6", nil},
-		{"8BITMIME for 8-bit body", []string{"8BITMIME"}, "a@a.test", "b@b.test", "caf\xc3\xa9", "MAIL FROM:<a@a.test> BODY=8BITMIME", nil},
-		{"7-bit body needs no BODY=", []string{"8BITMIME"}, "a@a.test", "b@b.test", "cafe", "MAIL FROM:<a@a.test>", nil},
-		{"SMTPUTF8 when needed", []string{"SMTPUTF8"}, "a@a.test", "jürgen@b.test", "x", "MAIL FROM:<a@a.test> SMTPUTF8", nil},
-		{"SMTPUTF8 needed, not offered", nil, "a@a.test", "jürgen@b.test", "x", "", ErrSMTPUTF8Unsupported},
-		{"CRLF injection", nil, "a@a.test>\r\nRCPT TO:<evil@x", "b@b.test", "x", "", ErrBadAddress},
-		{"bad recipient", nil, "a@a.test", "b@b.test> NOTIFY=NEVER", "x", "", ErrBadAddress},
+		{"plain", nil, "a@a.test", "b@b.test", "x", "MAIL FROM:<a@a.test>", nil, MailOptions{}},
+		{"SIZE counts CRLF", []string{"SIZE 100"}, "a@a.test", "b@b.test", "a\nb", "MAIL FROM:<a@a.test> SIZE=6", nil, MailOptions{}},
+		{"8BITMIME for 8-bit body", []string{"8BITMIME"}, "a@a.test", "b@b.test", "caf\xc3\xa9", "MAIL FROM:<a@a.test> BODY=8BITMIME", nil, MailOptions{}},
+		{"7-bit body needs no BODY=", []string{"8BITMIME"}, "a@a.test", "b@b.test", "cafe", "MAIL FROM:<a@a.test>", nil, MailOptions{}},
+		{"SMTPUTF8 when needed", []string{"SMTPUTF8"}, "a@a.test", "jürgen@b.test", "x", "MAIL FROM:<a@a.test> SMTPUTF8", nil, MailOptions{}},
+		{"SMTPUTF8 needed, not offered", nil, "a@a.test", "jürgen@b.test", "x", "", ErrSMTPUTF8Unsupported, MailOptions{}},
+		{"non-ASCII sender needs SMTPUTF8", []string{"8BITMIME"}, "jürgen@a.test", "b@b.test", "x", "", ErrSMTPUTF8Unsupported, MailOptions{}},
+		// RFC 6531 §3.4: mail that came with SMTPUTF8 asks for it where offered.
+		{"SMTPUTF8 mail keeps the flag", []string{"SMTPUTF8"}, "a@a.test", "b@b.test", "x", "MAIL FROM:<a@a.test> SMTPUTF8", nil, MailOptions{SMTPUTF8: true}},
+		// RFC 6532 §3: its UTF-8 header fields need the extension.
+		{"SMTPUTF8 mail with a UTF-8 header, not offered", []string{"8BITMIME"}, "a@a.test", "b@b.test", "Subject: Grüße\r\n\r\nx", "", ErrSMTPUTF8Unsupported, MailOptions{SMTPUTF8: true}},
+		// RFC 6531 §3.2: nothing in it needs SMTPUTF8 any more, so it goes without.
+		{"SMTPUTF8 mail that is all ASCII, not offered", []string{"8BITMIME"}, "a@a.test", "b@b.test", "Subject: hi\r\n\r\nGrüße", "MAIL FROM:<a@a.test> BODY=8BITMIME", nil, MailOptions{SMTPUTF8: true}},
+		{"UTF-8 header without the flag is 8-bit data", []string{"8BITMIME"}, "a@a.test", "b@b.test", "Subject: Grüße\r\n\r\nx", "MAIL FROM:<a@a.test> BODY=8BITMIME", nil, MailOptions{}},
+		{"CRLF injection", nil, "a@a.test>\r\nRCPT TO:<evil@x", "b@b.test", "x", "", ErrBadAddress, MailOptions{}},
+		{"bad recipient", nil, "a@a.test", "b@b.test> NOTIFY=NEVER", "x", "", ErrBadAddress, MailOptions{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,7 +295,7 @@ func TestSendParameters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.Send(context.Background(), tt.from, []string{tt.rcpt}, []byte(tt.body))
+			_, err = c.SendWith(context.Background(), tt.from, []string{tt.rcpt}, []byte(tt.body), tt.opts)
 			c.Quit()
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {

@@ -1,9 +1,6 @@
 package smtpclient
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // SendAll runs one mail transaction that sends the message only if every
 // recipient is accepted, as a submission client such as sendmail must:
@@ -14,20 +11,9 @@ import (
 // nothing is sent, the transaction is reset and the connection stays
 // usable.
 func (c *Conn) SendAll(ctx context.Context, from string, rcpts []string, body []byte) (*Result, error) {
-	if c.broken != nil {
-		return nil, c.broken
-	}
-	if len(rcpts) == 0 {
-		return nil, fmt.Errorf("smtp rcpt: %w: no recipients", ErrBadAddress)
-	}
-	mail, err := c.mailCommand(from, rcpts, body)
+	mail, err := c.begin(from, rcpts, body, MailOptions{})
 	if err != nil {
 		return nil, err
-	}
-	for _, r := range rcpts {
-		if err := checkAddr(r); err != nil || r == "" {
-			return nil, fmt.Errorf("smtp rcpt: %w: %q", ErrBadAddress, r)
-		}
 	}
 	defer c.w.bind(ctx)()
 	c.w.setTimeout(c.opts.CommandTimeout)
