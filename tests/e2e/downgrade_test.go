@@ -232,9 +232,7 @@ dns: servers: [%q]
 delivery: port: %d
 profiles: default: retry: {schedule: ["200ms"], jitter: 0}
 `, spool, s.DNSAddr(), port)
-		if err := os.WriteFile(filepath.Join(dir, "cuemta.cue"), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeConfigIn(t, dir, src)
 	}
 	// First run: the MX's port has nothing listening, so the message
 	// waits in the queue.

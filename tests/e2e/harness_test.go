@@ -175,14 +175,20 @@ var privilegeFieldRE = regexp.MustCompile(`(?m)^\s*(user|allowRoot)\s*:`)
 // so a test that rewrites the file from its head keeps it.
 func writeConfig(t testing.TB, src string) string {
 	t.Helper()
+	dir := t.TempDir()
+	writeConfigIn(t, dir, src)
+	return dir
+}
+
+// writeConfigIn writes (or rewrites) dir's config file, as writeConfig.
+func writeConfigIn(t testing.TB, dir, src string) {
+	t.Helper()
 	if os.Geteuid() == 0 && !privilegeFieldRE.MatchString(src) {
 		src = "allowRoot: true\n" + src
 	}
-	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "cuemta.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 // smtpClient is a minimal SMTP client that exposes every reply.
