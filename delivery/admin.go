@@ -50,7 +50,7 @@ func (e *Engine) Suspend(scope, key string, until time.Time, reason, origin stri
 		return fmt.Errorf("suspend %s: no key", scope)
 	}
 	e.mu.Lock()
-	e.suspended[scope+":"+key] = suspension{Until: until, Reason: suspendedReply(scope, key, reason), Origin: origin}
+	e.suspended[scope+":"+key] = suspension{Until: until, Reason: suspensionReason(scope, key, reason), Origin: origin}
 	e.mu.Unlock()
 	e.saveState()
 	for _, l := range e.allLanes() {
@@ -142,9 +142,9 @@ func (e *Engine) allLanes() []*lane {
 	return out
 }
 
-// suspendedReply is the text deferred recipients carry while a scope is
+// suspensionReason is the text deferred recipients carry while a scope is
 // suspended; Resume finds them by it.
-func suspendedReply(scope, key, reason string) string {
+func suspensionReason(scope, key, reason string) string {
 	if reason == "" {
 		reason = "suspended by the operator"
 	}

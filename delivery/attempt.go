@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Event types; they are the delivery log's (package deliverylog).
@@ -77,6 +77,20 @@ type failure struct {
 	expired                             bool
 }
 
+// failureOfReply is the DSN entry of a recipient the reply failed: its
+// status is the reply's (RFC 3464 §2.3.4), or 4.4.7 when the message
+// expired (RFC 3463 §3.5: delivery time expired).
+func failureOfReply(rcpt string, r smtpreply.Reply, remoteMTA string, expired bool) failure {
+	f := failure{rcpt: rcpt, status: r.Status(), diagnostic: r.String(), remoteMTA: remoteMTA, expired: expired}
+	if expired {
+		f.status = "4.4.7"
+	}
+	if f.status == "" {
+		f.status = "5.0.0"
+	}
+	return f
+}
+
 // job is the recipients of one attempt that share a domain.
 type job struct {
 	att    *attempt
@@ -91,7 +105,7 @@ type job struct {
 type outcome struct {
 	rcpt      string
 	class     string // rules.Delivered, rules.Permanent or rules.Transient
-	reply     string
+	reply     smtpreply.Reply
 	retryAt   time.Time // for transient outcomes; zero: by the retry schedule
 	remoteMTA string
 	rule      string
@@ -117,22 +131,22 @@ func (j *job) complete(outs []outcome) {
 	for _, o := range outs {
 		ev := Event{Time: now, MessageID: att.env.ID, From: att.env.From, Rcpt: o.rcpt, Site: site, MX: mxHost,
 			Source: source, Pool: att.env.Pool, Tenant: att.env.Tenant, Campaign: att.env.Campaign,
-			Reply: o.reply, Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
+			Reply: o.reply.String(), Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
 			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}
 		switch o.class {
 		case rules.Delivered:
 			ev.Type, ev.Class = EventDelivery, rules.Delivered
-			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply})
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply.String()})
 		case rules.Permanent:
 			ev.Type, ev.Class = EventBounce, rules.Permanent
-			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
-			att.failures = append(att.failures, failure{rcpt: o.rcpt, status: statusOf(o.reply, "5.0.0"), diagnostic: o.reply, remoteMTA: o.remoteMTA})
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
+			att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, false))
 		default:
 			expiry := att.env.Received.Add(eff.MaxAge())
 			if !now.Before(expiry) {
 				ev.Type, ev.Class = EventExpiry, rules.Permanent
-				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply})
-				att.failures = append(att.failures, failure{rcpt: o.rcpt, status: "4.4.7", diagnostic: o.reply, remoteMTA: o.remoteMTA, expired: true})
+				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
+				att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, true))
 				break
 			}
 			at := o.retryAt
@@ -143,7 +157,7 @@ func (j *job) complete(outs []outcome) {
 				at = expiry
 			}
 			ev.Type, ev.Class, ev.NextRetry = EventTransient, rules.Transient, &at
-			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply})
+			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply.String()})
 			if att.next.IsZero() || at.Before(att.next) {
 				att.next = at
 			}
@@ -188,7 +202,7 @@ func (j *job) effective() *config.Effective {
 	return eff
 }
 
-func (j *job) all(class, reply string, retryAt time.Time) []outcome {
+func (j *job) all(class string, reply smtpreply.Reply, retryAt time.Time) []outcome {
 	outs := make([]outcome, len(j.rcpts))
 	for i, r := range j.rcpts {
 		outs[i] = outcome{rcpt: r, class: class, reply: reply, retryAt: retryAt}
@@ -197,13 +211,13 @@ func (j *job) all(class, reply string, retryAt time.Time) []outcome {
 }
 
 // failAll bounces every recipient of the job.
-func (j *job) failAll(reply string) { j.complete(j.all(rules.Permanent, reply, time.Time{})) }
+func (j *job) failAll(reply smtpreply.Reply) { j.complete(j.all(rules.Permanent, reply, time.Time{})) }
 
 // retryAll defers every recipient by the retry schedule.
-func (j *job) retryAll(reply, _ string) { j.complete(j.all(rules.Transient, reply, time.Time{})) }
+func (j *job) retryAll(reply smtpreply.Reply) { j.complete(j.all(rules.Transient, reply, time.Time{})) }
 
 // deferAll defers every recipient until a given time.
-func (j *job) deferAll(until time.Time, reply string) {
+func (j *job) deferAll(until time.Time, reply smtpreply.Reply) {
 	j.complete(j.all(rules.Transient, reply, until))
 }
 
@@ -282,13 +296,16 @@ func markBouncing(results []queue.RecipientResult, failures []failure) {
 }
 
 // failureOf rebuilds the DSN entry of a recipient stored as RcptBouncing
-// from its last reply: a temporary reply means it expired.
+// from its last reply, as the spool keeps it (smtpreply's String): a
+// temporary reply means it expired. A reply that does not parse (written
+// by hand, or by an older version) is a permanent failure named by its
+// text.
 func failureOf(r queue.Recipient) failure {
-	f := failure{rcpt: r.Addr, status: statusOf(r.LastReply, "5.0.0"), diagnostic: r.LastReply}
-	if strings.HasPrefix(r.LastReply, "4") {
-		f.status, f.expired = "4.4.7", true
+	reply, err := smtpreply.Parse(r.LastReply)
+	if err != nil {
+		return failure{rcpt: r.Addr, status: "5.0.0", diagnostic: r.LastReply}
 	}
-	return f
+	return failureOfReply(r.Addr, reply, "", reply.Temporary())
 }
 
 // stateWrite is an attempt's outcome as the spool records it: the
@@ -377,36 +394,23 @@ func retryDelay(eff *config.Effective, attempts int) time.Duration {
 	return max(d, 100*time.Millisecond)
 }
 
-// statusOf extracts the enhanced status code of a reply text such as
-// "550 5.1.1 unknown user", or returns def.
-func statusOf(reply, def string) string {
-	f := strings.Fields(reply)
-	if len(f) >= 2 && len(f[1]) >= 5 && (f[1][0] == '2' || f[1][0] == '4' || f[1][0] == '5') && f[1][1] == '.' {
-		return f[1]
-	}
-	if len(f) >= 1 && len(f[0]) == 3 {
-		switch f[0][0] {
-		case '4':
-			return "4.0.0"
-		case '5':
-			return "5.0.0"
-		}
-	}
-	return def
-}
-
 // dnsFailureReply describes a resolution failure as an SMTP-style reply,
 // so logs and DSNs read the same whatever failed.
-func dnsFailureReply(err error) string {
+func dnsFailureReply(err error) smtpreply.Reply {
 	switch {
 	case errors.Is(err, mx.ErrNullMX):
-		return "556 5.1.10 Recipient domain accepts no mail (null MX): " + err.Error()
+		return smtpreply.New(556, "5.1.10", "Recipient domain accepts no mail (null MX): "+err.Error()) // RFC 7505 §3
 	case errors.Is(err, mx.ErrNoSuchDomain):
-		return "550 5.1.2 Recipient domain does not exist: " + err.Error()
+		return smtpreply.New(550, "5.1.2", "Recipient domain does not exist: "+err.Error())
 	case errors.Is(err, mx.ErrNoAddress):
-		return "550 5.1.2 Recipient domain has no mail server address: " + err.Error()
+		return smtpreply.New(550, "5.1.2", "Recipient domain has no mail server address: "+err.Error())
 	}
-	return "451 4.4.3 Temporary DNS failure: " + err.Error()
+	return smtpreply.New(451, "4.4.3", "Temporary DNS failure: "+err.Error())
+}
+
+// suspendedReply is the reply recorded for mail a suspension holds back.
+func suspendedReply(reason string) smtpreply.Reply {
+	return smtpreply.New(451, "4.7.0", reason)
 }
 
 func allExpired(fs []failure) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/internal/mime7bit"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // work is one connection's life: dial, send up to the per-connection
@@ -270,14 +271,15 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 	if err != nil {
 		// The spool could not give the body: retry later, never lose it.
 		l.site.engine.opts.Logger.Error("spool: read body", "id", j.att.env.ID, "err", err)
-		j.deferAll(time.Time{}, "451 4.3.0 local spool read error")
+		j.deferAll(time.Time{}, smtpreply.New(451, "4.3.0", "local spool read error"))
 		return true
 	}
 	if !conn.Extensions().Has("8BITMIME") && mime7bit.BodyHas8bit(body) {
 		// RFC 6152 §3: 8-bit data goes to a server without 8BITMIME only
 		// converted to 7-bit.
 		if body, err = j.att.body7bit(); err != nil {
-			j.failAll(fmt.Sprintf("554 5.6.3 Conversion required but not supported: %s does not offer 8BITMIME and %v", host, err))
+			// RFC 3463 §3.7: X.6.3 conversion required but not supported.
+			j.failAll(smtpreply.New(554, "5.6.3", fmt.Sprintf("Conversion required but not supported: %s does not offer 8BITMIME and %v", host, err)))
 			return true // nothing was sent
 		}
 	}
@@ -340,15 +342,14 @@ func replyOfError(err error, stage string) smtpclient.Reply {
 	return smtpclient.Reply{Code: 0, Enhanced: "4.4.1", Text: fmt.Sprint(err), Stage: stage}
 }
 
-func formatReply(r smtpclient.Reply) string {
-	s := strconv.Itoa(r.Code)
+// recorded is a reply as the spool, the log and DSNs keep it: a network
+// failure, code 0 to the response rules (no server replied), is recorded
+// as the 451 a server that cannot go on would give (RFC 5321 §4.2.3).
+func recorded(r smtpreply.Reply) smtpreply.Reply {
 	if r.Code == 0 {
-		s = "451"
+		r.Code = 451
 	}
-	if r.Enhanced != "" {
-		s += " " + r.Enhanced
-	}
-	return s + " " + r.Text
+	return r
 }
 
 // runContext is the context deliveries run under.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/internal/mime7bit"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Downgrades towards a next hop that lacks an extension the message uses.
@@ -85,8 +86,8 @@ func (l *lane) sendUTF8Elsewhere(ctx context.Context, conn *smtpclient.Conn, hos
 		return false
 	}
 	if unreachable != nil {
-		j.retryAll(fmt.Sprintf("451 4.4.1 SMTPUTF8 is required, but was not offered by %s, and another MX could not be reached: %v",
-			strings.Join(lacking, ", "), unreachable), "")
+		j.retryAll(smtpreply.New(451, "4.4.1", fmt.Sprintf("SMTPUTF8 is required, but was not offered by %s, and another MX could not be reached: %v",
+			strings.Join(lacking, ", "), unreachable)))
 		return false
 	}
 	j.failAll(utf8Reply(lacking, cause))
@@ -97,11 +98,11 @@ func (l *lane) sendUTF8Elsewhere(ctx context.Context, conn *smtpclient.Conn, hos
 // for want of SMTPUTF8: RFC 6531 §3.2 (return it to the sender), reply
 // code 553 (RFC 5321 §4.2.2, mailbox name not allowed) and RFC 6531
 // §3.7.4's 5.6.7 (non-ASCII addresses not permitted).
-func utf8Reply(hosts []string, cause error) string {
+func utf8Reply(hosts []string, cause error) smtpreply.Reply {
 	need := "the message uses UTF-8"
 	var ue *smtpclient.UTF8Error
 	if errors.As(cause, &ue) {
 		need = ue.Need
 	}
-	return fmt.Sprintf("553 5.6.7 SMTPUTF8 is required (%s), but was not offered by %s", need, strings.Join(hosts, ", "))
+	return smtpreply.New(553, "5.6.7", fmt.Sprintf("SMTPUTF8 is required (%s), but was not offered by %s", need, strings.Join(hosts, ", "))) // RFC 6531 §3.2
 }

@@ -342,7 +342,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 	att := j.att
 	cfg := att.policy.Config
 	if s, ok := e.tenantSuspended(att.env); ok {
-		j.deferAll(s.Until, "451 4.7.0 "+s.Reason)
+		j.deferAll(s.Until, suspendedReply(s.Reason))
 		return
 	}
 	hop, err := e.nextHop(ctx, cfg, att.env, j.domain)
@@ -350,7 +350,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 		if mx.IsPermanent(err) {
 			j.failAll(dnsFailureReply(err))
 		} else {
-			j.retryAll(dnsFailureReply(err), "")
+			j.retryAll(dnsFailureReply(err))
 		}
 		return
 	}
@@ -470,7 +470,7 @@ func (e *Engine) suspend(key string, until time.Time, reason, origin string) {
 	scope, k, _ := strings.Cut(key, ":")
 	e.mu.Lock()
 	if s, ok := e.suspended[key]; !ok || s.Until.Before(until) {
-		e.suspended[key] = suspension{Until: until, Reason: suspendedReply(scope, k, reason), Origin: origin}
+		e.suspended[key] = suspension{Until: until, Reason: suspensionReason(scope, k, reason), Origin: origin}
 	}
 	e.mu.Unlock()
 	e.saveState()

@@ -36,17 +36,25 @@ func TestEnqueueByPriority(t *testing.T) {
 	}
 }
 
-func TestStatusOf(t *testing.T) {
-	tests := []struct{ reply, want string }{
-		{"550 5.1.1 unknown user", "5.1.1"},
-		{"421 4.7.28 rate limited", "4.7.28"},
-		{"554 no enhanced code", "5.0.0"},
-		{"451 temporary", "4.0.0"},
-		{"", "5.0.0"},
+// TestFailureOf: the DSN entry rebuilt from the reply the spool kept for
+// a recipient whose DSN is still to be queued.
+func TestFailureOf(t *testing.T) {
+	tests := []struct {
+		reply, status string
+		expired       bool
+	}{
+		{"550 5.1.1 unknown user", "5.1.1", false},
+		{"554 no enhanced code", "5.0.0", false},
+		{"421 4.7.28 rate limited", "4.4.7", true}, // a temporary last reply: it expired
+		{"451 temporary", "4.4.7", true},
+		{"553 5.6.7 SMTPUTF8 is required", "5.6.7", false},
+		{"", "5.0.0", false},
+		{"garbled", "5.0.0", false},
 	}
 	for _, tt := range tests {
-		if got := statusOf(tt.reply, "5.0.0"); got != tt.want {
-			t.Errorf("statusOf(%q) = %q, want %q", tt.reply, got, tt.want)
+		f := failureOf(queue.Recipient{Addr: "a@b.test", LastReply: tt.reply})
+		if f.status != tt.status || f.expired != tt.expired || f.diagnostic != tt.reply || f.rcpt != "a@b.test" {
+			t.Errorf("failureOf(%q) = %+v, want status %s expired %v", tt.reply, f, tt.status, tt.expired)
 		}
 	}
 }

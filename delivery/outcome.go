@@ -42,9 +42,10 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 		class = rules.Permanent
 	}
 	var retryAt time.Time
-	reason := fmt.Sprintf("%s (rule %s)", formatReply(r), d.Rule)
+	r = recorded(r)
+	reason := fmt.Sprintf("%s (rule %s)", r.String(), d.Rule)
 	if d.Rule == "" {
-		reason = formatReply(r)
+		reason = r.String()
 	}
 	switch class {
 	case rules.Throttled:
@@ -68,7 +69,7 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 			e.suspend(key, until, reason, d.Rule)
 		}
 		e.opts.Events(Event{Time: now, Type: EventSuspension, MessageID: j.att.env.ID, Site: l.site.key, Source: l.source,
-			Reply: formatReply(r), Rule: d.Rule, Class: s.Scope, NextRetry: &until, Generation: e.opts.Policy().Generation})
+			Reply: r.String(), Rule: d.Rule, Class: s.Scope, NextRetry: &until, Generation: e.opts.Policy().Generation})
 		if retryAt.Before(until) {
 			retryAt = until
 		}
@@ -85,7 +86,7 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 	}
 	outs := make([]outcome, len(rcpts))
 	for i, rc := range rcpts {
-		outs[i] = outcome{rcpt: rc, class: final, reply: formatReply(r), retryAt: retryAt, remoteMTA: l.lastMX(), rule: d.Rule}
+		outs[i] = outcome{rcpt: rc, class: final, reply: r, retryAt: retryAt, remoteMTA: l.lastMX(), rule: d.Rule}
 	}
 	return outs
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // errMailLoop: every address of a next hop is one of this MTA's own
@@ -86,11 +88,11 @@ func interfaceAddrs() ([]netip.Addr, error) {
 
 // loopReply is the bounce of a job whose next hop is this server: RFC
 // 3463 X.4.6, routing loop detected.
-func loopReply(j *job, err error) string {
+func loopReply(j *job, err error) smtpreply.Reply {
 	what := "MX for " + j.domain
 	if j.hop != nil && j.hop.static {
 		what = "route for " + j.domain
 	}
 	detail := strings.TrimPrefix(err.Error(), errMailLoop.Error()+": ")
-	return "554 5.4.6 mail loop: " + what + " points back to this server: " + detail
+	return smtpreply.New(554, "5.4.6", "mail loop: "+what+" points back to this server: "+detail) // RFC 3463 §3.5
 }

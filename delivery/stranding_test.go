@@ -13,6 +13,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // memStore is a Store in memory with fault switches: it records every
@@ -274,8 +275,8 @@ func TestRefusedDSNKeepsOriginal(t *testing.T) {
 	e.inflight["m1"] = att
 	j := &job{att: att, domain: "example.net", rcpts: []string{"gone@example.net", "ok@example.net"}}
 	j.complete([]outcome{
-		{rcpt: "gone@example.net", class: "permanent", reply: "550 5.1.1 no such user"},
-		{rcpt: "ok@example.net", class: "delivered", reply: "250 2.0.0 ok"},
+		{rcpt: "gone@example.net", class: "permanent", reply: smtpreply.New(550, "5.1.1", "no such user")},
+		{rcpt: "ok@example.net", class: "delivered", reply: smtpreply.New(250, "2.0.0", "ok")},
 	})
 	if len(st.completes) != 0 {
 		t.Fatal("the original was completed although its DSN was refused")
@@ -330,7 +331,7 @@ func TestRefusedStateWriteIsRetried(t *testing.T) {
 	att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
 	e.inflight["m1"] = att
 	(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}}).complete(
-		[]outcome{{rcpt: "u@example.net", class: "delivered", reply: "250 ok"}})
+		[]outcome{{rcpt: "u@example.net", class: "delivered", reply: smtpreply.New(250, "", "ok")}})
 	e.mu.Lock()
 	_, busy := e.inflight["m1"]
 	e.mu.Unlock()
