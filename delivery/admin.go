@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/smtpreply"
 )
 
 // Suspension scopes.
@@ -182,13 +184,14 @@ func (e *Engine) Bounce(id, reason string) error {
 	att := &attempt{engine: e, env: env, policy: pol, started: e.opts.Now()}
 	var failures []failure
 	var results []queue.RecipientResult
-	text := "550 5.0.0 Bounced by the operator"
+	reply := smtpreply.New(550, "5.0.0", "Bounced by the operator")
 	if reason != "" {
-		text += ": " + reason
+		reply.Text += ": " + reason
 	}
+	text := reply.String()
 	for _, r := range env.Recipients {
 		if r.Status == queue.RcptPending || r.Status == queue.RcptBouncing {
-			failures = append(failures, failure{rcpt: r.Addr, status: "5.0.0", diagnostic: text})
+			failures = append(failures, failureOfReply(r.Addr, reply, "", false))
 			results = append(results, queue.RecipientResult{Addr: r.Addr, Status: queue.RcptFailed, Reply: text})
 		}
 	}
@@ -199,7 +202,7 @@ func (e *Engine) Bounce(id, reason string) error {
 	}
 	for _, r := range results {
 		e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
-			Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: "permanent",
+			Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: rules.Permanent,
 			Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
 	}
 	w := &stateWrite{id: id, results: results, outcome: queue.OutcomeBounced, reason: "bounced by the operator: " + reason}

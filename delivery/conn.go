@@ -126,7 +126,7 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn,
 	l.mu.Lock()
 	h := l.hop
 	tlsPolicy := eff.TLS()
-	if tlsPolicy == "opportunistic" && e.opts.Now().Before(l.plainUntil) {
+	if tlsPolicy == smtpclient.TLSOpportunistic && e.opts.Now().Before(l.plainUntil) {
 		tlsPolicy = "none"
 	}
 	l.mu.Unlock()
@@ -174,14 +174,14 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn,
 				ServerName:     host,
 				EHLO:           ehlo,
 				TLS:            tlsPolicy,
-				TLSConfig:      &tls.Config{ServerName: host, InsecureSkipVerify: tlsPolicy == "opportunistic"},
+				TLSConfig:      &tls.Config{ServerName: host, InsecureSkipVerify: tlsPolicy == smtpclient.TLSOpportunistic},
 				ConnectTimeout: eff.Settings.ConnectTimeout.D(),
 				CommandTimeout: eff.Settings.CommandTimeout.D(),
 				DataTimeout:    eff.Settings.DataTimeout.D(),
 				Auth:           auth,
 			}
 			conn, err := e.opts.Dial(ctx, opts)
-			if err != nil && tlsPolicy == "opportunistic" && smtpclient.IsTLSFailure(err) {
+			if err != nil && tlsPolicy == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
 				l.mu.Lock()
 				l.plainUntil = e.opts.Now().Add(time.Hour)
 				l.mu.Unlock()
@@ -248,7 +248,7 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 		j.failAll(loopReply(j, err))
 		return
 	}
-	reply := replyOfError(err, "connect")
+	reply := replyOfError(err, smtpclient.StageConnect)
 	d := l.evaluate(j, host, reply)
 	outs := l.outcomes(j, j.rcpts, reply, d)
 	eff := l.profile()
@@ -288,7 +288,7 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 		return l.sendUTF8Elsewhere(ctx, conn, host, j, err)
 	}
 	if res == nil {
-		reply := replyOfError(err, "data")
+		reply := replyOfError(err, smtpclient.StageData)
 		d := l.evaluate(j, host, reply)
 		j.complete(l.outcomes(j, j.rcpts, reply, d))
 		return false
