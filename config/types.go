@@ -30,6 +30,7 @@ type Config struct {
 	Rules     Rules                  `json:"rules"`
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
+	Reception Reception              `json:"reception"`
 
 	// Files are the CUE files the config was loaded from.
 	Files []string `json:"-"`
@@ -42,6 +43,13 @@ type Config struct {
 	wd    string    // the working directory at load, for relative positions
 	base  cue.Value // #BaseProfile, the floor under every profile
 	relay cue.Value // #RelayDefaults, under the profiles of a static route
+}
+
+// Reception holds the limits shared by every listener.
+type Reception struct {
+	// MaxBytesInFlight bounds the message bytes held in memory by all
+	// SMTP transactions together.
+	MaxBytesInFlight int64 `json:"maxBytesInFlight"`
 }
 
 type Admin struct {
@@ -163,6 +171,8 @@ type ListenerLimits struct {
 	MaxConnectionsPerIP int      `json:"maxConnectionsPerIP"`
 	CommandTimeout      Duration `json:"commandTimeout"`
 	DataTimeout         Duration `json:"dataTimeout"`
+	MinDataRate         int64    `json:"minDataRate"` // bytes per second, after DataTimeout
+	MaxDataTime         Duration `json:"maxDataTime"`
 }
 
 type Pool struct {

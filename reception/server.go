@@ -28,6 +28,11 @@ const (
 	defaultMaxConnectionsPerIP = 100
 	defaultCommandTimeout      = 5 * time.Minute  // RFC 5321 §4.5.3.2.7
 	defaultDataTimeout         = 10 * time.Minute // RFC 5321 §4.5.3.2.6
+	// A 50 MB message at 1024 B/s would take 14 hours: maxDataTime is the
+	// bound for large messages (50 MB in an hour is 14.6 KB/s, 117 kbit/s),
+	// minDataRate the bound for a trickle, applied after dataTimeout.
+	defaultMinDataRate = 1024 // bytes per second
+	defaultMaxDataTime = time.Hour
 )
 
 // limits is config.ListenerLimits with the defaults applied.
@@ -38,6 +43,8 @@ type limits struct {
 	maxConnectionsPerIP int
 	commandTimeout      time.Duration
 	dataTimeout         time.Duration
+	minDataRate         int64
+	maxDataTime         time.Duration
 }
 
 // Server receives mail on one listener.
@@ -54,6 +61,7 @@ type Server struct {
 	log            *slog.Logger
 	smtp           *smtp.Server
 	conns          *connTracker
+	budget         *Budget // message bytes in flight, shared with other servers
 
 	// ctx is the parent of Sink.Accept contexts; cancel runs when
 	// Shutdown gives up waiting, so stores in progress stop too.
@@ -88,6 +96,10 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		policy: p,
 		sink:   sink,
 		log:    logger.With("listener", l.Name),
+		budget: p.Budget,
+	}
+	if s.budget == nil {
+		s.budget = NewBudget(DefaultMaxBytesInFlight)
 	}
 	switch l.Mode {
 	case "", "mx":
@@ -122,6 +134,8 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		maxPerIP:    s.limits.maxConnectionsPerIP,
 		dataTimeout: s.limits.dataTimeout,
 		log:         s.log,
+		minDataRate: s.limits.minDataRate,
+		maxDataTime: s.limits.maxDataTime,
 		perIP:       make(map[string]int),
 		conns:       make(map[*trackedConn]struct{}),
 	}
@@ -157,6 +171,8 @@ func limitsOf(c config.ListenerLimits) limits {
 		maxConnectionsPerIP: c.MaxConnectionsPerIP,
 		commandTimeout:      c.CommandTimeout.D(),
 		dataTimeout:         c.DataTimeout.D(),
+		minDataRate:         c.MinDataRate,
+		maxDataTime:         c.MaxDataTime.D(),
 	}
 	if l.maxMessageSize <= 0 {
 		l.maxMessageSize = defaultMaxMessageSize
@@ -175,6 +191,12 @@ func limitsOf(c config.ListenerLimits) limits {
 	}
 	if l.dataTimeout <= 0 {
 		l.dataTimeout = defaultDataTimeout
+	}
+	if l.minDataRate <= 0 {
+		l.minDataRate = defaultMinDataRate
+	}
+	if l.maxDataTime <= 0 {
+		l.maxDataTime = defaultMaxDataTime
 	}
 	return l
 }
