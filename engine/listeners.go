@@ -125,6 +125,7 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	if err != nil {
 		return nil, err
 	}
+	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
 	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger,
 		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
 			s.accepted(snap, id, env, size, matched)

@@ -121,6 +121,12 @@ func (s *Server) apply(ctx context.Context, old, snap *Snapshot) error {
 	}
 
 	s.snap.Store(snap)
+	// Before the new servers start, so they begin under the new bound;
+	// transactions in progress keep what they hold.
+	if old, limit := s.budget.Limit(), nc.Reception.MaxBytesInFlight; old != limit {
+		s.budget.SetLimit(limit)
+		s.logger.Info("reception budget changed", "max_bytes_in_flight", s.budget.Limit(), "was", old)
+	}
 
 	var drains []func()
 	next := map[string]*listener{}

@@ -39,6 +39,10 @@ type Server struct {
 	started  time.Time
 	version  string
 
+	// budget bounds the message bytes in flight at reception across every
+	// listener; each reception server gets it, so it outlives reloads.
+	budget *reception.Budget
+
 	mu        sync.Mutex
 	listeners map[string]*listener
 	ready     chan struct{}
@@ -49,7 +53,8 @@ type Server struct {
 // NewServer prepares a server for the loaded snapshot; Run starts it.
 func NewServer(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
 	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{}),
-		metrics: metrics.New(), started: time.Now(), version: Version}
+		metrics: metrics.New(), started: time.Now(), version: Version,
+		budget: reception.NewBudget(snap.Config.Reception.MaxBytesInFlight)}
 	snap.Generation = 1
 	s.snap.Store(snap)
 	return s, nil
@@ -97,6 +102,12 @@ func (s *Server) Run(ctx context.Context) error {
 		sp := spool.SpaceStatus()
 		return metrics.SpoolSpace{Free: sp.Free, Reserve: sp.Reserve, Low: sp.Low}
 	})
+	s.metrics.ReceptionBudgetFunc(func() metrics.ReceptionBudget {
+		atMail, inData := s.budget.Refusals()
+		return metrics.ReceptionBudget{InFlight: s.budget.InFlight(), Limit: s.budget.Limit(),
+			RefusedAtMail: atMail, RefusedInData: inData}
+	})
+	s.logger.Info("reception budget", "max_bytes_in_flight", s.budget.Limit())
 	s.metrics.SetGeneration(snap.Generation)
 	s.reload.onResult = func(r *ReloadResult) {
 		s.metrics.ReloadOutcome(r.OK)
