@@ -211,6 +211,11 @@ func (c *Config) checkListeners(add addFunc) {
 		if l.Auth.Enabled && len(l.Auth.Users) == 0 {
 			add(path+".auth", "listeners.%s.auth: AUTH is enabled but no users are configured, so nobody could log in", name)
 		}
+		// A message larger than the whole budget could never be received:
+		// each attempt would end in 452 4.3.1 and the sender retry in vain.
+		if budget := c.Reception.MaxBytesInFlight; l.Limits.MaxMessageSize > budget {
+			add(path+".limits.maxMessageSize", "listeners.%s.limits.maxMessageSize: %d is more than reception.maxBytesInFlight (%d), so a message of that size could never be received; raise reception.maxBytesInFlight or lower maxMessageSize", name, l.Limits.MaxMessageSize, budget)
+		}
 	}
 }
 

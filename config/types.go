@@ -136,6 +136,9 @@ func (r Relay) DomainNames() []string {
 // Reception is the reception policy shared by every listener.
 type Reception struct {
 	Limits ReceptionLimits `json:"limits"`
+	// MaxBytesInFlight bounds the message bytes held in memory by all
+	// SMTP transactions together.
+	MaxBytesInFlight int64 `json:"maxBytesInFlight"`
 }
 
 // ReceptionLimits are the reception rate limits (reception.limits).
@@ -192,6 +195,8 @@ type ListenerLimits struct {
 	MaxConnectionsPerIP int      `json:"maxConnectionsPerIP"`
 	CommandTimeout      Duration `json:"commandTimeout"`
 	DataTimeout         Duration `json:"dataTimeout"`
+	MinDataRate         int64    `json:"minDataRate"` // bytes per second, after DataTimeout
+	MaxDataTime         Duration `json:"maxDataTime"`
 }
 
 type Pool struct {

@@ -130,6 +130,7 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 		return nil, err
 	}
 	pol.Guard, pol.Conns = s.guard, l.conns
+	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
 	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger, guard: s.guard,
 		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
 			s.accepted(snap, id, env, size, matched)

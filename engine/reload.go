@@ -126,6 +126,12 @@ func (s *Server) apply(old, snap *Snapshot) error {
 	}
 
 	s.snap.Store(snap)
+	// Before the new servers start, so they begin under the new bound;
+	// transactions in progress keep what they hold.
+	if old, limit := s.budget.Limit(), nc.Reception.MaxBytesInFlight; old != limit {
+		s.budget.SetLimit(limit)
+		s.logger.Info("reception budget changed", "max_bytes_in_flight", s.budget.Limit(), "was", old)
+	}
 
 	// The replaced servers drain until their sessions end or the server
 	// stops, not until the reload's context ends: that may be an admin

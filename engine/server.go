@@ -42,6 +42,10 @@ type Server struct {
 	started time.Time
 	version string
 
+	// budget bounds the message bytes in flight at reception across every
+	// listener; each reception server gets it, so it outlives reloads.
+	budget *reception.Budget
+
 	mu        sync.Mutex
 	listeners map[string]*listener
 	bound     *Sockets // bound before the start (UseSockets), until taken
@@ -56,7 +60,8 @@ type Server struct {
 // NewServer prepares a server for the loaded snapshot; Run starts it.
 func NewServer(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
 	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{}),
-		metrics: metrics.New(), started: time.Now(), version: Version}
+		metrics: metrics.New(), started: time.Now(), version: Version,
+		budget: reception.NewBudget(snap.Config.Reception.MaxBytesInFlight)}
 	s.guard = reception.NewGuard(reception.GuardOptions{Recorder: s.metrics})
 	snap.Generation = 1
 	s.snap.Store(snap)
@@ -106,6 +111,12 @@ func (s *Server) Run(ctx context.Context) error {
 		sp := spool.SpaceStatus()
 		return metrics.SpoolSpace{Free: sp.Free, Reserve: sp.Reserve, Low: sp.Low}
 	})
+	s.metrics.ReceptionBudgetFunc(func() metrics.ReceptionBudget {
+		atMail, inData := s.budget.Refusals()
+		return metrics.ReceptionBudget{InFlight: s.budget.InFlight(), Limit: s.budget.Limit(),
+			RefusedAtMail: atMail, RefusedInData: inData}
+	})
+	s.logger.Info("reception budget", "max_bytes_in_flight", s.budget.Limit())
 	s.metrics.SetGeneration(snap.Generation)
 	s.reload.onResult = func(r *ReloadResult) {
 		s.metrics.ReloadOutcome(r.OK)

@@ -23,6 +23,7 @@ type Metrics struct {
 	generation  prometheus.Gauge
 	queue       *queueGauge
 	space       *spaceGauges
+	budget      *budgetGauges
 	outConns    *prometheus.GaugeVec
 	inConns     *prometheus.GaugeVec
 	suspensions *prometheus.GaugeVec
@@ -69,6 +70,7 @@ func New(opts ...Option) *Metrics {
 	m.generation = gauge("config_generation", "Generation of the configuration in force (1 at startup, +1 per applied reload).")
 	m.queue = newQueueGauge()
 	m.space = newSpaceGauges()
+	m.budget = newBudgetGauges()
 	m.outConns = gaugeVec("delivery_connections_open", "Open outbound SMTP connections, by site.", "site")
 	m.inConns = gaugeVec("smtp_connections_open", "Open inbound SMTP connections, by listener.", "listener")
 	m.suspensions = gaugeVec("suspensions_active", "Suspensions in force, by scope (site, source, tenant, campaign).", "scope")
@@ -91,7 +93,7 @@ func New(opts ...Option) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
-		m.queue, m.space, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
+		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
 		m.limited, m.authFailed, m.authRefused,
 	)
 	return m

@@ -31,6 +31,9 @@ func exercise(m *Metrics) {
 	m.SetGeneration(4)
 	m.SetQueueSize(42)
 	m.SpoolSpaceFunc(func() SpoolSpace { return SpoolSpace{Free: 123456789, Reserve: 78643200, Low: true} })
+	m.ReceptionBudgetFunc(func() ReceptionBudget {
+		return ReceptionBudget{InFlight: 47185920, Limit: 268435456, RefusedAtMail: 3, RefusedInData: 95}
+	})
 	m.ConnOpened("gmail.com-mx")
 	m.ConnOpened("gmail.com-mx")
 	m.ConnClosed("gmail.com-mx")

@@ -27,13 +27,20 @@ func frameLen(idLen int, n uint32) int64 { return int64(frameHdr + idLen + int(n
 
 // appendFrame appends a body frame and returns its CRC.
 func appendFrame(b []byte, id string, body []byte) ([]byte, uint32) {
+	b, crc := appendFrameHeader(b, id, body)
+	return append(b, body...), crc
+}
+
+// appendFrameHeader appends the part of body's frame before the body, its
+// CRC covering the body too, so a large body can be written from where it
+// is rather than copied behind its header.
+func appendFrameHeader(b []byte, id string, body []byte) ([]byte, uint32) {
 	start := len(b)
 	b = append(b, 0, 0, 0, 0)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
 	b = append(b, byte(len(id)))
 	b = append(b, id...)
-	b = append(b, body...)
-	crc := crc32.Checksum(b[start+4:], castagnoli)
+	crc := crc32.Update(crc32.Checksum(b[start+4:], castagnoli), castagnoli, body)
 	binary.LittleEndian.PutUint32(b[start:], crc)
 	return b, crc
 }

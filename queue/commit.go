@@ -131,6 +131,8 @@ func (s *Spool) commit(batch []*request) {
 	clear(s.overlay)
 	s.ops = s.ops[:0]
 	s.bodyBuf = s.bodyBuf[:0]
+	clear(s.bodyParts) // let the last batch's bodies go
+	s.bodyParts, s.bodyLen = s.bodyParts[:0], 0
 	for _, r := range batch {
 		if !r.state.CompareAndSwap(stQueued, stTaken) {
 			continue // withdrawn by its caller
@@ -268,9 +270,36 @@ func (s *Spool) stage(r *request, walIdx uint64) (*op, error) {
 	return o, nil
 }
 
+// bigBody is the size from which a body is written from the caller's
+// slice instead of being copied into bodyBuf: a copy of a 50 MB message
+// is 50 MB more garbage per message, while small bodies share one pwrite.
+const bigBody = 64 << 10
+
+// bodyPart is a run of the batch's body frames: bodyBuf[start:end], or a
+// large body written from where it is (ext). The caller of Enqueue keeps
+// it unchanged until the batch is durable, since it waits for that.
+type bodyPart struct {
+	ext        []byte
+	start, end int
+}
+
 func (s *Spool) stageBody(id string, body []byte) bodyRef {
-	ref := bodyRef{file: s.body.num, n: uint32(len(body)), off: s.body.off + int64(len(s.bodyBuf))}
-	s.bodyBuf, ref.crc = appendFrame(s.bodyBuf, id, body)
+	ref := bodyRef{file: s.body.num, n: uint32(len(body)), off: s.body.off + s.bodyLen}
+	start := len(s.bodyBuf)
+	if len(body) < bigBody {
+		s.bodyBuf, ref.crc = appendFrame(s.bodyBuf, id, body)
+	} else {
+		s.bodyBuf, ref.crc = appendFrameHeader(s.bodyBuf, id, body)
+	}
+	if n := len(s.bodyParts); n > 0 && s.bodyParts[n-1].ext == nil && s.bodyParts[n-1].end == start {
+		s.bodyParts[n-1].end = len(s.bodyBuf)
+	} else {
+		s.bodyParts = append(s.bodyParts, bodyPart{start: start, end: len(s.bodyBuf)})
+	}
+	if len(body) >= bigBody {
+		s.bodyParts = append(s.bodyParts, bodyPart{ext: body})
+	}
+	s.bodyLen += frameLen(len(id), ref.n)
 	return ref
 }
 
@@ -280,15 +309,23 @@ func (s *Spool) stageBody(id string, body []byte) bodyRef {
 func (s *Spool) write() error {
 	h := s.opts.hooks
 	defer s.wb.Clear() // WriteBatch keeps a failed batch
-	if len(s.bodyBuf) > 0 {
-		if _, err := h.bodyWrite(s.body.f, s.bodyBuf, s.body.off); err != nil {
+	// Frames go to the file in order, the offset advancing only once all
+	// are written: a failure leaves a tail that repair truncates.
+	off := s.body.off
+	for _, p := range s.bodyParts {
+		b := p.ext
+		if b == nil {
+			b = s.bodyBuf[p.start:p.end]
+		}
+		if _, err := h.bodyWrite(s.body.f, b, off); err != nil {
 			return fmt.Errorf("write body file: %w", err)
 		}
-		s.body.off += int64(len(s.bodyBuf))
+		off += int64(len(b))
 	}
+	s.body.off = off
 	var syncErr error
 	var wg sync.WaitGroup
-	if len(s.bodyBuf) > 0 {
+	if s.bodyLen > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

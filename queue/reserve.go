@@ -215,7 +215,7 @@ func (s *Spool) admit(r *request) error {
 		return nil // disabled, or never measured: the write itself decides
 	}
 	free := s.space.free.Load()
-	staged := int64(len(s.bodyBuf)) + s.batchBytes
+	staged := s.bodyLen + s.batchBytes
 	if s.space.low.Load() {
 		return fmt.Errorf("spool: enqueue %s: %w (%d bytes free, %d reserved)", r.id, ErrLowSpace, free-staged, res)
 	}

@@ -44,6 +44,10 @@ type Spool struct {
 	wb                    wal.Batch
 	bodyBuf               []byte
 	scratch               []byte
+	// bodyParts are the batch's body frames in file order (see
+	// stageBody), bodyLen their total size.
+	bodyParts []bodyPart
+	bodyLen   int64
 
 	space       spaceState // free space and the reserve (reserve.go)
 	compactMu   sync.Mutex

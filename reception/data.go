@@ -38,13 +38,23 @@ const (
 
 // Data implements smtp.Session for DATA and BDAT. go-smtp has already
 // removed dot-stuffing (DATA) and enforces the size limit on both.
+//
+// The message is buffered within the server's Budget (messageBuffer) and
+// copied once, into a buffer that leaves room for the Received header and
+// a submission listener's fields, so the stored message is built without
+// copying the body again. Everything reserved is released when Data
+// returns, which it does however the transaction ends: the reply, a
+// refusal, RSET or a lost connection during BDAT (go-smtp closes the
+// reader), a timeout.
 func (s *session) Data(r io.Reader) error {
 	txn := s.txn.Load()
 	if txn == nil {
 		return errNoTransaction
 	}
-	s.tc.inData.Store(true) // cleared by Reset, after go-smtp drains r
-	msg, err := s.readMessage(r)
+	s.tc.beginData() // inData is cleared by Reset, after go-smtp drains r
+	buf := newMessageBuffer(s.srv.budget)
+	defer buf.release()
+	body, now, err := s.readMessage(r, buf, txn)
 	if err != nil {
 		var reply *smtp.SMTPError
 		if errors.As(err, &reply) {
@@ -52,27 +62,10 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return err
 	}
-
-	now := s.srv.now()
-	var extra []string
-	if s.srv.submission {
-		extra = submissionFields(msg, s.srv.policy.Hostname, now)
-	}
-	received := receivedHeader(traceInfo{
-		helo:     txn.helo,
-		ip:       s.tc.ip,
-		hostname: s.srv.policy.Hostname,
-		tls:      s.tls,
-		auth:     s.user != "",
-		utf8:     txn.utf8,
-		id:       txn.id,
-		rcpts:    txn.rcpts,
-		at:       now,
-	})
 	sub := &Submission{
 		From:         txn.from,
 		Recipients:   slices.Clone(txn.rcpts),
-		Body:         buildMessage(received, msg, extra),
+		Body:         body,
 		Listener:     s.srv.name,
 		ClientIP:     clientIP(s.tc),
 		Helo:         txn.helo,
@@ -103,22 +96,63 @@ func (s *session) Data(r io.Reader) error {
 	}
 }
 
-// readMessage reads the whole message and checks what go-smtp does not.
-func (s *session) readMessage(r io.Reader) ([]byte, error) {
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, s.readError(err)
+// readMessage reads the whole message into buf, checks what go-smtp does
+// not, and returns the message to store, the Received header (and the
+// submission fields) added in place, and the time it was received.
+func (s *session) readMessage(r io.Reader, buf *messageBuffer, txn *transaction) ([]byte, time.Time, error) {
+	if err := buf.readFrom(r); err != nil {
+		if errors.Is(err, errOverBudget) {
+			b := s.srv.budget
+			b.refusedData.Add(1)
+			s.log.Info("message refused: message bytes in flight over budget", "trace", txn.id,
+				"in_flight", b.InFlight(), "limit", b.Limit())
+			// go-smtp reads and discards the rest of the data itself, so
+			// the reply comes after the end of data (RFC 5321 §4.1.1.4),
+			// holding no memory meanwhile.
+			return nil, time.Time{}, errBudgetFull
+		}
+		return nil, time.Time{}, s.readError(err)
 	}
-	msg := buf.Bytes()
+	now := s.srv.now()
+	received := receivedHeader(traceInfo{
+		helo:     txn.helo,
+		ip:       s.tc.ip,
+		hostname: s.srv.policy.Hostname,
+		tls:      s.tls,
+		auth:     s.user != "",
+		utf8:     txn.utf8,
+		id:       txn.id,
+		rcpts:    txn.rcpts,
+		at:       now,
+	})
+	var most []string // the longest extra fields this listener may add
+	if s.srv.submission {
+		most = submissionFieldsMax(s.srv.policy.Hostname, now)
+	}
+	front := headroom(received, most)
+	out := buf.assemble(front, 2)
+	msg := out[front : front+buf.len()]
+	if err := checkMessage(msg); err != nil {
+		return nil, time.Time{}, err
+	}
+	var extra []string
+	if s.srv.submission {
+		extra = submissionFields(msg, s.srv.policy.Hostname, now)
+	}
+	return placeMessage(out, front, len(msg), received, extra), now, nil
+}
+
+// checkMessage applies the message checks go-smtp does not.
+func checkMessage(msg []byte) error {
 	// SMTP smuggling: go-smtp ends DATA only at CRLF.CRLF, but a bare LF or
 	// CR passes through, and a server further down the line may take
 	// "\n.\n" or "\r.\r" for the end of data and read what follows as a
 	// second message. RFC 5321 §2.3.8 allows CR and LF only together.
 	if hasBareCRorLF(msg) {
-		return nil, errBareLF
+		return errBareLF
 	}
 	if hasLongLine(msg, maxLineLength) {
-		return nil, errLineTooLong
+		return errLineTooLong
 	}
 	// Refused rather than truncated: a 552 keeps the message with the
 	// sender (RFC 5321 §4.2.2 552: exceeded storage allocation; RFC 3463
@@ -126,14 +160,14 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	// header size limit, so the content is not malformed (not 5.6.0).
 	end, ok := headerEndWithin(msg, maxHeaderSize)
 	if !ok {
-		return nil, errHeaderTooBig
+		return errHeaderTooBig
 	}
 	// RFC 5321 §6.3: refuse a looping message at the end of data, before
 	// any rule sees it.
 	if countFields(msg[:end], "Received", maxReceivedHeaders+1) > maxReceivedHeaders {
-		return nil, errMailLoop
+		return errMailLoop
 	}
-	return msg, nil
+	return nil
 }
 
 // hasLongLine reports whether b has a line longer than limit octets, its
@@ -155,6 +189,7 @@ func hasLongLine(b []byte, limit int) bool {
 // readError maps a failure to read the message to its reply.
 func (s *session) readError(err error) error {
 	var ne net.Error
+	var cut *dataCut
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		// go-smtp reads and discards the rest of the data itself.
@@ -162,6 +197,9 @@ func (s *session) readError(err error) error {
 	case errors.Is(err, smtp.ErrDataReset):
 		// BDAT aborted by RSET, EHLO or a lost connection: no reply.
 		return err
+	case errors.As(err, &cut):
+		// trackedConn has cut the transfer off and closes after the reply.
+		return cut.reply
 	case errors.As(err, &ne) && ne.Timeout():
 		// The client may still send the rest of the message later, which
 		// would be read as commands: close after replying.

@@ -32,6 +32,18 @@
 // read the connection instead gives every network read a fresh
 // limits.dataTimeout: an idle timeout per block, as RFC 5321 §4.5.3.2
 // describes, which a slow but live upload of a large message survives.
+// Per-read renewal alone would let a byte now and then hold DATA open for
+// ever, so the data phase also has an average minimum rate (minDataRate,
+// after one dataTimeout) and an absolute bound (maxDataTime); breaking
+// either is 421 4.4.2 and a close (datalimits.go).
+//
+// Memory: message data is held in 64 KiB chunks reserved, as the bytes
+// arrive, in a Budget shared by every server the engine runs (config
+// reception.maxBytesInFlight). A transaction that would pass it is
+// answered 452 4.3.1, as is a MAIL FROM whose SIZE does not fit, and every
+// reservation is released when its transaction ends, however it ends. The
+// stored message is built with one copy of the data, into a buffer that
+// already has room for the Received header (msgbuf.go).
 //
 // Replies follow RFC 5321 with RFC 3463 enhanced status codes. The 250
 // after the message data is sent only once Sink.Accept has returned a queue

@@ -197,26 +197,57 @@ func hasField(hdr []byte, name string) bool {
 // client's header section with the extra fields appended, then the body.
 // A message that does not end in CRLF (possible with BDAT) gets one, and a
 // body that starts without the empty line after the added fields gets one,
-// so the stored message is well-formed (RFC 5322 §2.1).
+// so the stored message is well-formed (RFC 5322 §2.1). It is
+// placeMessage on a fresh buffer.
 func buildMessage(received string, msg []byte, extra []string) []byte {
-	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
-		msg = append(msg, '\r', '\n')
-	}
-	end, sep := headerEnd(msg)
-	n := len(received) + len(msg) + 2
+	front := headroom(received, extra)
+	buf := make([]byte, front+len(msg)+2)
+	copy(buf[front:], msg)
+	return placeMessage(buf, front, len(msg), received, extra)
+}
+
+// headroom is the room placeMessage needs before the message.
+func headroom(received string, extra []string) int {
+	n := len(received) + 2
 	for _, e := range extra {
 		n += len(e)
 	}
-	out := make([]byte, 0, n)
-	out = append(out, received...)
-	out = append(out, msg[:end]...)
+	return n
+}
+
+// placeMessage is buildMessage in place: buf holds the message at
+// [front:front+n], with at least headroom(received, extra) bytes before it
+// and 2 after. The body is not moved; only the header section, which is
+// bounded (maxHeaderSize), moves to make room for the extra fields.
+func placeMessage(buf []byte, front, n int, received string, extra []string) []byte {
+	msg := buf[front : front+n]
+	if n > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
+		buf[front+n], buf[front+n+1] = '\r', '\n'
+		n += 2
+		msg = buf[front : front+n]
+	}
+	end, sep := headerEnd(msg)
+	k := 0
 	for _, e := range extra {
-		out = append(out, e...)
+		k += len(e)
 	}
-	if len(extra) > 0 && !sep && end < len(msg) {
-		out = append(out, '\r', '\n')
+	crlf := len(extra) > 0 && !sep && end < n
+	if crlf {
+		k += 2
 	}
-	return append(out, msg[end:]...)
+	if k > 0 {
+		copy(buf[front-k:], msg[:end])
+		at := front - k + end
+		for _, e := range extra {
+			at += copy(buf[at:], e)
+		}
+		if crlf {
+			copy(buf[at:], "\r\n")
+		}
+	}
+	start := front - k - len(received)
+	copy(buf[start:], received)
+	return buf[start : front+n]
 }
 
 // submissionFields returns the Message-ID and Date fields a submission
@@ -232,6 +263,12 @@ func submissionFields(msg []byte, hostname string, now time.Time) []string {
 		extra = append(extra, "Date: "+now.Format(time.RFC1123Z)+"\r\n") // RFC 5322 §3.6.1
 	}
 	return extra
+}
+
+// submissionFieldsMax returns the fields submissionFields adds to a
+// message that has neither, for the room to leave before a message.
+func submissionFieldsMax(hostname string, now time.Time) []string {
+	return submissionFields(nil, hostname, now)
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -31,6 +31,10 @@ type connTracker struct {
 	counts             *ConnCounts
 	guard              *Guard // records refusals
 
+	// The data phase's other limits; see datalimits.go.
+	minDataRate int64 // bytes per second
+	maxDataTime time.Duration
+
 	mu       sync.Mutex
 	conns    map[*trackedConn]struct{}
 	draining bool
@@ -152,9 +156,13 @@ type trackedConn struct {
 	// (Session.Reset); draining lets a busy connection finish.
 	busy     atomic.Bool
 	draining atomic.Bool
-	// inData is set while message data is read: each raw read then gets a
-	// fresh dataTimeout deadline instead of go-smtp's per-command one.
-	inData atomic.Bool
+	// inData is set while message data is read: each raw read then gets
+	// the data-phase deadline (see readData) instead of go-smtp's
+	// per-command one. dataStart (Unix ns) and dataBytes are that phase's
+	// clock and byte count, for minDataRate and maxDataTime.
+	inData    atomic.Bool
+	dataStart atomic.Int64
+	dataBytes atomic.Int64
 	// hangup closes the connection right after the next write, which is
 	// the reply announcing the close (421).
 	hangup atomic.Bool
@@ -215,8 +223,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	}
 	if c.inData.Load() {
 		// RFC 5321 §4.5.3.2: the data timeouts are per block received, so
-		// a slow but live upload of a large message is not cut off.
-		c.Conn.SetReadDeadline(time.Now().Add(c.t.dataTimeout))
+		// a slow but live upload of a large message is not cut off; a
+		// minimum rate and an overall bound stop a trickle (datalimits.go).
+		return c.readData(b)
 	}
 	return c.Conn.Read(b)
 }

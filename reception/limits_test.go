@@ -141,6 +141,7 @@ func TestTimeouts(t *testing.T) {
 		e := newEnv(t)
 		e.l.Limits.CommandTimeout = config.Duration(200 * time.Millisecond)
 		e.l.Limits.DataTimeout = config.Duration(300 * time.Millisecond)
+		e.l.Limits.MinDataRate = 1 // this case is about the per-read timeout
 		e.start()
 		c := e.ehlo()
 		c.expect("MAIL FROM:<a@client.test>", "250")
@@ -159,6 +160,7 @@ func TestTimeouts(t *testing.T) {
 	t.Run("stalled data", func(t *testing.T) {
 		e := newEnv(t)
 		e.l.Limits.DataTimeout = config.Duration(200 * time.Millisecond)
+		e.l.Limits.MinDataRate = 1 // else the rate rule ends it at the same moment
 		e.start()
 		c := e.ehlo()
 		c.expect("MAIL FROM:<a@client.test>", "250")
@@ -178,7 +180,8 @@ func TestTimeouts(t *testing.T) {
 func TestLimitDefaults(t *testing.T) {
 	l := limitsOf(config.ListenerLimits{})
 	if l.maxMessageSize != 50<<20 || l.maxRecipients != 1000 || l.maxConnections != 2000 ||
-		l.maxConnectionsPerIP != 100 || l.commandTimeout != 5*time.Minute || l.dataTimeout != 10*time.Minute {
+		l.maxConnectionsPerIP != 100 || l.commandTimeout != 5*time.Minute || l.dataTimeout != 10*time.Minute ||
+		l.minDataRate != 1024 || l.maxDataTime != time.Hour {
 		t.Errorf("defaults = %+v", l)
 	}
 }

@@ -97,3 +97,15 @@ var (
 	errTooManyRcptFails = newReply(421, "4.7.0", "Too many rejected recipients, closing connection")
 	errTooManyCommands  = newReply(421, "4.7.0", "Too many NOOP/RSET commands, closing connection")
 )
+
+// Replies of the message-data limits: the budget of bytes in flight and
+// the data phase's rate and time bounds (datalimits.go).
+var (
+	// RFC 5321 §4.2.2 452 (insufficient system storage), RFC 3463 X.3.1
+	// (mail system full).
+	errBudgetFull = newReply(452, "4.3.1", "Insufficient system storage: too much mail in transit, try again later")
+	// RFC 5321 §3.8 (421, then close), §4.5.3.2; RFC 3463 X.4.2 bad
+	// connection.
+	errDataTooSlow = newReply(421, "4.4.2", "Message data too slow, closing channel")
+	errDataTooLong = newReply(421, "4.4.2", "Message data took too long, closing channel")
+)

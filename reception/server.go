@@ -28,6 +28,11 @@ const (
 	defaultMaxConnectionsPerIP = 100
 	defaultCommandTimeout      = 5 * time.Minute  // RFC 5321 §4.5.3.2.7
 	defaultDataTimeout         = 10 * time.Minute // RFC 5321 §4.5.3.2.6
+	// A 50 MB message at 1024 B/s would take 14 hours: maxDataTime is the
+	// bound for large messages (50 MB in an hour is 14.6 KB/s, 117 kbit/s),
+	// minDataRate the bound for a trickle, applied after dataTimeout.
+	defaultMinDataRate = 1024 // bytes per second
+	defaultMaxDataTime = time.Hour
 )
 
 // limits is config.ListenerLimits with the defaults applied.
@@ -38,6 +43,8 @@ type limits struct {
 	maxConnectionsPerIP int
 	commandTimeout      time.Duration
 	dataTimeout         time.Duration
+	minDataRate         int64
+	maxDataTime         time.Duration
 }
 
 // Server receives mail on one listener.
@@ -55,6 +62,7 @@ type Server struct {
 	smtp           *smtp.Server
 	conns          *connTracker
 	guard          *Guard
+	budget         *Budget // message bytes in flight, shared with other servers
 
 	// ctx is the parent of Sink.Accept contexts; cancel runs when
 	// Shutdown gives up waiting, so stores in progress stop too.
@@ -90,9 +98,13 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		sink:   sink,
 		log:    logger.With("listener", l.Name),
 		guard:  p.Guard,
+		budget: p.Budget,
 	}
 	if s.guard == nil {
 		s.guard = NewGuard(GuardOptions{})
+	}
+	if s.budget == nil {
+		s.budget = NewBudget(DefaultMaxBytesInFlight)
 	}
 	counts := p.Conns
 	if counts == nil {
@@ -133,6 +145,8 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 		log:         s.log,
 		counts:      counts,
 		guard:       s.guard,
+		minDataRate: s.limits.minDataRate,
+		maxDataTime: s.limits.maxDataTime,
 		conns:       make(map[*trackedConn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -167,6 +181,8 @@ func limitsOf(c config.ListenerLimits) limits {
 		maxConnectionsPerIP: c.MaxConnectionsPerIP,
 		commandTimeout:      c.CommandTimeout.D(),
 		dataTimeout:         c.DataTimeout.D(),
+		minDataRate:         c.MinDataRate,
+		maxDataTime:         c.MaxDataTime.D(),
 	}
 	if l.maxMessageSize <= 0 {
 		l.maxMessageSize = defaultMaxMessageSize
@@ -185,6 +201,12 @@ func limitsOf(c config.ListenerLimits) limits {
 	}
 	if l.dataTimeout <= 0 {
 		l.dataTimeout = defaultDataTimeout
+	}
+	if l.minDataRate <= 0 {
+		l.minDataRate = defaultMinDataRate
+	}
+	if l.maxDataTime <= 0 {
+		l.maxDataTime = defaultMaxDataTime
 	}
 	return l
 }

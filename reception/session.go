@@ -80,6 +80,16 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.log.Info("sender refused: spool low on space", "from", from)
 		return errSystemFull
 	}
+	// RFC 1870 §6.1: a declared SIZE lets the server refuse a message it
+	// cannot take before it is sent; here, one that would not fit in the
+	// memory budget now (nothing is reserved: a client holds only what it
+	// has sent). RFC 5321 §4.2.2 452, RFC 3463 X.3.1 mail system full.
+	if b := s.srv.budget; opts.Size > 0 && !b.fits(opts.Size) {
+		b.refusedMail.Add(1)
+		s.log.Info("sender refused: message bytes in flight over budget", "from", from,
+			"size", opts.Size, "in_flight", b.InFlight(), "limit", b.Limit())
+		return errBudgetFull
+	}
 	// Counted last, so that a MAIL refused for another reason costs the
 	// client nothing.
 	if err := s.srv.guard.admitMessage(&s.srv.policy.Rates, s.tc.ip, s.user); err != nil {

@@ -75,6 +75,12 @@ type Policy struct {
 	Guard *Guard
 	// Conns are the connection counts of this Server's listener.
 	Conns *ConnCounts
+	// Budget bounds the message bytes held in memory by every server that
+	// shares it (config reception.maxBytesInFlight); beyond it a
+	// transaction is answered 452 4.3.1. The engine passes one Budget to
+	// all its servers, across reloads. nil: a budget of this server's own,
+	// of DefaultMaxBytesInFlight.
+	Budget *Budget
 }
 
 // RelayPolicy keeps the server from being an open relay. A recipient is

@@ -1103,6 +1103,11 @@ func (c *Conn) handleBdat(arg string) {
 		// the whole chunk.
 		io.Copy(ioutil.Discard, chunk)
 
+		// cuemta: a read error that carries its reply (a transfer cut off
+		// for being too slow) is answered with it.
+		if reply, ok := replyFor(err); ok {
+			err = reply
+		}
 		c.writeResponse(dataErrorToStatus(err))
 
 		if err == errPanic {

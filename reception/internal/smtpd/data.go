@@ -2,6 +2,8 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -39,6 +41,24 @@ func (err *SMTPError) Error() string {
 
 func (err *SMTPError) Temporary() bool {
 	return err.Code/100 == 4
+}
+
+// ReplyError is an error, such as a read error of the connection, that
+// carries the reply to send for it. cuemta: the Session's connection
+// wrapper cuts off a too slow message transfer with one; the BDAT chunk
+// reader and the command loop send its reply instead of a generic one.
+type ReplyError interface {
+	error
+	SMTPReply() *SMTPError
+}
+
+// replyFor returns the reply err carries, if any.
+func replyFor(err error) (*SMTPError, bool) {
+	var re ReplyError
+	if errors.As(err, &re) {
+		return re.SMTPReply(), true
+	}
+	return nil, false
 }
 
 var ErrDataTooLarge = &SMTPError{
@@ -92,6 +112,20 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		// cuemta: mid-line, every byte up to the next CR is plain data, so
+		// copy what is buffered in one go instead of a byte at a time
+		// (a byte loop held reception to ~120 MB/s a core).
+		if r.state == stateData && r.r.Buffered() > 0 {
+			buf, _ := r.r.Peek(min(r.r.Buffered(), len(b)-n))
+			if i := bytes.IndexByte(buf, '\r'); i != 0 {
+				if i > 0 {
+					buf = buf[:i]
+				}
+				n += copy(b[n:], buf)
+				r.r.Discard(len(buf))
+				continue
+			}
+		}
 		var c byte
 		c, err = r.r.ReadByte()
 		if err != nil {

@@ -200,6 +200,12 @@ func (s *Server) handleConn(c *Conn) error {
 				return nil
 			}
 
+			// cuemta: a read error that carries its reply (a BDAT transfer
+			// cut off between chunks) is answered with it.
+			if reply, ok := replyFor(err); ok {
+				c.writeResponse(reply.Code, reply.EnhancedCode, reply.Message)
+				return nil
+			}
 			if neterr, ok := err.(net.Error); ok && neterr.Timeout() {
 				c.writeResponse(421, EnhancedCode{4, 4, 2}, "Idle timeout, bye bye")
 				return nil
