@@ -442,6 +442,7 @@ func TestReceptionRateLimits(t *testing.T) {
 	)
 }
 
+// mustRead returns a file's content, failing the test if it cannot.
 func mustRead(t *testing.T, file string) string {
 	t.Helper()
 	b, err := os.ReadFile(file)

@@ -241,15 +241,6 @@ routes: "big.test": %q
 	t.Logf("server RSS at the end %d MiB", rss>>20)
 }
 
-func mustRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // drip opens a transaction and sends piece every interval, n times, then
 // the end of data; it stops early when the server replies, and returns
 // the reply that ended the transaction and when it came.
