@@ -9,7 +9,7 @@ import (
 	"github.com/cuemta/cuemta/smtpreply"
 )
 
-// Backend is what the admin API drives; the engine implements it. Methods
+// Backend is what the admin API drives; package server implements it. Methods
 // are called concurrently. Arguments have been validated: ids are
 // non-empty, scopes are one of Scopes, durations are positive.
 type Backend interface {
@@ -108,8 +108,8 @@ type Message struct {
 	From       string   // envelope sender
 	Recipients []string // envelope recipients
 	Body       []byte   // the RFC 5322 message, CRLF line endings; read-only
-	Tenant     string   // "" lets the engine's rules and tenant header decide
-	Campaign   string   // "" lets the engine's rules and campaign header decide
+	Tenant     string   // "" lets the message rules and tenant header decide
+	Campaign   string   // "" lets the message rules and campaign header decide
 	ClientIP   string   // the HTTP client, for rules and the delivery log
 }
 

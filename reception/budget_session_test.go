@@ -147,7 +147,7 @@ func TestBudgetReleasedOnEveryEnding(t *testing.T) {
 }
 
 // TestBudgetSharedByServers: two listeners given one Budget draw on the
-// same bound, as the engine's listeners do.
+// same bound, as the process's listeners do.
 func TestBudgetSharedByServers(t *testing.T) {
 	b := NewBudget(512 << 10)
 	var envs [2]*testEnv

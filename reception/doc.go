@@ -38,7 +38,7 @@
 // either is 421 4.4.2 and a close (datalimits.go).
 //
 // Memory: message data is held in 64 KiB chunks reserved, as the bytes
-// arrive, in a Budget shared by every server the engine runs (config
+// arrive, in a Budget shared by every reception server of the process (config
 // reception.maxBytesInFlight). A transaction that would pass it is
 // answered 452 4.3.1, as is a MAIL FROM whose SIZE does not fit, and every
 // reservation is released when its transaction ends, however it ends. The

@@ -1,6 +1,6 @@
 // Package vet checks configurations for `cuemta vet`: each one goes
 // through the stages a running server builds its snapshot with (see
-// engine.Load), and every problem of every stage is reported, one line
+// server.Load), and every problem of every stage is reported, one line
 // each, as file:line:col: message.
 //
 // The stages are: the CUE config with its semantic checks (package
@@ -120,7 +120,7 @@ func skippedFiles(cfg *config.Config) []string {
 }
 
 // CheckCertificates loads every listener's TLS certificate and key. The
-// server runs it too, before it listens and on every reload (engine.Load),
+// server runs it too, before it listens and on every reload (server.Load),
 // so a config vet passes is one the server loads, and a missing or
 // mismatched file is a load error rather than a listener that fails later.
 func CheckCertificates(cfg *config.Config) error {

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/cuemta/cuemta/engine"
+	"github.com/cuemta/cuemta/server"
 )
 
 // command is one subcommand: it takes its arguments and the output
@@ -38,7 +38,7 @@ var commands = map[string]command{
 var version = "dev"
 
 func main() {
-	engine.Version = version
+	server.Version = version
 	// Installed as (or linked to) sendmail, mailq or newaliases, behave so.
 	switch filepath.Base(os.Args[0]) {
 	case "sendmail", "mailq", "newaliases":

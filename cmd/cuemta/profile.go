@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/cuemta/cuemta/config"
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/server"
 )
 
 // runProfile implements `cuemta profile -c PATH DOMAIN_OR_MXHOST [--json]`.
@@ -229,7 +229,7 @@ func loadPolicy(path string, stderr io.Writer) (*config.Config, *rules.Set, bool
 			return cfg, set, true
 		}
 	}
-	for _, l := range engine.ErrorLines(err) {
+	for _, l := range server.ErrorLines(err) {
 		fmt.Fprintln(stderr, l)
 	}
 	return nil, nil, false

@@ -11,8 +11,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/internal/privdrop"
+	"github.com/cuemta/cuemta/server"
 )
 
 // runServe implements `cuemta serve [-c PATH]`: load and validate the
@@ -54,9 +54,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		defer pprof.StopCPUProfile()
 	}
 
-	snap, err := engine.Load(*path)
+	snap, err := server.Load(*path)
 	if err != nil {
-		for _, l := range engine.ErrorLines(err) {
+		for _, l := range server.ErrorLines(err) {
 			fmt.Fprintln(stderr, l)
 		}
 		return 1
@@ -71,7 +71,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if plan.Warning != "" {
 		logger.Warn(plan.Warning)
 	}
-	var sockets *engine.Sockets
+	var sockets *server.Sockets
 	if plan.Action == privdrop.Switch {
 		sockets, snap, err = switchUser(*path, snap, plan.Account, logger, stderr)
 		if err != nil {
@@ -80,7 +80,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		defer sockets.Close()
 	}
-	srv, err := engine.NewServer(*path, snap, logger)
+	srv, err := server.New(*path, snap, logger)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
@@ -116,30 +116,30 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // config files, DKIM keys, TLS keys and recipient files are read as the
 // account at every reload, so a file only root can read fails the start,
 // naming the file, instead of the first reload.
-func switchUser(path string, snap *engine.Snapshot, a privdrop.Account, logger *slog.Logger, stderr io.Writer) (*engine.Sockets, *engine.Snapshot, error) {
+func switchUser(path string, snap *server.Snapshot, a privdrop.Account, logger *slog.Logger, stderr io.Writer) (*server.Sockets, *server.Snapshot, error) {
 	cfg := snap.Config
-	sockets, err := engine.Bind(cfg)
+	sockets, err := server.Bind(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	fail := func(err error) (*engine.Sockets, *engine.Snapshot, error) {
+	fail := func(err error) (*server.Sockets, *server.Snapshot, error) {
 		sockets.Close()
 		return nil, nil, err
 	}
-	if err := engine.PrepareFor(cfg, a); err != nil {
+	if err := server.PrepareFor(cfg, a); err != nil {
 		return fail(err)
 	}
 	if err := privdrop.Drop(a); err != nil {
 		return fail(err)
 	}
 	logger.Info("privileges dropped", "user", a.User, "uid", a.UID, "group", a.Group, "gid", a.GID, "groups", fmt.Sprint(a.Groups))
-	if err := engine.CheckAfterDrop(cfg, a); err != nil {
+	if err := server.CheckAfterDrop(cfg, a); err != nil {
 		return fail(err)
 	}
-	again, err := engine.Load(path)
+	again, err := server.Load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "cuemta serve: the config does not load as user %s:\n", a.User)
-		for _, l := range engine.ErrorLines(err) {
+		for _, l := range server.ErrorLines(err) {
 			fmt.Fprintln(stderr, l)
 		}
 		return fail(fmt.Errorf("give user %s read access to the files named above", a.User))

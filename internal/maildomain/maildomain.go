@@ -54,6 +54,16 @@ func Address(addr string) string {
 	return addr[:at+1] + d
 }
 
+// Of is the domain of addr (after its last '@'), lower-cased; "" when
+// addr has none. Recipients are stored normalised (see Address), so for
+// them this is the normalised domain.
+func Of(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
 // ldhLabel reports whether l is Let-dig [Ldh-str], at most 63 octets.
 func ldhLabel(l string) bool {
 	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {

@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cuemta/cuemta/engine"
 	"github.com/cuemta/cuemta/internal/golden"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/server"
 )
 
 // TestPolicyTests runs `cuemta test` over every test/<case> directory and
@@ -32,7 +32,7 @@ func TestPolicyTests(t *testing.T) {
 // tests (what `cuemta test` without a path does): none may fail, and every
 // shipped response rule must be made to fire by at least one test.
 func TestBuiltinProfilesPolicy(t *testing.T) {
-	snap, err := engine.Load("")
+	snap, err := server.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestBuiltinProfilesPolicy(t *testing.T) {
 
 // TestExamplePolicyTests: the bulk-sender example's own policy tests pass.
 func TestExamplePolicyTests(t *testing.T) {
-	snap, err := engine.Load("../../examples/configs/bulk-sender")
+	snap, err := server.Load("../../examples/configs/bulk-sender")
 	if err != nil {
 		t.Fatal(err)
 	}

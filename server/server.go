@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
@@ -58,7 +59,7 @@ type Server struct {
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
-func NewServer(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
+func New(path string, snap *Snapshot, logger *slog.Logger) (*Server, error) {
 	s := &Server{path: path, logger: logger, listeners: map[string]*listener{}, ready: make(chan struct{}),
 		metrics: metrics.New(), started: time.Now(), version: Version,
 		budget: reception.NewBudget(snap.Config.Reception.MaxBytesInFlight)}
@@ -301,7 +302,7 @@ func (s *Server) startAdmin(cfg *config.Config) error {
 }
 
 // accepted records a message taken into the spool, from SMTP or HTTP.
-func (s *Server) accepted(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
+func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
 	for _, r := range matched {
 		s.metrics.RuleHit("message", r)
 	}

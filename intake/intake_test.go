@@ -1,4 +1,4 @@
-package engine
+package intake_test
 
 import (
 	"bytes"
@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/internal/mime7bit"
+	"github.com/cuemta/cuemta/server"
 )
 
 // TestPrepareKeepsFlagsAndSignsSevenBit: the envelope carries SMTPUTF8 and
@@ -31,7 +33,7 @@ func TestPrepareKeepsFlagsAndSignsSevenBit(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := Load(cfgFile)
+	snap, err := server.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func TestPrepareKeepsFlagsAndSignsSevenBit(t *testing.T) {
 		{"8-bit without BODY=8BITMIME is still converted for signing", "a@signed.test", false, false, true, true, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env, out, _, err := prepare(snap, &Message{From: tc.from, Recipients: []string{"u@example.net"}, Body: body,
+			env, out, _, err := intake.Prepare(&snap.Policy, &intake.Message{From: tc.from, Recipients: []string{"u@example.net"}, Body: body,
 				SMTPUTF8: tc.utf8, EightBitMIME: tc.eight})
 			if err != nil {
 				t.Fatal(err)
@@ -81,8 +83,8 @@ func TestInjectedFlags(t *testing.T) {
 		{"a@x.test", []string{"b@y.test", "anna@bücher.test"}, true},
 		{"", []string{"b@y.test"}, false},
 	} {
-		if got := injectedUTF8(tc.from, tc.rcpts); got != tc.want {
-			t.Errorf("injectedUTF8(%q, %q) = %v, want %v", tc.from, tc.rcpts, got, tc.want)
+		if got := intake.InjectedUTF8(tc.from, tc.rcpts); got != tc.want {
+			t.Errorf("InjectedUTF8(%q, %q) = %v, want %v", tc.from, tc.rcpts, got, tc.want)
 		}
 	}
 }

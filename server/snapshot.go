@@ -1,7 +1,9 @@
-// Package engine wires cuemta together: it turns a config path into an
+// Package server runs one cuemta process: it turns a config path into an
 // immutable Snapshot (validated config, compiled rules, loaded keys) and
-// runs the listeners, spool and delivery on the current snapshot.
-package engine
+// runs on the current snapshot the listeners (reception, then intake),
+// the spool, the delivery scheduler and the admin API, swapping in a new
+// snapshot whole on reload.
+package server
 
 import (
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/dkim"
+	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/rules"
 	"github.com/cuemta/cuemta/vet"
 )
@@ -19,11 +22,8 @@ import (
 // modified after Load returns, so it can be shared by every goroutine;
 // a reload builds a new one and swaps it in whole.
 type Snapshot struct {
-	Config *config.Config
-	Rules  *rules.Set
-	DKIM   dkim.Keys
-	// Generation numbers snapshots in the order they were loaded.
-	Generation uint64
+	// Policy is the config, rules and keys; intake takes mail in under it.
+	intake.Policy
 
 	policyOnce     sync.Once
 	deliveryPolicy *delivery.Policy
@@ -57,7 +57,7 @@ func compile(cfg *config.Config) (*Snapshot, error) {
 	if err := vet.CheckCertificates(cfg); err != nil {
 		return nil, err
 	}
-	return &Snapshot{Config: cfg, Rules: set, DKIM: keys}, nil
+	return &Snapshot{Policy: intake.Policy{Config: cfg, Rules: set, DKIM: keys}}, nil
 }
 
 // ErrorLines formats a load error one problem per line.

@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -42,7 +42,7 @@ dns: servers: ["127.0.0.1:1"]
 		t.Fatal(err)
 	}
 	logs := &lockedWriter{}
-	srv, err := NewServer(dir, snap, slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := New(dir, snap, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,14 @@
-package engine
+// Package intake is the step between reception and the spool, for mail
+// from SMTP and from the injection API alike: the message rules, the
+// header changes they ask for, the 7-bit form a signed message needs, the
+// DKIM signature, and the envelope the spool stores.
+//
+// Invariants: a message is taken in whole under one Policy, the one in
+// force when it arrived, so a reload applies from the next message on;
+// nothing is stored unless every step succeeded; every refusal is a
+// *reception.Reply the client sees (5xx from a rule, 4xx when a step
+// could not run), never a silent change of policy.
+package intake
 
 import (
 	"context"
@@ -6,41 +16,54 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/dkim"
+	"github.com/cuemta/cuemta/internal/maildomain"
 	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/rules"
 )
 
-// Spool is what reception needs of the queue.
+// Policy is what a message is taken in under: the parts of one loaded
+// configuration snapshot that intake reads. It is never modified.
+type Policy struct {
+	Config *config.Config
+	Rules  *rules.Set
+	DKIM   dkim.Keys
+	// Generation numbers snapshots in the order they were loaded; the
+	// envelope keeps the one its message was taken in under.
+	Generation uint64
+}
+
+// Spool is what intake needs of the queue.
 type Spool interface {
 	Enqueue(ctx context.Context, env *queue.Envelope, body []byte) (string, error)
 	// LowSpace reports that Enqueue refuses mail for lack of disk space.
 	LowSpace() bool
 }
 
-// acceptor is the reception.Sink of a server: message rules, header
-// changes, DKIM signing, then the durable enqueue. It reads the snapshot
-// in force when the message arrives, so a reload mid-session applies from
-// the next message on.
-type acceptor struct {
-	snapshot func() *Snapshot
-	spool    Spool
-	logger   *slog.Logger
-	// guard applies the tenant limits (reception.limits.tenant), which
+// Acceptor is the reception.Sink of an SMTP listener: Prepare, the tenant
+// limits, then the durable enqueue.
+type Acceptor struct {
+	// Policy is the policy in force; it is read once per message.
+	Policy func() *Policy
+	Spool  Spool
+	Logger *slog.Logger
+	// Guard applies the tenant limits (reception.limits.tenant), which
 	// only the message rules can key: nil applies none.
-	guard *reception.Guard
-	// accepted is called after each enqueue (logs, metrics, wakes delivery).
-	accepted func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string)
+	Guard *reception.Guard
+	// Accepted is called after each enqueue (logs, metrics, wakes delivery).
+	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched []string)
 }
 
-var _ reception.SpaceReporter = (*acceptor)(nil)
+var _ reception.SpaceReporter = (*Acceptor)(nil)
 
 // Accept implements reception.Sink. The returned error is a
 // *reception.Reply whenever the client must see a specific reply.
-func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
-	snap := a.snapshot()
-	env, body, matched, err := prepare(snap, &Message{
+func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
+	snap := a.Policy()
+	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
@@ -48,34 +71,34 @@ func (a *acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	if err != nil {
 		return "", err
 	}
-	if a.guard != nil {
+	if a.Guard != nil {
 		// The tenant is known only now, after the rules: the limit
 		// answers at the end of DATA with a 4xx, the message kept by
 		// the client.
-		if err := a.guard.AdmitTenant(snap.Config.Reception.Limits.Tenant, env.Tenant, len(env.Recipients)); err != nil {
-			a.logger.Info("message refused: tenant limit", "listener", sub.Listener, "client", sub.ClientIP,
+		if err := a.Guard.AdmitTenant(snap.Config.Reception.Limits.Tenant, env.Tenant, len(env.Recipients)); err != nil {
+			a.Logger.Info("message refused: tenant limit", "listener", sub.Listener, "client", sub.ClientIP,
 				"tenant", env.Tenant, "err", err)
 			return "", err
 		}
 	}
-	id, err := a.spool.Enqueue(ctx, env, body)
+	id, err := a.Spool.Enqueue(ctx, env, body)
 	if err != nil {
 		level := slog.LevelError
 		if errors.Is(err, queue.ErrLowSpace) {
 			level = slog.LevelWarn // the reserve doing its job, not a fault
 		}
-		a.logger.Log(ctx, level, "spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
-		return "", storageReply(err)
+		a.Logger.Log(ctx, level, "spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
+		return "", StorageReply(err)
 	}
-	if a.accepted != nil {
-		a.accepted(snap, id, env, len(body), matched)
+	if a.Accepted != nil {
+		a.Accepted(snap, id, env, len(body), matched)
 	}
 	return id, nil
 }
 
 // LowSpace implements reception.SpaceReporter: while the spool keeps its
 // reserve, MAIL FROM is answered 452 4.3.1 before any data is sent.
-func (a *acceptor) LowSpace() bool { return a.spool.LowSpace() }
+func (a *Acceptor) LowSpace() bool { return a.Spool.LowSpace() }
 
 // Message is a message offered for queueing, by SMTP or the HTTP API.
 type Message struct {
@@ -93,9 +116,9 @@ type Message struct {
 	EightBitMIME bool
 }
 
-// prepare runs the message rules and returns the envelope and body to
+// Prepare runs the message rules and returns the envelope and body to
 // spool and the rules that matched, or the reply that refuses the message.
-func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, error) {
+func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error) {
 	cfg := snap.Config
 	// Recipients are stored and routed with their domain in one form,
 	// lower-case A-labels (reception.NormalizeRecipient), the form of
@@ -122,7 +145,7 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 	body := rewriteHeader(m.Body, d.AddHeaders, d.RemoveHeaders)
 	keyName := d.DKIM
 	if keyName == "" && cfg.DKIM.BySenderDomain {
-		if k := snap.DKIM.ForDomain(domainOf(m.From)); k != nil {
+		if k := snap.DKIM.ForDomain(maildomain.Of(m.From)); k != nil {
 			keyName = k.Name
 		}
 	}
@@ -156,21 +179,14 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 	}, body, d.Matched, nil
 }
 
-// storageReply is the reply for a spool that could not store a message:
+// StorageReply is the reply for a spool that could not store a message:
 // never a 250, and a code that tells the client to try again.
-func storageReply(err error) *reception.Reply {
+func StorageReply(err error) *reception.Reply {
 	if queue.IsNoSpace(err) {
 		// RFC 3463 §3.4: X.3.1 mail system full.
 		return &reception.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later", Cause: err}
 	}
 	return &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local storage error, try again later", Cause: err}
-}
-
-func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return strings.ToLower(addr[i+1:])
-	}
-	return ""
 }
 
 // sevenBitForSigning converts a message with 8-bit body data to 7-bit
@@ -190,4 +206,19 @@ func sevenBitForSigning(body []byte, smtputf8 bool) []byte {
 		return converted
 	}
 	return body
+}
+
+// InjectedUTF8 is the SMTPUTF8 flag of injected mail, which declares
+// nothing: its addresses decide, as MAIL FROM's parameter would have
+// (RFC 6531 §3.4).
+func InjectedUTF8(from string, rcpts []string) bool {
+	if mime7bit.Has8bit([]byte(from)) {
+		return true
+	}
+	for _, r := range rcpts {
+		if mime7bit.Has8bit([]byte(r)) {
+			return true
+		}
+	}
+	return false
 }

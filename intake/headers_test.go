@@ -1,4 +1,4 @@
-package engine
+package intake
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ func TestStorageReply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := storageReply(tt.err)
+			r := StorageReply(tt.err)
 			if r.Code != tt.code || r.Enhanced != tt.enhanced || !errors.Is(r, tt.err) {
 				t.Errorf("got %d %s (cause %v), want %d %s", r.Code, r.Enhanced, r.Cause, tt.code, tt.enhanced)
 			}

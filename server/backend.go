@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/delivery"
+	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/internal/maildomain"
 	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
@@ -27,12 +29,12 @@ var _ admin.Backend = backend{}
 // as SMTP reception.
 func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) {
 	snap := b.s.Snapshot()
-	env, body, matched, err := prepare(snap, &Message{
+	env, body, matched, err := intake.Prepare(&snap.Policy, &intake.Message{
 		From: m.From, Recipients: m.Recipients, Body: m.Body, Listener: "http",
 		ClientIP: m.ClientIP, Tenant: m.Tenant, Campaign: m.Campaign,
 		// An injection declares nothing: its content decides, as MAIL FROM's
 		// parameters would have (RFC 6531 §3.4, RFC 6152 §2).
-		SMTPUTF8: injectedUTF8(m.From, m.Recipients), EightBitMIME: mime7bit.Has8bit(m.Body),
+		SMTPUTF8: intake.InjectedUTF8(m.From, m.Recipients), EightBitMIME: mime7bit.Has8bit(m.Body),
 	})
 	if err != nil {
 		var r *reception.Reply
@@ -43,9 +45,9 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	}
 	id, err := b.s.spool.Enqueue(ctx, env, body)
 	if err != nil {
-		return "", admin.Refusal(*storageReply(err))
+		return "", admin.Refusal(*intake.StorageReply(err))
 	}
-	b.s.accepted(snap, id, env, len(body), matched)
+	b.s.accepted(&snap.Policy, id, env, len(body), matched)
 	b.s.delivery.Wake()
 	return id, nil
 }
@@ -107,7 +109,7 @@ func (b backend) Queue(_ context.Context, groupBy string) ([]admin.QueueGroup, e
 // siteOf names the site of a recipient: the MX set it was last routed
 // to, or "domain:<domain>" before its first attempt.
 func (b backend) siteOf(addr string) string {
-	d := domainOf(addr)
+	d := maildomain.Of(addr)
 	if s := b.s.delivery.SiteOf(d); s != "" {
 		return s
 	}
@@ -169,7 +171,7 @@ func (b backend) heldBy(env queue.Envelope, scope, key string) bool {
 		if r.Status != queue.RcptPending {
 			continue
 		}
-		if scope == delivery.ScopeSite && (b.siteOf(r.Addr) == key || domainOf(r.Addr) == key) {
+		if scope == delivery.ScopeSite && (b.siteOf(r.Addr) == key || maildomain.Of(r.Addr) == key) {
 			return true
 		}
 		if scope == delivery.ScopeSource && strings.Contains(r.LastReply, "("+delivery.ScopeSource+" "+key+")") {
@@ -279,18 +281,4 @@ func busy(err error) error {
 		return admin.Refusal(smtpreply.New(451, "4.3.0", err.Error()))
 	}
 	return err
-}
-
-// injectedUTF8 reports a non-ASCII address in an injection's envelope:
-// the message then needs SMTPUTF8 (RFC 6531 §3.2).
-func injectedUTF8(from string, rcpts []string) bool {
-	if mime7bit.Has8bit([]byte(from)) {
-		return true
-	}
-	for _, r := range rcpts {
-		if mime7bit.Has8bit([]byte(r)) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -8,11 +8,12 @@ import (
 	"sync"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 )
 
-// listener is one configured SMTP listener. The engine owns the bound
+// listener is one configured SMTP listener. The server owns the bound
 // socket and hands each accepted connection to the reception server of
 // the current snapshot; a reload swaps that server without ever closing
 // the socket, so no connection is refused or reset by a reload, and
@@ -38,7 +39,7 @@ type served struct {
 	done chan struct{}
 }
 
-// connQueue is a net.Listener fed by the engine's accept loop.
+// connQueue is a net.Listener fed by the server's accept loop.
 type connQueue struct {
 	addr   net.Addr
 	ch     chan net.Conn
@@ -131,9 +132,9 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	}
 	pol.Guard, pol.Conns = s.guard, l.conns
 	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
-	acc := &acceptor{snapshot: func() *Snapshot { return snap }, spool: s.spool, logger: s.logger, guard: s.guard,
-		accepted: func(snap *Snapshot, id string, env *queue.Envelope, size int, matched []string) {
-			s.accepted(snap, id, env, size, matched)
+	acc := &intake.Acceptor{Policy: func() *intake.Policy { return &snap.Policy }, Spool: s.spool, Logger: s.logger, Guard: s.guard,
+		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
+			s.accepted(p, id, env, size, matched)
 			s.delivery.Wake()
 		}}
 	srv, err := reception.New(cfg, pol, acc, s.logger)

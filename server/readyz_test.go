@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -89,7 +89,7 @@ dns: servers: ["127.0.0.1:1"]
 	}
 	logs := &lockedWriter{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	srv, err := NewServer(dir, snap, logger)
+	srv, err := New(dir, snap, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
