@@ -180,11 +180,33 @@ func writeConfig(t testing.TB, src string) string {
 	return dir
 }
 
+// withField adds a top-level field to CUE source after its package clause
+// and imports, which must come first.
+func withField(src, field string) string {
+	lines := strings.SplitAfter(src, "\n")
+	at, inImports := 0, false
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		switch {
+		case inImports:
+			inImports = t != ")"
+		case t == "", strings.HasPrefix(t, "//"), strings.HasPrefix(t, "package "):
+		case t == "import (":
+			inImports = true
+		case strings.HasPrefix(t, "import "):
+		default:
+			return strings.Join(lines[:at], "") + field + "\n" + strings.Join(lines[at:], "")
+		}
+		at++
+	}
+	return src + "\n" + field + "\n"
+}
+
 // writeConfigIn writes (or rewrites) dir's config file, as writeConfig.
 func writeConfigIn(t testing.TB, dir, src string) {
 	t.Helper()
 	if os.Geteuid() == 0 && !privilegeFieldRE.MatchString(src) {
-		src = "allowRoot: true\n" + src
+		src = withField(src, "allowRoot: true")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cuemta.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -249,4 +271,17 @@ func (c *smtpClient) send(from string, rcpts []string, body string) (int, string
 func (c *smtpClient) close() {
 	c.tp.PrintfLine("QUIT")
 	c.conn.Close()
+}
+
+func TestWithField(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"a: 1\n", "f: 1\na: 1\n"},
+		{"import \"cuemta.dev/isp\"\n\nprofiles: isp.profiles\n", "import \"cuemta.dev/isp\"\n\nf: 1\nprofiles: isp.profiles\n"},
+		{"package x\nimport (\n\t\"a\"\n)\nb: 2\n", "package x\nimport (\n\t\"a\"\n)\nf: 1\nb: 2\n"},
+		{"// only a comment", "// only a comment\nf: 1\n"},
+	} {
+		if got := withField(c.in, "f: 1"); got != c.want {
+			t.Errorf("withField(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }
