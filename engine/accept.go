@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/rules"
@@ -99,10 +100,12 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 	for i, r := range m.Recipients {
 		recipients[i] = reception.NormalizeRecipient(r)
 	}
-	header, _ := splitHeader(m.Body)
+	// A header section that cannot be read gives the fields before the
+	// problem: the rules see those, and the message is stored as it came.
+	msg, _ := msgheader.Parse(m.Body)
 	in := &rules.MessageInput{
 		Sender: m.From, Recipients: recipients,
-		Headers:  rules.HeadersFromMIME(parseHeader(header)),
+		Headers:  rules.HeadersFromMIME(msg.Header.Map()),
 		Size:     int64(len(m.Body)),
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: m.Tenant, Campaign: m.Campaign,
@@ -113,7 +116,14 @@ func prepare(snap *Snapshot, m *Message) (*queue.Envelope, []byte, []string, err
 		return nil, nil, d.Matched, &reception.Reply{Code: d.Reject.Code, Enhanced: d.Reject.Enhanced, Text: d.Reject.Text,
 			Cause: errors.New("rejected by rule " + strings.Join(d.Matched, ","))}
 	}
-	body := rewriteHeader(m.Body, d.AddHeaders, d.RemoveHeaders)
+	body := m.Body
+	if len(d.AddHeaders) > 0 || len(d.RemoveHeaders) > 0 {
+		if err := rewriteHeader(msg, d.AddHeaders, d.RemoveHeaders); err != nil {
+			// RFC 5321 §4.2.3 451 local error in processing; RFC 3463 X.3.0.
+			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local error in processing, try again later", Cause: err}
+		}
+		body = msg.Bytes()
+	}
 	keyName := d.DKIM
 	if keyName == "" && cfg.DKIM.BySenderDomain {
 		if k := snap.DKIM.ForDomain(domainOf(m.From)); k != nil {
