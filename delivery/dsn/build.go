@@ -2,12 +2,13 @@ package dsn
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"mime/quotedprintable"
 	"strings"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // dateFormat is the RFC 5322 §3.3 date-time, also used by RFC 3464's
@@ -22,9 +23,7 @@ func Build(p Params) ([]byte, error) {
 	}
 	msgID := strings.Trim(p.MessageID, "<>")
 	if msgID == "" {
-		var b [12]byte
-		rand.Read(b[:])
-		msgID = hex.EncodeToString(b[:]) + "@" + p.ReportingMTA
+		msgID = strings.Trim(msgheader.MessageID(p.ReportingMTA), "<>")
 	}
 	human := humanPart(p)
 	status, global := statusPart(p)
@@ -206,17 +205,18 @@ func statusPart(p Params) (body []byte, global bool) {
 	return b.Bytes(), global
 }
 
-// headerSection returns the header section of msg (up to the first empty
-// line) with CRLF line endings (RFC 6522 §4, text/rfc822-headers).
+// headerSection returns the header section of msg (RFC 5322 §2.1: up to
+// the empty line or the first line that is not a field), its fields as
+// they were, with CRLF line endings (RFC 6522 §4, text/rfc822-headers).
 func headerSection(msg []byte) []byte {
-	msg = crlf(msg)
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		msg = msg[:i+2]
+	// A stored message has CRLF line endings already: the body, which
+	// may be large, is then not copied.
+	if bytes.Count(msg, []byte("\r")) != bytes.Count(msg, []byte("\r\n")) ||
+		bytes.Count(msg, []byte("\n")) != bytes.Count(msg, []byte("\r\n")) {
+		msg = crlf(msg)
 	}
-	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
-		msg = append(msg, '\r', '\n')
-	}
-	return msg
+	h, _ := msgheader.ParseHeader(msg) // the fields before any problem
+	return h.Bytes()
 }
 
 // crlf turns any mix of CRLF, LF and CR line endings into CRLF.
