@@ -488,6 +488,11 @@ func TestNormalizeMessage(t *testing.T) {
 			t.Errorf("normalizeMessage(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}
 	}
+	for _, in := range []string{"just text", "Subject: a\nnot a field\n\nb", " continued\nSubject: a\n\nb", "X Y: 1\n\nb"} {
+		if _, _, err := normalizeMessage(in); err == nil || !strings.Contains(err.Error(), "not an RFC 5322 message") {
+			t.Errorf("normalizeMessage(%q) = %v, want a refusal", in, err)
+		}
+	}
 }
 
 func TestTextEncoding(t *testing.T) {

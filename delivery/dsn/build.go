@@ -129,7 +129,7 @@ func humanPart(p Params) text {
 	if isASCII(body) {
 		return text{
 			headers: "Content-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n",
-			body:    crlf(body),
+			body:    msgheader.CRLF(body),
 		}
 	}
 	var q bytes.Buffer
@@ -138,7 +138,7 @@ func humanPart(p Params) text {
 	w.Close()
 	return text{
 		headers: "Content-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
-		body:    crlf(q.Bytes()),
+		body:    msgheader.CRLF(q.Bytes()),
 	}
 }
 
@@ -209,34 +209,10 @@ func statusPart(p Params) (body []byte, global bool) {
 // the empty line or the first line that is not a field), its fields as
 // they were, with CRLF line endings (RFC 6522 §4, text/rfc822-headers).
 func headerSection(msg []byte) []byte {
-	// A stored message has CRLF line endings already: the body, which
+	// A stored message has CRLF line endings already: its body, which
 	// may be large, is then not copied.
-	if bytes.Count(msg, []byte("\r")) != bytes.Count(msg, []byte("\r\n")) ||
-		bytes.Count(msg, []byte("\n")) != bytes.Count(msg, []byte("\r\n")) {
-		msg = crlf(msg)
-	}
-	h, _ := msgheader.ParseHeader(msg) // the fields before any problem
+	h, _ := msgheader.ParseHeader(msgheader.CRLF(msg)) // the fields before any problem
 	return h.Bytes()
-}
-
-// crlf turns any mix of CRLF, LF and CR line endings into CRLF.
-func crlf(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-			out.WriteString("\r\n")
-		case '\n':
-			out.WriteString("\r\n")
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.Bytes()
 }
 
 // wrap breaks human text at spaces before 76 columns, indenting the

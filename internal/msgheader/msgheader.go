@@ -7,7 +7,7 @@
 // as it was read.
 //
 // Invariants, for a message with CRLF line endings (every stored message
-// has them; callers with other input convert first):
+// has them; callers with other input convert first, with CRLF):
 //   - Field order, and the raw bytes of every field not deleted (its name's
 //     spelling, its spacing and its folding), are kept byte for byte.
 //   - The body is never parsed and is copied once, when the message is
@@ -454,6 +454,31 @@ func (m *Message) sep() bool {
 	}
 	line, _, _ := bytes.Cut(m.Body, []byte("\r\n"))
 	return len(line) > 0 && (line[0] == ' ' || line[0] == '\t' || isField(line))
+}
+
+// CRLF returns b with every line ending, CRLF, LF or a lone CR, made
+// CRLF (RFC 5322 §2.3). b itself is returned when it has no bare CR or
+// LF, so a stored message is not copied.
+func CRLF(b []byte) []byte {
+	n := bytes.Count(b, []byte("\r\n"))
+	if bytes.Count(b, []byte("\r")) == n && bytes.Count(b, []byte("\n")) == n {
+		return b
+	}
+	out := make([]byte, 0, len(b)+len(b)/32)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+			out = append(out, '\r', '\n')
+		case '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

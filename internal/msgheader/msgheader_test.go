@@ -273,3 +273,22 @@ func TestMessageID(t *testing.T) {
 		t.Errorf("MessageID(\"\") = %q", id)
 	}
 }
+
+func TestCRLF(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"a\r\nb\r\n":            "a\r\nb\r\n",
+		"a\nb\n":                "a\r\nb\r\n",
+		"a\rb\r":                "a\r\nb\r\n",
+		"a\r\r\nb\n\r\nc\r\n\r": "a\r\n\r\nb\r\n\r\nc\r\n\r\n",
+		"no line break at all":  "no line break at all",
+	} {
+		if got := string(CRLF([]byte(in))); got != want {
+			t.Errorf("CRLF(%q) = %q, want %q", in, got, want)
+		}
+	}
+	clean := []byte("A: 1\r\n\r\nbody\r\n")
+	if got := CRLF(clean); &got[0] != &clean[0] {
+		t.Error("CRLF copied a message that has CRLF line endings only")
+	}
+}
