@@ -135,7 +135,7 @@ func (s *Server) prepareInject(req *injectRequest) (*injectPlan, []string) {
 		}
 		return plan, nil
 	}
-	b, problems := build(obj, req.EnvelopeSender)
+	b, problems := build(obj, req.EnvelopeSender, s.opts.boundary)
 	if len(problems) > 0 {
 		return nil, problems
 	}

@@ -511,19 +511,6 @@ func TestTextEncoding(t *testing.T) {
 	}
 }
 
-func TestWriteHeaderFolds(t *testing.T) {
-	var buf bytes.Buffer
-	writeHeader(&buf, "Subject", strings.Repeat("word ", 40))
-	for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\r\n"), "\r\n") {
-		if len(line) > 78 {
-			t.Errorf("line of %d characters: %q", len(line), line)
-		}
-	}
-	if unfolded := strings.ReplaceAll(buf.String(), "\r\n ", " "); unfolded != "Subject: "+strings.Repeat("word ", 40)+"\r\n" {
-		t.Errorf("unfolds to %q", unfolded)
-	}
-}
-
 func TestActionLogEvent(t *testing.T) {
 	ev := ActionEvent{Time: testNow, Action: ActionSuspend, Actor: "cli:root", ClientIP: "127.0.0.1",
 		Scope: "site", Key: "outlook", Until: testNow.Add(time.Hour), Reason: "blocked"}.LogEvent()

@@ -57,6 +57,7 @@ type options struct {
 	onAction       func(ActionEvent)
 	now            func() time.Time
 	messageID      func() string
+	boundary       func() string // MIME boundaries of built content; nil: random
 	hostname       string
 	maxInjectBytes int64
 	maxBodyBytes   int64
@@ -76,6 +77,10 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // angle brackets) for injected messages (default: msgheader.MessageID of
 // the hostname).
 func WithMessageIDs(next func() string) Option { return func(o *options) { o.messageID = next } }
+
+// withBoundaries sets the generator of the MIME boundaries of built
+// content, for tests that compare whole messages.
+func withBoundaries(next func() string) Option { return func(o *options) { o.boundary = next } }
 
 // WithHostname sets the domain of generated Message-IDs (default: the
 // host's name). Pass the config's hostname.

@@ -334,7 +334,7 @@ func Format(name, value string) ([]byte, error) {
 		// go-message writes the canonical spelling ("Message-Id"), of
 		// the same length: keep the caller's.
 		copy(raw, name)
-		return raw, nil
+		return refold(raw), nil
 	}
 	// A long name: go-message's fold of the first line after it can
 	// index out of range, so the value starts on a continuation line,
@@ -343,7 +343,54 @@ func Format(name, value string) ([]byte, error) {
 	if value == "" {
 		return []byte(name + ": \r\n"), nil
 	}
-	return append([]byte(name+":\r\n "), raw[len(key)+2:]...), nil
+	return refold(append([]byte(name+":\r\n "), raw[len(key)+2:]...)), nil
+}
+
+// refold breaks the lines of a formatted field that are longer than 76
+// octets at white space, before it: go-message keeps such a line when its
+// first white space comes after 76 (two RFC 2047 words of 75 characters
+// make one line of 150), and RFC 2047 §2 limits a line with encoded words
+// to 76. A line with no white space to break at stays as go-message made
+// it (at most 998 octets).
+func refold(raw []byte) []byte {
+	const limit = 76
+	var out []byte
+	first := true
+	for line := range bytes.Lines(raw) {
+		line = bytes.TrimSuffix(line, []byte("\r\n"))
+		// Never break at the white space a continuation line starts
+		// with, nor at the one after "Name:".
+		from := 1
+		if first {
+			from = bytes.IndexByte(line, ':') + 2
+			first = false
+		}
+		for len(line) > limit {
+			// The last white space that leaves a line within limit, else
+			// the first one after it.
+			cut := -1
+			if from <= limit {
+				if i := bytes.LastIndexAny(line[from:limit+1], " \t"); i >= 0 {
+					cut = from + i
+				}
+			}
+			if cut < 0 {
+				start := max(from, limit)
+				next := -1
+				if start < len(line) {
+					next = bytes.IndexAny(line[start:], " \t")
+				}
+				if next < 0 {
+					break
+				}
+				cut = start + next
+			}
+			out = append(append(out, line[:cut]...), '\r', '\n')
+			line, from = line[cut:], 1
+		}
+		out = append(append(out, line...), '\r', '\n')
+	}
+	return out
 }
 
 // maxFoldName is the longest name after which go-message folds the first
