@@ -127,9 +127,10 @@ func FuzzRewriteHeader(f *testing.F) {
 }
 
 // fieldName reports whether n is an RFC 5322 §3.6.8 field-name: printable
-// US-ASCII except ':'.
+// US-ASCII except ':', of at most 996 octets (the schema's addHeaders
+// names, which must leave "Name: " room on a line, §2.1.1).
 func fieldName(n string) bool {
-	if n == "" {
+	if n == "" || len(n) > 996 {
 		return false
 	}
 	for i := 0; i < len(n); i++ {
