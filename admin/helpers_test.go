@@ -39,7 +39,7 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 func newHarnessCfg(t *testing.T, cfg config.Admin, opts ...Option) *harness {
 	t.Helper()
 	h := &harness{t: t, fake: newFake(), token: cfg.Token}
-	n := 0
+	n, b := 0, 0
 	var idMu sync.Mutex
 	base := []Option{
 		WithClock(func() time.Time { return testNow }),
@@ -48,6 +48,12 @@ func newHarnessCfg(t *testing.T, cfg config.Admin, opts ...Option) *harness {
 			defer idMu.Unlock()
 			n++
 			return fmt.Sprintf("<test.%d@mta.example>", n)
+		}),
+		withBoundaries(func() string {
+			idMu.Lock()
+			defer idMu.Unlock()
+			b++
+			return fmt.Sprintf("=_test_boundary_%d", b)
 		}),
 		OnAction(func(e ActionEvent) {
 			h.mu.Lock()

@@ -3,16 +3,14 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // injectWorkers enqueue the messages of one request in parallel, so that
@@ -112,33 +110,32 @@ func (s *Server) prepareInject(req *injectRequest) (*injectPlan, []string) {
 		return nil, []string{err.Error()}
 	}
 	if text != nil {
-		body, hdr, err := normalizeMessage(*text)
+		body, m, err := normalizeMessage(*text)
 		if err != nil {
 			return nil, []string{err.Error()}
 		}
 		plan := &injectPlan{perMessage: maxRecipientsPerMessage, body: func(int) []byte { return body }}
-		needDate, needID := hdr.Get("Date") == "", hdr.Get("Message-Id") == ""
+		needDate, needID := !m.Header.Has("Date"), !m.Header.Has("Message-ID")
 		if !needDate && !needID {
 			return plan, nil
 		}
 		// RFC 5322 §3.6: Date is required and Message-ID should be there;
 		// as a submission server would (RFC 6409 §8.2, §8.3), add what the
-		// content lacks, a fresh Message-ID for each stored message.
+		// content lacks at the top, a fresh Message-ID for each stored
+		// message. The values are well-formed: Add cannot refuse them.
 		plan.body = func(int) []byte {
-			var b bytes.Buffer
-			b.Grow(len(body) + 128)
-			if needDate {
-				writeHeader(&b, "Date", s.opts.now().Format(time.RFC1123Z)) // RFC 5322 §3.6.1
-			}
+			one := msgheader.Message{Header: m.Header.Clone(), Body: m.Body, Sep: m.Sep}
 			if needID {
-				writeHeader(&b, "Message-ID", s.opts.messageID()) // RFC 5322 §3.6.4
+				one.Header.Add("Message-ID", s.opts.messageID()) // RFC 5322 §3.6.4
 			}
-			b.Write(body)
-			return b.Bytes()
+			if needDate {
+				one.Header.Add("Date", s.opts.now().Format(time.RFC1123Z)) // RFC 5322 §3.6.1
+			}
+			return one.Bytes()
 		}
 		return plan, nil
 	}
-	b, problems := build(obj, req.EnvelopeSender)
+	b, problems := build(obj, req.EnvelopeSender, s.opts.boundary)
 	if len(problems) > 0 {
 		return nil, problems
 	}
@@ -150,17 +147,23 @@ func (s *Server) prepareInject(req *injectRequest) (*injectPlan, []string) {
 
 // normalizeMessage checks that a content string is an RFC 5322 message
 // (a header section, then a body) and gives it CRLF line endings, as SMTP
-// reception would require.
-func normalizeMessage(text string) ([]byte, mail.Header, error) {
-	body := crlf(text)
-	if !strings.HasSuffix(body, "\r\n") {
-		body += "\r\n"
+// reception would require. It returns the message and its parts, the
+// body shared with it.
+func normalizeMessage(text string) ([]byte, *msgheader.Message, error) {
+	body := msgheader.CRLF([]byte(text))
+	if !bytes.HasSuffix(body, []byte("\r\n")) {
+		body = append(body, '\r', '\n')
 	}
-	m, err := mail.ReadMessage(strings.NewReader(body))
+	m, err := msgheader.Parse(body)
+	if err == nil && !m.Sep && len(m.Body) > 0 {
+		// RFC 5322 §2.1: the body follows an empty line.
+		line, _, _ := bytes.Cut(m.Body, []byte("\r\n"))
+		err = fmt.Errorf("line %q is neither a header field nor the empty line before the body", line)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("content is not an RFC 5322 message (headers, a blank line, then the body): %v", err)
 	}
-	return []byte(body), m.Header, nil
+	return body, m, nil
 }
 
 // ignoredFeatures lists the KumoMTA features in the request that cuemta
@@ -242,15 +245,4 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 		}
 	}
 	return resp, storageFailed
-}
-
-// randomMessageID returns a generator of Message-ID values
-// <time.random@host>.
-func randomMessageID(host string) func() string {
-	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
-	return func() string {
-		var b [10]byte
-		rand.Read(b[:])
-		return "<" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "." + strings.ToLower(enc.EncodeToString(b[:])) + "@" + host + ">"
-	}
 }

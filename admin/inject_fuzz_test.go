@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // FuzzInjectRequest decodes an arbitrary /api/inject/v1 body as the
@@ -86,6 +88,7 @@ func FuzzInjectRequest(f *testing.F) {
 				}
 				// message() ends the message with CRLF when the last part
 				// does not: a lone text part may gain one.
+				crlf := func(s string) string { return string(msgheader.CRLF([]byte(s))) }
 				if want := crlf(obj.TextBody); crlf(got) != want && crlf(got) != want+"\r\n" {
 					t.Fatalf("text/plain part decodes to %q, want %q", got, obj.TextBody)
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Size limits of request bodies.
@@ -56,6 +57,7 @@ type options struct {
 	onAction       func(ActionEvent)
 	now            func() time.Time
 	messageID      func() string
+	boundary       func() string // MIME boundaries of built content; nil: random
 	hostname       string
 	maxInjectBytes int64
 	maxBodyBytes   int64
@@ -72,8 +74,13 @@ func OnAction(fn func(ActionEvent)) Option { return func(o *options) { o.onActio
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithMessageIDs sets the generator of Message-ID header values (with the
-// angle brackets) for messages built from a content object.
+// angle brackets) for injected messages (default: msgheader.MessageID of
+// the hostname).
 func WithMessageIDs(next func() string) Option { return func(o *options) { o.messageID = next } }
+
+// withBoundaries sets the generator of the MIME boundaries of built
+// content, for tests that compare whole messages.
+func withBoundaries(next func() string) Option { return func(o *options) { o.boundary = next } }
 
 // WithHostname sets the domain of generated Message-IDs (default: the
 // host's name). Pass the config's hostname.
@@ -112,7 +119,8 @@ func New(cfg config.Admin, backend Backend, registry *prometheus.Registry, logge
 		}
 	}
 	if o.messageID == nil {
-		o.messageID = randomMessageID(o.hostname)
+		host := o.hostname
+		o.messageID = func() string { return msgheader.MessageID(host) }
 	}
 	s := &Server{cfg: cfg, backend: backend, log: logger.With("component", "admin"), opts: o}
 	if cfg.Token != "" {

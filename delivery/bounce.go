@@ -38,10 +38,8 @@ func (att *attempt) bounce(failures []failure) error {
 			reason = "The message could not be delivered before it expired."
 		}
 	}
-	var headers []byte
-	if b, err := att.body(); err == nil {
-		headers, _ = splitHeaderBlock(b)
-	}
+	// The whole message: dsn returns its header section only.
+	original, _ := att.body()
 	msg, err := dsn.Build(dsn.Params{
 		ReportingMTA: cfg.Hostname,
 		From:         "MAILER-DAEMON@" + cfg.Hostname,
@@ -53,7 +51,7 @@ func (att *attempt) bounce(failures []failure) error {
 		Arrival:         att.env.Received,
 		Now:             now,
 		Recipients:      rcpts,
-		OriginalHeaders: headers,
+		OriginalHeaders: original,
 		Reason:          reason,
 	})
 	if err != nil {
@@ -81,15 +79,4 @@ func (att *attempt) bounce(failures []failure) error {
 	e.opts.Logger.Info("bounce queued", "id", att.env.ID, "dsn", id, "to", att.env.From, "failed", len(failures))
 	e.Wake()
 	return nil
-}
-
-// splitHeaderBlock returns the header of a message (without the blank
-// line) and its body.
-func splitHeaderBlock(msg []byte) (header, body []byte) {
-	for i := 0; i+3 < len(msg); i++ {
-		if msg[i] == '\r' && msg[i+1] == '\n' && msg[i+2] == '\r' && msg[i+3] == '\n' {
-			return msg[:i+2], msg[i+4:]
-		}
-	}
-	return msg, nil
 }

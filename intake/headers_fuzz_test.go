@@ -5,18 +5,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/rules"
 )
 
 // FuzzRewriteHeader applies a rule's addHeaders/removeHeaders to a message.
 // The names and values come from configuration (schema: addHeaders?:
 // [string]: string), so they are fuzzed too. Invariants, for a message with
-// CRLF line endings and a header/body separator (as reception stores it):
-//   - the body after the first empty line is unchanged, byte for byte;
-//   - the header block still ends with the one empty line that separates it
-//     from that body, and is made of complete CRLF lines;
-//   - the output starts with exactly one line per added field, each
-//     "Name: value" with a field name of printable ASCII without ':';
+// CRLF line endings (as reception stores it):
+//   - what follows the header section (RFC 5322 §2.1: from the empty line,
+//     or from the first line that is neither a field nor a continuation)
+//     is unchanged, byte for byte;
+//   - the header section is made of complete CRLF lines;
+//   - the output starts with the added fields, each "Name: value" once
+//     unfolded (folding inserts CRLF before white space only, RFC 5322
+//     §2.2.3), with a field name of printable ASCII without ':', in lines
+//     of at most 998 octets;
 //   - no field named in remove is left among the original fields;
 //   - the original fields not removed keep their order and bytes.
 func FuzzRewriteHeader(f *testing.F) {
@@ -49,32 +53,55 @@ func FuzzRewriteHeader(f *testing.F) {
 		if remove != "" {
 			rm = strings.Split(remove, ",")
 		}
-		out := rewriteHeader(full, add, rm)
-
-		i := bytes.Index(out, []byte("\r\n\r\n"))
-		if i < 0 {
-			t.Fatalf("header block lost its terminating empty line: %q", out)
+		m, err := msgheader.Parse(full)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", full, err)
 		}
-		hdr := out[:i+2]
-		if got := out[i+4:]; !bytes.Equal(got, []byte(body)) {
-			t.Fatalf("body changed:\n got %q\nwant %q\n(out %q)", got, body, out)
+		if err := rewriteHeader(m, add, rm); err != nil {
+			t.Fatalf("rewriteHeader: %v", err)
+		}
+		out := m.Bytes()
+
+		origEnd, _ := msgheader.End(full)
+		end, _ := msgheader.End(out)
+		hdr := out[:end]
+		if got, want := out[end:], full[origEnd:]; !bytes.Equal(got, want) {
+			t.Fatalf("body changed:\n got %q\nwant %q\n(out %q)", got, want, out)
+		}
+		if len(hdr) > 0 && !bytes.HasSuffix(hdr, []byte("\r\n")) {
+			t.Fatalf("header section %q does not end in CRLF", hdr)
 		}
 		lines := strings.SplitAfter(string(hdr), "\r\n")
 		lines = lines[:len(lines)-1] // after the last CRLF
-		if len(lines) < len(add) {
-			t.Fatalf("%d header lines for %d added fields: %q", len(lines), len(add), out)
-		}
-		for k, h := range add {
-			want := h.Name + ": " + sanitizeHeaderValue(h.Value) + "\r\n"
-			if lines[k] != want {
-				t.Fatalf("added field line %d = %q, want %q", k, lines[k], want)
-			}
+		for _, h := range add {
 			if !fieldName(h.Name) {
 				t.Fatalf("added a field with the invalid name %q, giving header %q", h.Name, hdr)
 			}
+			// One field: its first line, then its continuations.
+			if len(lines) == 0 {
+				t.Fatalf("added field %s missing: %q", h.Name, out)
+			}
+			field := lines[0]
+			lines = lines[1:]
+			for len(lines) > 0 && (lines[0][0] == ' ' || lines[0][0] == '\t') {
+				field += lines[0]
+				lines = lines[1:]
+			}
+			want := h.Name + ": " + sanitizeHeaderValue(h.Value) + "\r\n"
+			if unfolded := strings.ReplaceAll(field[:len(field)-2], "\r\n", "") + "\r\n"; unfolded != want {
+				// A word longer than a line is split with an added space.
+				if strings.ReplaceAll(unfolded, " ", "") != strings.ReplaceAll(want, " ", "") {
+					t.Fatalf("added field %q unfolds to %q, want %q", field, unfolded, want)
+				}
+			}
+			for _, l := range strings.SplitAfter(field, "\r\n") {
+				if len(l) > 1000 {
+					t.Fatalf("line of %d octets in added field %q", len(l)-2, field)
+				}
+			}
 		}
 		var kept []string
-		for _, l := range lines[len(add):] {
+		for _, l := range lines {
 			if l[0] != ' ' && l[0] != '\t' {
 				n, _, _ := strings.Cut(l, ":")
 				for _, r := range rm {
@@ -86,7 +113,7 @@ func FuzzRewriteHeader(f *testing.F) {
 			kept = append(kept, l)
 		}
 		// What is kept is the original lines, in order, minus removed ones.
-		orig := strings.SplitAfter(header, "\r\n")
+		orig := strings.SplitAfter(string(full[:origEnd]), "\r\n")
 		j := 0
 		for _, l := range orig {
 			if j < len(kept) && l == kept[j] {
@@ -100,9 +127,10 @@ func FuzzRewriteHeader(f *testing.F) {
 }
 
 // fieldName reports whether n is an RFC 5322 §3.6.8 field-name: printable
-// US-ASCII except ':'.
+// US-ASCII except ':', of at most 996 octets (the schema's addHeaders
+// names, which must leave "Name: " room on a line, §2.1.1).
 func fieldName(n string) bool {
-	if n == "" {
+	if n == "" || len(n) > 996 {
 		return false
 	}
 	for i := 0; i < len(n); i++ {

@@ -20,6 +20,7 @@ import (
 	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/internal/maildomain"
 	"github.com/cuemta/cuemta/internal/mime7bit"
+	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/rules"
@@ -128,10 +129,12 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 	for i, r := range m.Recipients {
 		recipients[i] = reception.NormalizeRecipient(r)
 	}
-	header, _ := splitHeader(m.Body)
+	// A header section that cannot be read gives the fields before the
+	// problem: the rules see those, and the message is stored as it came.
+	msg, _ := msgheader.Parse(m.Body)
 	in := &rules.MessageInput{
 		Sender: m.From, Recipients: recipients,
-		Headers:  rules.HeadersFromMIME(parseHeader(header)),
+		Headers:  rules.HeadersFromMIME(msg.Header.Map()),
 		Size:     int64(len(m.Body)),
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: m.Tenant, Campaign: m.Campaign,
@@ -142,7 +145,14 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		return nil, nil, d.Matched, &reception.Reply{Code: d.Reject.Code, Enhanced: d.Reject.Enhanced, Text: d.Reject.Text,
 			Cause: errors.New("rejected by rule " + strings.Join(d.Matched, ","))}
 	}
-	body := rewriteHeader(m.Body, d.AddHeaders, d.RemoveHeaders)
+	body := m.Body
+	if len(d.AddHeaders) > 0 || len(d.RemoveHeaders) > 0 {
+		if err := rewriteHeader(msg, d.AddHeaders, d.RemoveHeaders); err != nil {
+			// RFC 5321 §4.2.3 451 local error in processing; RFC 3463 X.3.0.
+			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local error in processing, try again later", Cause: err}
+		}
+		body = msg.Bytes()
+	}
 	keyName := d.DKIM
 	if keyName == "" && cfg.DKIM.BySenderDomain {
 		if k := snap.DKIM.ForDomain(maildomain.Of(m.From)); k != nil {

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // traceInfo is what the Received header records about one transaction.
@@ -92,105 +94,16 @@ func heloForHeader(h string) string {
 	}, h)
 }
 
-// headerEnd returns the offset where the header section ends (RFC 5322
-// §2.1): the start of the empty line, of the first line that is neither a
-// field nor a continuation, or len(msg). sep reports whether an empty line
-// is there, separating the header from the body.
-func headerEnd(msg []byte) (end int, sep bool) {
-	end, sep, _ = headerEndLimit(msg, len(msg))
-	return end, sep
-}
-
-// headerEndWithin is headerEnd for a header section of at most limit
-// octets; ok is false for a longer one, found without reading past it.
+// headerEndWithin is msgheader.EndWithin, for data.go's size check.
 func headerEndWithin(msg []byte, limit int) (end int, ok bool) {
-	end, _, ok = headerEndLimit(msg, limit)
-	return end, ok
+	return msgheader.EndWithin(msg, limit)
 }
 
-func headerEndLimit(msg []byte, limit int) (end int, sep, ok bool) {
-	for pos := 0; pos < len(msg); {
-		if pos > limit {
-			return pos, false, false
-		}
-		n := bytes.Index(msg[pos:], []byte("\r\n"))
-		if n < 0 {
-			n = len(msg) - pos
-		}
-		line := msg[pos : pos+n]
-		switch {
-		case len(line) == 0:
-			return pos, true, pos <= limit
-		case line[0] == ' ' || line[0] == '\t':
-			if pos == 0 {
-				return 0, false, true // a continuation of nothing
-			}
-		case !isField(line):
-			return pos, false, pos <= limit
-		}
-		pos += n + 2
-	}
-	return len(msg), false, len(msg) <= limit
-}
-
-// isField reports whether line starts a header field: a field-name of
-// printable ASCII but ':' (RFC 5322 §3.6.8), then ':' after optional WSP
-// (the obsolete syntax of RFC 5322 §4.5).
-func isField(line []byte) bool {
-	i := 0
-	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	rest := bytes.TrimLeft(line[i:], " \t")
-	return len(rest) > 0 && rest[0] == ':'
-}
-
-// countFields counts the fields called name in the header section hdr,
-// stopping at max.
+// countFields counts the fields called name (case-insensitive, RFC 5322
+// §1.2.2) in the header section hdr, up to max.
 func countFields(hdr []byte, name string, max int) int {
-	n := 0
-	for len(hdr) > 0 && n < max {
-		line := hdr
-		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
-			line, hdr = hdr[:i], hdr[i+2:]
-		} else {
-			hdr = nil
-		}
-		if isNamed(line, name) {
-			n++
-		}
-	}
-	return n
-}
-
-// isNamed reports whether line starts the field name (case-insensitive,
-// RFC 5322 §1.2.2), optional WSP and ':' following (RFC 5322 §4.5).
-func isNamed(line []byte, name string) bool {
-	if len(line) < len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
-		return false
-	}
-	rest := bytes.TrimLeft(line[len(name):], " \t")
-	return len(rest) > 0 && rest[0] == ':'
-}
-
-// hasField reports whether the header section hdr has a field called name
-// (case-insensitive, RFC 5322 §1.2.2).
-func hasField(hdr []byte, name string) bool {
-	for len(hdr) > 0 {
-		line := hdr
-		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
-			line, hdr = hdr[:i], hdr[i+2:]
-		} else {
-			hdr = nil
-		}
-		if isNamed(line, name) {
-			return true
-		}
-	}
-	return false
+	h, _ := msgheader.ParseHeader(hdr) // what can be read counts
+	return min(h.Count(name), max)
 }
 
 // buildMessage returns the message to store: the Received header, the
@@ -226,12 +139,16 @@ func placeMessage(buf []byte, front, n int, received string, extra []string) []b
 		n += 2
 		msg = buf[front : front+n]
 	}
-	end, sep := headerEnd(msg)
+	end, sep := msgheader.End(msg)
 	k := 0
 	for _, e := range extra {
 		k += len(e)
 	}
-	crlf := len(extra) > 0 && !sep && end < n
+	// A body without the empty line that separates it from the header
+	// gets one when fields are added after the header, or when its first
+	// line is a continuation (no header at all): otherwise that line
+	// would be read as part of the field placed before it.
+	crlf := !sep && end < n && (len(extra) > 0 || msg[0] == ' ' || msg[0] == '\t')
 	if crlf {
 		k += 2
 	}
@@ -253,13 +170,12 @@ func placeMessage(buf []byte, front, n int, received string, extra []string) []b
 // submissionFields returns the Message-ID and Date fields a submission
 // listener adds when the client left them out (RFC 6409 §8.2, §8.3).
 func submissionFields(msg []byte, hostname string, now time.Time) []string {
-	end, _ := headerEnd(msg)
-	hdr := msg[:end]
+	h, _ := msgheader.ParseHeader(msg)
 	var extra []string
-	if !hasField(hdr, "Message-ID") {
-		extra = append(extra, "Message-ID: <"+newID(16)+"@"+hostname+">\r\n") // RFC 5322 §3.6.4
+	if !h.Has("Message-ID") {
+		extra = append(extra, "Message-ID: "+msgheader.MessageID(hostname)+"\r\n") // RFC 5322 §3.6.4
 	}
-	if !hasField(hdr, "Date") {
+	if !h.Has("Date") {
 		extra = append(extra, "Date: "+now.Format(time.RFC1123Z)+"\r\n") // RFC 5322 §3.6.1
 	}
 	return extra
@@ -274,7 +190,7 @@ func submissionFieldsMax(hostname string, now time.Time) []string {
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // newID returns n random bytes as lower-case base32: unique, and safe in a
-// Received id, a Message-ID left side and a log line.
+// Received id and a log line.
 func newID(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)

@@ -2,6 +2,7 @@ package reception
 
 import (
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func TestBuildMessage(t *testing.T) {
 		{"body without separator", "not a header\r\n", extra, rcv + "Message-ID: <id@h>\r\n\r\nnot a header\r\n"},
 		{"no final CRLF", "A: 1\r\n\r\nb", nil, rcv + "A: 1\r\n\r\nb\r\n"},
 		{"empty", "", extra, rcv + "Message-ID: <id@h>\r\n"},
+		// A first line that is a continuation would continue Received:
+		// the message has no header section, and its lines stay apart.
+		{"leading continuation", " not ours\r\nSubject: x\r\n\r\nb\r\n", nil, rcv + "\r\n not ours\r\nSubject: x\r\n\r\nb\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +69,9 @@ func TestSubmissionFields(t *testing.T) {
 	if len(got) != 2 || !strings.HasPrefix(got[0], "Message-ID: <") || !strings.HasSuffix(got[0], "@h.test>\r\n") ||
 		got[1] != "Date: Thu, 02 Jan 2025 03:04:05 +0000\r\n" {
 		t.Errorf("got %q", got)
+	}
+	if len(got) == 2 && !regexp.MustCompile(`^Message-ID: <[a-z2-7]{26}@h\.test>\r\n$`).MatchString(got[0]) {
+		t.Errorf("Message-ID field %q is not msgheader.MessageID's", got[0])
 	}
 	if got := submissionFields([]byte("Message-Id: <a@b>\r\ndate: x\r\n\r\n"), "h.test", now); len(got) != 0 {
 		t.Errorf("added %q to a message that has both", got)

@@ -4,23 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/mail"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Exit codes of sendmail, from sysexits.h: callers such as cron and PHP's
@@ -276,7 +273,7 @@ func sendmail(args []string, env *sendmailEnv) int {
 		fallback:  env.user + "@" + hostname,
 		hostname:  hostname,
 		now:       now,
-		messageID: newMessageID(now, hostname),
+		messageID: msgheader.MessageID(hostname),
 	})
 	if err != nil {
 		return fail(exDataErr, "%v", err)
@@ -499,13 +496,6 @@ func (e *rcptError) Error() string {
 
 func (e *rcptError) Unwrap() error { return e.err }
 
-// newMessageID returns a Message-ID value for host.
-func newMessageID(now time.Time, host string) string {
-	var b [8]byte
-	rand.Read(b[:])
-	return "<" + strconv.FormatInt(now.UnixNano(), 36) + "." + hex.EncodeToString(b[:]) + "@" + host + ">"
-}
-
 // messageDefaults say how to complete a message read by sendmail.
 type messageDefaults struct {
 	extract   bool   // -t
@@ -517,55 +507,41 @@ type messageDefaults struct {
 	messageID string // used when the message has none
 }
 
-// headerField is one header field as read: its name and its lines
-// (continuations included, without line ends).
-type headerField struct {
-	name  string
-	lines []string
-}
-
-// value is the unfolded value after the colon.
-func (f headerField) value() string {
-	v := strings.Join(f.lines, " ")
-	_, after, _ := strings.Cut(v, ":")
-	return strings.TrimSpace(after)
-}
-
 // prepareSendmailMessage completes a message read from standard input:
 // CRLF line ends, a From, Date and Message-ID when missing, Bcc removed
 // (always: a blind copy must not show in what every recipient receives),
-// and with -t the recipients of To, Cc and Bcc.
+// and with -t the recipients of To, Cc and Bcc. A leading mbox "From "
+// line is dropped; text that does not start with a header field is all
+// body, and a header section that ends without an empty line ends at the
+// first line that is not a field (RFC 5322 §2.1).
 func prepareSendmailMessage(data []byte, d *messageDefaults) ([]byte, []string, error) {
-	text := strings.ReplaceAll(string(data), "\r\n", "\n")
-	text = strings.ReplaceAll(text, "\r", "\n")
-	fields, body := splitMessage(text)
+	text := msgheader.CRLF(data)
+	if end, _ := msgheader.End(text); end == 0 && bytes.HasPrefix(text, []byte("From ")) {
+		_, text, _ = bytes.Cut(text, []byte("\r\n")) // "From alice Sat Mar 14 ...", not a field
+	}
+	if len(text) > 0 && !bytes.HasSuffix(text, []byte("\r\n")) {
+		text = append(text, '\r', '\n')
+	}
+	m, err := msgheader.Parse(text)
+	if err != nil {
+		return nil, nil, err
+	}
 
 	var rcpts []string
-	var kept []headerField
-	has := map[string]bool{}
-	for _, f := range fields {
-		name := textproto.CanonicalMIMEHeaderKey(f.name)
-		has[name] = true
-		if d.extract && (name == "To" || name == "Cc" || name == "Bcc") {
-			addrs, err := headerAddresses(f.value(), d.hostname)
-			if err != nil {
-				return nil, nil, fmt.Errorf("-t: header %s: %v", f.name, err)
+	if d.extract {
+		for name, value := range m.Header.Fields() {
+			if strings.EqualFold(name, "To") || strings.EqualFold(name, "Cc") || strings.EqualFold(name, "Bcc") {
+				addrs, err := headerAddresses(value, d.hostname)
+				if err != nil {
+					return nil, nil, fmt.Errorf("-t: header %s: %v", name, err)
+				}
+				rcpts = append(rcpts, addrs...)
 			}
-			rcpts = append(rcpts, addrs...)
-		}
-		if name != "Bcc" {
-			kept = append(kept, f)
 		}
 	}
-
-	var out bytes.Buffer
-	for _, f := range kept {
-		for _, l := range f.lines {
-			out.WriteString(l)
-			out.WriteString("\r\n")
-		}
-	}
-	if !has["From"] {
+	m.Header.Del("Bcc")
+	var missing [][2]string
+	if !m.Header.Has("From") {
 		addr := d.from
 		if addr == "" {
 			addr = d.fallback
@@ -574,72 +550,21 @@ func prepareSendmailMessage(data []byte, d *messageDefaults) ([]byte, []string, 
 		if d.fullName != "" {
 			from = (&mail.Address{Name: d.fullName, Address: addr}).String()
 		}
-		out.WriteString("From: " + from + "\r\n")
+		missing = append(missing, [2]string{"From", from})
 	}
-	if !has["Date"] {
-		out.WriteString("Date: " + d.now.Format(time.RFC1123Z) + "\r\n")
+	if !m.Header.Has("Date") {
+		missing = append(missing, [2]string{"Date", d.now.Format(time.RFC1123Z)}) // RFC 5322 §3.6.1
 	}
-	if !has["Message-Id"] {
-		out.WriteString("Message-ID: " + d.messageID + "\r\n")
+	if !m.Header.Has("Message-ID") {
+		missing = append(missing, [2]string{"Message-ID", d.messageID}) // RFC 5322 §3.6.4
 	}
-	out.WriteString("\r\n")
-	if body != "" {
-		out.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
-		if !strings.HasSuffix(body, "\n") {
-			out.WriteString("\r\n")
+	for _, f := range missing {
+		if err := m.Header.Append(f[0], f[1]); err != nil {
+			return nil, nil, fmt.Errorf("header %s: %w", f[0], err)
 		}
 	}
-	return out.Bytes(), rcpts, nil
-}
-
-// splitMessage splits LF-terminated text into its header fields and body.
-// A leading mbox "From " line is dropped. Text that does not start with a
-// header field is all body; a header section that ends without a blank
-// line ends at the first line that is not a field.
-func splitMessage(text string) ([]headerField, string) {
-	if strings.HasPrefix(text, "From ") {
-		first, rest, _ := strings.Cut(text, "\n")
-		if !isHeaderLine(first) {
-			text = rest
-		}
-	}
-	var fields []headerField
-	rest := text
-	for rest != "" {
-		line, after, found := strings.Cut(rest, "\n")
-		switch {
-		case line == "":
-			return fields, after
-		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
-			last := &fields[len(fields)-1]
-			last.lines = append(last.lines, line)
-		case isHeaderLine(line):
-			name, _, _ := strings.Cut(line, ":")
-			fields = append(fields, headerField{name: name, lines: []string{line}})
-		default:
-			return fields, rest
-		}
-		if !found {
-			return fields, ""
-		}
-		rest = after
-	}
-	return fields, ""
-}
-
-// isHeaderLine reports whether line starts a header field: a name of
-// printable ASCII without spaces, then a colon.
-func isHeaderLine(line string) bool {
-	i := strings.IndexByte(line, ':')
-	if i <= 0 {
-		return false
-	}
-	for j := 0; j < i; j++ {
-		if c := line[j]; c <= ' ' || c > '~' {
-			return false
-		}
-	}
-	return true
+	m.Sep = true
+	return m.Bytes(), rcpts, nil
 }
 
 // headerAddresses returns the addresses of an address-list header, with

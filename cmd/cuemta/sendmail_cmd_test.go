@@ -156,6 +156,13 @@ func TestPrepareSendmailMessage(t *testing.T) {
 			has:  []string{"Subject: x\r\nFrom: alice@mta.example\r\n", "\r\n\r\nthis is the body\r\n"},
 		},
 		{
+			// RFC 5322 §4.5: white space before the colon is obsolete
+			// syntax, still a field; the fields keep their bytes.
+			name: "obsolete field syntax kept as a field",
+			in:   "Subject : x\nX-Folded: a\n\tb\n\nbody\n",
+			has:  []string{"Subject : x\r\nX-Folded: a\r\n\tb\r\nFrom: alice@mta.example\r\n", "\r\n\r\nbody\r\n"},
+		},
+		{
 			name: "bare CR and CRLF become CRLF",
 			in:   "Subject: x\r\n\r\na\rb\r\nc\n",
 			has:  []string{"\r\n\r\na\r\nb\r\nc\r\n"},

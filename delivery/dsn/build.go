@@ -2,12 +2,13 @@ package dsn
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"mime/quotedprintable"
 	"strings"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // dateFormat is the RFC 5322 §3.3 date-time, also used by RFC 3464's
@@ -22,9 +23,7 @@ func Build(p Params) ([]byte, error) {
 	}
 	msgID := strings.Trim(p.MessageID, "<>")
 	if msgID == "" {
-		var b [12]byte
-		rand.Read(b[:])
-		msgID = hex.EncodeToString(b[:]) + "@" + p.ReportingMTA
+		msgID = strings.Trim(msgheader.MessageID(p.ReportingMTA), "<>")
 	}
 	human := humanPart(p)
 	status, global := statusPart(p)
@@ -130,7 +129,7 @@ func humanPart(p Params) text {
 	if isASCII(body) {
 		return text{
 			headers: "Content-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n",
-			body:    crlf(body),
+			body:    msgheader.CRLF(body),
 		}
 	}
 	var q bytes.Buffer
@@ -139,7 +138,7 @@ func humanPart(p Params) text {
 	w.Close()
 	return text{
 		headers: "Content-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
-		body:    crlf(q.Bytes()),
+		body:    msgheader.CRLF(q.Bytes()),
 	}
 }
 
@@ -206,37 +205,14 @@ func statusPart(p Params) (body []byte, global bool) {
 	return b.Bytes(), global
 }
 
-// headerSection returns the header section of msg (up to the first empty
-// line) with CRLF line endings (RFC 6522 §4, text/rfc822-headers).
+// headerSection returns the header section of msg (RFC 5322 §2.1: up to
+// the empty line or the first line that is not a field), its fields as
+// they were, with CRLF line endings (RFC 6522 §4, text/rfc822-headers).
 func headerSection(msg []byte) []byte {
-	msg = crlf(msg)
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		msg = msg[:i+2]
-	}
-	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
-		msg = append(msg, '\r', '\n')
-	}
-	return msg
-}
-
-// crlf turns any mix of CRLF, LF and CR line endings into CRLF.
-func crlf(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-			out.WriteString("\r\n")
-		case '\n':
-			out.WriteString("\r\n")
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.Bytes()
+	// A stored message has CRLF line endings already: its body, which
+	// may be large, is then not copied.
+	h, _ := msgheader.ParseHeader(msgheader.CRLF(msg)) // the fields before any problem
+	return h.Bytes()
 }
 
 // wrap breaks human text at spaces before 76 columns, indenting the

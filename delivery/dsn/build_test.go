@@ -212,6 +212,11 @@ func TestHeaderSection(t *testing.T) {
 		{"A: 1\r\n folded\r\n", "A: 1\r\n folded\r\n"},
 		{"A: 1", "A: 1\r\n"},
 		{"", ""},
+		// RFC 5322 §2.1: a line that is not a field starts the body, which
+		// is not returned even without an empty line before it.
+		{"A: 1\r\nnot a field\r\nB: 2\r\n\r\nbody\r\n", "A: 1\r\n"},
+		{"sUbJeCt :  as sent \r\n\r\n", "sUbJeCt :  as sent \r\n"},
+		{" continuation of nothing\r\nA: 1\r\n", ""},
 	}
 	for _, tt := range tests {
 		if got := string(headerSection([]byte(tt.in))); got != tt.want {

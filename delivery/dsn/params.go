@@ -28,7 +28,8 @@ type Params struct {
 	To string
 	// MessageID is the notification's own Message-ID (with or without
 	// angle brackets). The MIME boundary is derived from it, so the same
-	// Params give the same bytes. Empty: a random one is made.
+	// Params give the same bytes. Empty: msgheader.MessageID makes one,
+	// <random@ReportingMTA>.
 	MessageID string
 	// EnvelopeID is the original ENVID, if any (RFC 3461 §4.4).
 	EnvelopeID string
