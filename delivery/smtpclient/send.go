@@ -116,28 +116,36 @@ func (c *Conn) SendWith(ctx context.Context, from string, rcpts []string, body [
 		}
 		return res, c.rset()
 	}
-	if dataReply == nil {
+	return res, c.data(res, body, dataReply == nil)
+}
+
+// data sends the body of an accepted envelope, after the DATA command
+// when sendCommand (it went in the pipelined batch otherwise), and
+// records the final reply in res.Data. A DATA refused is recorded there
+// too, and the transaction reset.
+func (c *Conn) data(res *Result, body []byte, sendCommand bool) error {
+	if sendCommand {
 		r, err := c.cmd(StageData, "DATA")
 		if err != nil {
-			return res, err
+			return err
 		}
 		if r.Code != 354 {
 			res.Data = *r
-			return res, c.rset()
+			return c.rset()
 		}
 	}
 	// RFC 5321 §4.5.3.2.5-6: the body and the final reply have their own,
 	// longer timeout.
 	c.w.setTimeout(c.opts.DataTimeout)
 	if err := writeData(c.bw, body); err != nil {
-		return res, c.fail(StageData, err)
+		return c.fail(StageData, err)
 	}
 	r, err := c.readReply(StageEOD)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Data = *r
-	return res, nil
+	return nil
 }
 
 // envelope sends MAIL and RCPTs one at a time, waiting for each reply. It

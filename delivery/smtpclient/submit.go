@@ -33,23 +33,5 @@ func (c *Conn) SendAll(ctx context.Context, from string, rcpts []string, body []
 		res.Accepted = nil // nothing was sent to anyone
 		return res, c.rset()
 	}
-	r, err := c.cmd(StageData, "DATA")
-	if err != nil {
-		return res, err
-	}
-	if r.Code != 354 {
-		res.Data = *r
-		return res, c.rset()
-	}
-	// RFC 5321 §4.5.3.2.5-6: the body and the final reply have their own,
-	// longer timeout.
-	c.w.setTimeout(c.opts.DataTimeout)
-	if err := writeData(c.bw, body); err != nil {
-		return res, c.fail(StageData, err)
-	}
-	if r, err = c.readReply(StageEOD); err != nil {
-		return res, err
-	}
-	res.Data = *r
-	return res, nil
+	return res, c.data(res, body, true)
 }
