@@ -41,24 +41,17 @@ func smtpError(r *Reply) *smtp.SMTPError {
 	}
 }
 
-// parseEnhanced parses "c.s.d" (RFC 3463 §2). An empty, malformed or
-// class-mismatched code becomes EnhancedCodeNotSet, which go-smtp sends as
-// the class default (for example 4.0.0 for a 451).
+// parseEnhanced converts an RFC 3463 code to go-smtp's form. An empty,
+// malformed or class-mismatched code (RFC 3463 §2) becomes
+// EnhancedCodeNotSet, which go-smtp sends as the class default (for
+// example 4.0.0 for a 451).
 func parseEnhanced(s string, code int) smtp.EnhancedCode {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
+	if !smtpreply.ValidEnhanced(s) || int(s[0]-'0') != code/100 {
 		return smtp.EnhancedCodeNotSet
 	}
 	var ec smtp.EnhancedCode
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 || len(p) > 3 {
-			return smtp.EnhancedCodeNotSet
-		}
-		ec[i] = n
-	}
-	if ec[0] != code/100 {
-		return smtp.EnhancedCodeNotSet
+	for i, p := range strings.SplitN(s, ".", 3) {
+		ec[i], _ = strconv.Atoi(p) // digits only, checked above
 	}
 	return ec
 }
