@@ -36,7 +36,9 @@ func TestEnvelopeDSNCodec(t *testing.T) {
 		{"notify all", func(e *Envelope) { e.Recipients[0].Notify = NotifySuccess | NotifyFailure | NotifyDelay }},
 		{"orcpt", func(e *Envelope) { e.Recipients[0].ORCPT = "rfc822;B@example.com" }},
 		{"delay notified", func(e *Envelope) { e.Recipients[0].DelayNotified = true }},
-		{"with flags", func(e *Envelope) { e.SMTPUTF8, e.EightBitMIME, e.Recipients[0].ORCPT = true, true, "utf-8;bü@example.com" }},
+		{"with flags", func(e *Envelope) {
+			e.SMTPUTF8, e.EightBitMIME, e.Recipients[0].ORCPT = true, true, "utf-8;bü@example.com"
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := v1Fixture()
