@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"testing"
+	"time"
 )
 
 // v2Envelope is v1Fixture with SMTPUTF8 set, as the spool wrote it before
@@ -97,5 +98,47 @@ func TestNotifyWants(t *testing.T) {
 		if tt.n.String() != tt.str {
 			t.Errorf("Notify(%d).String() = %q, want %q", tt.n, tt.n.String(), tt.str)
 		}
+	}
+}
+
+// TestDSNStateSurvivesReopen: the DSN parameters and the delay-warning
+// mark set by RecordAttempt are in the spool's log, so a restart keeps
+// them and sends no second warning.
+func TestDSNStateSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv(1)
+	e.EnvID, e.Ret = "QQ314159", RetFull
+	e.Recipients[0].Notify, e.Recipients[0].ORCPT = NotifyDelay, "rfc822;X@example.com"
+	id, err := s.Enqueue(ctx, e, testBody(1, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.Recipients[0].Addr
+	if err := s.RecordAttempt(id, []RecipientResult{{Addr: addr, Status: RcptPending, Reply: "451 4.7.1 later", DelayNotified: true}}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// A later attempt that does not set the mark keeps it.
+	if err := s.RecordAttempt(id, []RecipientResult{{Addr: addr, Status: RcptPending, Reply: "451 4.7.1 later"}}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, testOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, ok := s.Get(id)
+	if !ok || got.EnvID != "QQ314159" || got.Ret != RetFull {
+		t.Fatalf("after reopen: found %v, EnvID %q, Ret %v", ok, got.EnvID, got.Ret)
+	}
+	r := got.Recipients[0]
+	if r.Notify != NotifyDelay || r.ORCPT != "rfc822;X@example.com" || !r.DelayNotified {
+		t.Errorf("recipient after reopen: %+v", r)
 	}
 }
