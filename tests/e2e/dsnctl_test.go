@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,39 @@ profiles: default: greylist: delay: "400ms"
 	waitFor(t, 20*time.Second, "three more attempts", func() bool { return attempts() >= n+6 })
 	if got := len(dsnFor(s, "alice@home.test")); got != 1 {
 		t.Errorf("%d delay DSNs, want 1", got)
+	}
+}
+
+// TestDSNRelayedToDSNHop: a next hop that offers DSN receives RET, ENVID,
+// NOTIFY and ORCPT as they came (RFC 3461 §4.1, xtext) and reports
+// success itself: no success DSN comes from cuemta.
+func TestDSNRelayedToDSNHop(t *testing.T) {
+	sites := dsnSites()
+	sites["far"].OfferDSN = true
+	s := startSim(t, sites)
+	srv := startServer(t, mtaConfig(t, s, dsnProfile), "mx")
+	sendDSN(t, srv.addrs["mx"], " RET=FULL ENVID=QQ+2B314159", "alice@home.test",
+		[]dsnRcpt{{"bob@far.test", " NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob+2Bx@Far.test"}, {"carol@far.test", ""}},
+		"From: <alice@home.test>\r\nSubject: relayed\r\n\r\nx\r\n")
+	waitFor(t, 20*time.Second, "the message at the DSN hop", func() bool { return len(messagesTo(s, "far")) > 0 })
+	m := messagesTo(s, "far")[0]
+	if !slices.Contains(m.MailParams, "RET=FULL") || !slices.Contains(m.MailParams, "ENVID=QQ+2B314159") {
+		t.Errorf("MAIL parameters %q, want RET=FULL and ENVID=QQ+2B314159", m.MailParams)
+	}
+	want := map[string][]string{"bob@far.test": {"NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;Bob+2Bx@Far.test"}, "carol@far.test": nil}
+	for i, r := range m.Rcpts {
+		if i >= len(m.RcptParams) || !slices.Equal(m.RcptParams[i], want[r]) {
+			t.Errorf("RCPT %s parameters %q, want %q", r, m.RcptParams, want[r])
+		}
+	}
+	// A success DSN would be queued before the message leaves the spool
+	// and leave it only once delivered: an empty queue means any DSN has
+	// reached the sender's site.
+	waitFor(t, 10*time.Second, "an empty queue", func() bool {
+		code, body := get(t, "http://"+srv.admin+"/api/v1/queue")
+		return code == 200 && strings.Contains(strings.Join(strings.Fields(body), ""), `"groups":[]`)
+	})
+	if n := len(dsnFor(s, "alice@home.test")); n != 0 || strings.Contains(srv.log.String(), "success DSN queued") {
+		t.Errorf("%d success DSNs from cuemta, though the hop offers DSN", n)
 	}
 }
