@@ -167,6 +167,11 @@ type Delivery struct {
 	Port        int    `json:"port"`
 	DefaultPool string `json:"defaultPool"`
 	MaxWorkers  int    `json:"maxWorkers"`
+	// DSN is the DSN mode by recipient domain and tenant (dsn.go).
+	DSN DeliveryDSN `json:"dsn"`
+	// DelayWarning is how long a recipient waits before its sender gets a
+	// "delayed" DSN; 0: never.
+	DelayWarning Duration `json:"delayWarning"`
 }
 
 type Listener struct {
@@ -176,6 +181,7 @@ type Listener struct {
 	TLS    *TLSFiles      `json:"tls,omitempty"`
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`
+	DSN    string         `json:"dsn"` // DSNMail or DSNNone
 }
 
 type TLSFiles struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,9 @@ type attempt struct {
 	bodyData []byte
 	bodyErr  error
 
+	rcptOnce  sync.Once // recipient (bounce.go)
+	rcptIndex map[string]int
+
 	body7Once sync.Once // body7bit (downgrade.go)
 	body7Data []byte
 	body7Err  error
@@ -69,6 +73,18 @@ type attempt struct {
 	results  []queue.RecipientResult
 	next     time.Time
 	failures []failure
+	// successes are delivered recipients whose next hop lacks DSN, for a
+	// NOTIFY=SUCCESS report; delays are deferred recipients due a delay
+	// warning, with the time they will be given up (bounce.go).
+	successes  []success
+	delays     []failure
+	delayUntil map[string]time.Time
+}
+
+// success is a recipient a next hop without DSN accepted.
+type success struct {
+	rcpt, status, diagnostic, remoteMTA string
+	at                                  time.Time
 }
 
 // failure is a recipient that will not be delivered, for the DSN.
@@ -91,6 +107,16 @@ func failureOfReply(rcpt string, r smtpreply.Reply, remoteMTA string, expired bo
 	return f
 }
 
+// delayDue reports whether recipient rcpt, deferred at now, is due its
+// one delay warning: delivery.delayWarning (0: never) has passed since
+// reception and no warning went out yet. Whether its NOTIFY and the DSN
+// mode let it be mailed is decided when it is sent (notifyDelay), which
+// marks it either way.
+func (att *attempt) delayDue(rcpt string, now time.Time) bool {
+	w := att.policy.Config.Delivery.DelayWarning.D()
+	return w > 0 && !now.Before(att.env.Received.Add(w)) && !att.recipient(rcpt).DelayNotified
+}
+
 // job is the recipients of one attempt that share a domain.
 type job struct {
 	att    *attempt
@@ -109,6 +135,7 @@ type outcome struct {
 	retryAt   time.Time // for transient outcomes; zero: by the retry schedule
 	remoteMTA string
 	rule      string
+	hopDSN    bool // the next hop offered DSN (RFC 3461): it reports success itself
 }
 
 // complete records the outcomes of a job; the attempt finishes with its
@@ -137,6 +164,13 @@ func (j *job) complete(outs []outcome) {
 		case rules.Delivered:
 			ev.Type, ev.Class = EventDelivery, rules.Delivered
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply.String()})
+			if !o.hopDSN && att.recipient(o.rcpt).Notify&queue.NotifySuccess != 0 {
+				st := o.reply.Status()
+				if !strings.HasPrefix(st, "2.") {
+					st = "2.0.0"
+				}
+				att.successes = append(att.successes, success{rcpt: o.rcpt, status: st, diagnostic: o.reply.String(), remoteMTA: o.remoteMTA, at: now})
+			}
 		case rules.Permanent:
 			ev.Type, ev.Class = EventBounce, rules.Permanent
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
@@ -158,6 +192,19 @@ func (j *job) complete(outs []outcome) {
 			}
 			ev.Type, ev.Class, ev.NextRetry = EventTransient, rules.Transient, &at
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply.String()})
+			if att.delayDue(o.rcpt, now) {
+				f := failureOfReply(o.rcpt, o.reply, o.remoteMTA, false)
+				if strings.HasPrefix(f.status, "5.") {
+					// A permanent code a rule made transient: the report
+					// says the delivery is still being tried (RFC 3463 §3.1).
+					f.status = "4." + f.status[2:]
+				}
+				att.delays = append(att.delays, f)
+				if att.delayUntil == nil {
+					att.delayUntil = map[string]time.Time{}
+				}
+				att.delayUntil[o.rcpt] = expiry
+			}
 			if att.next.IsZero() || at.Before(att.next) {
 				att.next = at
 			}
@@ -230,6 +277,7 @@ func (att *attempt) finish() {
 	e := att.engine
 	att.mu.Lock()
 	results, next, failures, parked := att.results, att.next, att.failures, att.parked
+	successes, delays, delayUntil := att.successes, att.delays, att.delayUntil
 	att.mu.Unlock()
 	if len(results) == 0 && parked > 0 {
 		// Nothing was tried: every job waits in a full lane's overflow,
@@ -247,6 +295,17 @@ func (att *attempt) finish() {
 			e.opts.Logger.Error("spool DSN; the message stays queued to try again", "id", att.env.ID, "err", err)
 			markBouncing(results, failures)
 			next = earliest(next, now.Add(bounceRetry))
+		}
+	}
+	if len(successes) > 0 {
+		att.notifySuccess(successes)
+	}
+	if len(delays) > 0 {
+		told := att.notifyDelay(delays, delayUntil)
+		for i := range results {
+			if told[results[i].Addr] {
+				results[i].DelayNotified = true
+			}
 		}
 	}
 	if parked > 0 {

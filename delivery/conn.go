@@ -283,7 +283,7 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 			return true // nothing was sent
 		}
 	}
-	res, err := conn.SendWith(ctx, j.att.env.From, j.rcpts, body, smtpclient.MailOptions{SMTPUTF8: j.att.env.SMTPUTF8})
+	res, err := conn.SendWith(ctx, j.att.env.From, j.rcpts, body, smtpclient.MailOptions{SMTPUTF8: j.att.env.SMTPUTF8, DSN: j.dsnOptions()})
 	if errors.Is(err, smtpclient.ErrSMTPUTF8Unsupported) {
 		return l.sendUTF8Elsewhere(ctx, conn, host, j, err)
 	}
@@ -316,12 +316,30 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 		d := l.evaluate(j, host, r)
 		outs = append(outs, l.outcomes(j, perReply[k], r, d)...)
 	}
+	if conn.Extensions().Has("DSN") {
+		for i := range outs {
+			outs[i].hopDSN = true
+		}
+	}
 	j.complete(outs)
 	if err != nil {
 		return false
 	}
 	_, suspended := l.suspension(l.site.engine.opts.Now())
 	return !suspended
+}
+
+// dsnOptions are the message's RFC 3461 parameters for the job's
+// recipients, passed on to a next hop that offers DSN (RFC 3461 §4.1:
+// it then reports on them itself).
+func (j *job) dsnOptions() smtpclient.DSNOptions {
+	env := &j.att.env
+	o := smtpclient.DSNOptions{Ret: env.Ret.String(), EnvID: env.EnvID}
+	for _, r := range j.rcpts {
+		rec := j.att.recipient(r)
+		o.Rcpt = append(o.Rcpt, smtpclient.RcptDSN{Notify: rec.Notify.String(), ORCPT: rec.ORCPT})
+	}
+	return o
 }
 
 func replyKey(r smtpclient.Reply) string {

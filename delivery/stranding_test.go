@@ -96,6 +96,7 @@ func (m *memStore) RecordAttempt(id string, results []queue.RecipientResult, nex
 		for i := range e.Recipients {
 			if e.Recipients[i].Addr == r.Addr {
 				e.Recipients[i].Status, e.Recipients[i].LastReply = r.Status, r.Reply
+				e.Recipients[i].DelayNotified = e.Recipients[i].DelayNotified || r.DelayNotified
 			}
 		}
 	}

@@ -68,6 +68,7 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
+		DSN: sub.DSN, RcptDSN: sub.RcptDSN,
 	})
 	if err != nil {
 		return "", err
@@ -115,6 +116,10 @@ type Message struct {
 	// FROM (RFC 6531, RFC 6152), or what an injection's content shows.
 	SMTPUTF8     bool
 	EightBitMIME bool
+	// DSN and RcptDSN are the RFC 3461 parameters of MAIL FROM and of each
+	// RCPT TO (RcptDSN beside Recipients, or empty).
+	DSN     reception.MailDSN
+	RcptDSN []reception.RcptDSN
 }
 
 // Prepare runs the message rules and returns the envelope and body to
@@ -177,8 +182,12 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 	rcpts := make([]queue.Recipient, len(recipients))
 	for i, r := range recipients {
 		rcpts[i] = queue.Recipient{Addr: r}
+		if i < len(m.RcptDSN) {
+			rcpts[i].Notify, rcpts[i].ORCPT = notifyOf(m.RcptDSN[i].Notify), m.RcptDSN[i].ORCPT
+		}
 	}
 	return &queue.Envelope{
+		EnvID: m.DSN.EnvID, Ret: retOf(m.DSN.Ret),
 		From: m.From, Recipients: rcpts,
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route, DKIM: keyName,
@@ -231,4 +240,33 @@ func InjectedUTF8(from string, rcpts []string) bool {
 		}
 	}
 	return false
+}
+
+// notifyOf is NOTIFY's keywords (RFC 3461 §4.1) as the envelope keeps them.
+func notifyOf(keywords []string) queue.Notify {
+	var n queue.Notify
+	for _, k := range keywords {
+		switch strings.ToUpper(k) {
+		case "NEVER":
+			n |= queue.NotifyNever
+		case "SUCCESS":
+			n |= queue.NotifySuccess
+		case "FAILURE":
+			n |= queue.NotifyFailure
+		case "DELAY":
+			n |= queue.NotifyDelay
+		}
+	}
+	return n
+}
+
+// retOf is RET's value (RFC 3461 §4.3) as the envelope keeps it.
+func retOf(ret string) queue.Ret {
+	switch strings.ToUpper(ret) {
+	case "FULL":
+		return queue.RetFull
+	case "HDRS":
+		return queue.RetHdrs
+	}
+	return queue.RetUnset
 }

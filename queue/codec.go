@@ -13,12 +13,14 @@ import (
 // the index reads on every change (id, times) come first so peekEnvelope
 // can stop early.
 //
-//	version u8 (1 or 2)
+//	version u8 (1, 2 or 3)
 //	id str | received vi | next vi | from str
 //	listener, clientIP, user, tenant, campaign, pool, route, dkim str
 //	priority vi | size vi | attempts uv | generation uv
-//	version 2 only: flags uv (envFlagSMTPUTF8 | envFlagEightBitMIME)
+//	versions 2, 3: flags uv (envFlagSMTPUTF8 | envFlagEightBitMIME)
+//	version 3 only: envid str | ret u8
 //	nrcpt uv, then per recipient: addr str | status u8 | lastReply str
+//	version 3 only, per recipient: dsn u8 (Notify bits | rcptDelayNotified) | orcpt str
 //
 // str = uvarint length + bytes; vi/uv = signed/unsigned varint; times are
 // UnixNano, with zeroTime for the zero time.Time.
@@ -27,11 +29,32 @@ import (
 // the spool wrote before flags existed, so a spool stays readable by the
 // previous release for all mail that does not use them; version 1 reads
 // as no flags. Unknown flag bits are refused rather than dropped: they
-// come from a newer writer whose meaning this one cannot keep.
+// come from a newer writer whose meaning this one cannot keep. Likewise
+// version 3 is written only for an envelope that carries DSN parameters
+// (RFC 3461) or DSN state; every other envelope keeps its version 1 or 2
+// bytes.
 const (
 	envVersion      = 1
 	envVersionFlags = 2
+	envVersionDSN   = 3
 )
+
+// rcptDelayNotified is the version-3 recipient bit beside the Notify
+// bits: a "delayed" DSN went out for the recipient.
+const rcptDelayNotified = 1 << 7
+
+// hasDSN reports whether the envelope needs version 3.
+func hasDSN(e *Envelope) bool {
+	if e.EnvID != "" || e.Ret != RetUnset {
+		return true
+	}
+	for i := range e.Recipients {
+		if r := &e.Recipients[i]; r.Notify != 0 || r.ORCPT != "" || r.DelayNotified {
+			return true
+		}
+	}
+	return false
+}
 
 // Envelope flags (version 2).
 const (
@@ -41,7 +64,7 @@ const (
 )
 
 // knownVersion reports an envelope version this code decodes.
-func knownVersion(v byte) bool { return v == envVersion || v == envVersionFlags }
+func knownVersion(v byte) bool { return v == envVersion || v == envVersionFlags || v == envVersionDSN }
 
 func envFlags(e *Envelope) uint64 {
 	var f uint64
@@ -80,10 +103,13 @@ func nanoTime(n int64) time.Time {
 }
 
 func encodeEnvelope(b []byte, e *Envelope) []byte {
-	flags := envFlags(e)
-	if flags == 0 {
+	flags, dsn := envFlags(e), hasDSN(e)
+	switch {
+	case dsn:
+		b = append(b, envVersionDSN)
+	case flags == 0:
 		b = append(b, envVersion)
-	} else {
+	default:
 		b = append(b, envVersionFlags)
 	}
 	b = appendStr(b, e.ID)
@@ -97,14 +123,26 @@ func encodeEnvelope(b []byte, e *Envelope) []byte {
 	b = binary.AppendVarint(b, e.Size)
 	b = binary.AppendUvarint(b, uint64(e.Attempts))
 	b = binary.AppendUvarint(b, e.Generation)
-	if flags != 0 {
+	if flags != 0 || dsn {
 		b = binary.AppendUvarint(b, flags)
+	}
+	if dsn {
+		b = appendStr(b, e.EnvID)
+		b = append(b, byte(e.Ret))
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Recipients)))
 	for _, r := range e.Recipients {
 		b = appendStr(b, r.Addr)
 		b = append(b, byte(r.Status))
 		b = appendStr(b, r.LastReply)
+		if dsn {
+			bits := byte(r.Notify)
+			if r.DelayNotified {
+				bits |= rcptDelayNotified
+			}
+			b = append(b, bits)
+			b = appendStr(b, r.ORCPT)
+		}
 	}
 	return b
 }
@@ -193,13 +231,20 @@ func decodeEnvelope(b []byte) (Envelope, error) {
 	e.Size = r.varint()
 	e.Attempts = int(r.uvarint())
 	e.Generation = r.uvarint()
-	if v == envVersionFlags {
+	if v == envVersionFlags || v == envVersionDSN {
 		flags := r.uvarint()
 		if flags&^envFlagsKnown != 0 && r.err == nil {
 			return e, errors.New("unknown envelope flags")
 		}
 		e.SMTPUTF8 = flags&envFlagSMTPUTF8 != 0
 		e.EightBitMIME = flags&envFlagEightBitMIME != 0
+	}
+	if v == envVersionDSN {
+		e.EnvID = r.str()
+		e.Ret = Ret(r.byte())
+		if e.Ret > RetHdrs && r.err == nil {
+			return e, errors.New("unknown envelope RET value")
+		}
 	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) { // each recipient takes at least 3 bytes
@@ -212,6 +257,15 @@ func decodeEnvelope(b []byte) (Envelope, error) {
 			rc.Addr = r.str()
 			rc.Status = RcptStatus(r.byte())
 			rc.LastReply = r.str()
+			if v == envVersionDSN {
+				bits := r.byte()
+				if Notify(bits)&^(notifyKnown|rcptDelayNotified) != 0 && r.err == nil {
+					return e, errors.New("unknown recipient NOTIFY bits")
+				}
+				rc.Notify = Notify(bits) & notifyKnown
+				rc.DelayNotified = bits&rcptDelayNotified != 0
+				rc.ORCPT = r.str()
+			}
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

@@ -109,6 +109,10 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	flagged := e
 	flagged.SMTPUTF8, flagged.EightBitMIME = true, true
 	f.Add(encodeEnvelope(nil, &flagged))
+	withDSN := flagged
+	withDSN.EnvID, withDSN.Ret = "QQ314159", RetHdrs
+	withDSN.Recipients = []Recipient{{Addr: "b@example.com", Notify: NotifySuccess | NotifyDelay, ORCPT: "rfc822;B@example.com", DelayNotified: true}}
+	f.Add(encodeEnvelope(nil, &withDSN))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEnvelope(b)
 		if err != nil {

@@ -1,6 +1,9 @@
 package queue
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Envelope is everything the spool knows about a message except its body.
 // Times come back from the spool in UTC with nanosecond precision.
@@ -29,6 +32,74 @@ type Envelope struct {
 	// carried: delivery declares it to a hop that offers 8BITMIME and
 	// converts the body to 7-bit for one that does not.
 	EightBitMIME bool
+	// EnvID is MAIL FROM's ENVID (RFC 3461 §4.4), xtext-decoded: echoed
+	// in every DSN as Original-Envelope-Id and passed to a next hop that
+	// offers DSN.
+	EnvID string
+	// Ret is MAIL FROM's RET (RFC 3461 §4.3): what of the message a
+	// failure DSN returns. RetUnset returns the headers.
+	Ret Ret
+}
+
+// Ret is the RET parameter of MAIL FROM (RFC 3461 §4.3).
+type Ret uint8
+
+// RET values.
+const (
+	RetUnset Ret = iota
+	RetFull      // RET=FULL: the whole message comes back
+	RetHdrs      // RET=HDRS: only its header section
+)
+
+func (r Ret) String() string {
+	switch r {
+	case RetFull:
+		return "FULL"
+	case RetHdrs:
+		return "HDRS"
+	}
+	return ""
+}
+
+// Notify is a recipient's NOTIFY parameter (RFC 3461 §4.1) as a set of
+// bits; zero means the client gave none, which this MTA reads as
+// FAILURE,DELAY (the RFC leaves the default to the MTA).
+type Notify uint8
+
+// NOTIFY values. NotifyNever is never combined with the others.
+const (
+	NotifyNever Notify = 1 << iota
+	NotifySuccess
+	NotifyFailure
+	NotifyDelay
+
+	notifyKnown = NotifyNever | NotifySuccess | NotifyFailure | NotifyDelay
+)
+
+// Wants reports whether a DSN of the given kind (NotifySuccess,
+// NotifyFailure or NotifyDelay) is asked for.
+func (n Notify) Wants(kind Notify) bool {
+	if n == 0 {
+		return kind == NotifyFailure || kind == NotifyDelay
+	}
+	return n&NotifyNever == 0 && n&kind != 0
+}
+
+// String is the parameter's value as sent on RCPT TO ("" when unset).
+func (n Notify) String() string {
+	if n&NotifyNever != 0 {
+		return "NEVER"
+	}
+	var parts []string
+	for _, v := range [...]struct {
+		bit  Notify
+		name string
+	}{{NotifySuccess, "SUCCESS"}, {NotifyFailure, "FAILURE"}, {NotifyDelay, "DELAY"}} {
+		if n&v.bit != 0 {
+			parts = append(parts, v.name)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // Recipient is one envelope recipient and its delivery state.
@@ -36,6 +107,14 @@ type Recipient struct {
 	Addr      string
 	Status    RcptStatus
 	LastReply string // last SMTP reply or error text for this recipient
+	// Notify is RCPT TO's NOTIFY (RFC 3461 §4.1).
+	Notify Notify
+	// ORCPT is RCPT TO's ORCPT (RFC 3461 §4.2), decoded, with its
+	// address type: "rfc822;Bob@example.com" or "utf-8;...". Empty: none.
+	ORCPT string
+	// DelayNotified is set once the sender has been sent a "delayed" DSN
+	// for this recipient, so that it is sent only once.
+	DelayNotified bool
 }
 
 // RcptStatus is a recipient's delivery state.
@@ -71,6 +150,9 @@ type RecipientResult struct {
 	Addr   string
 	Status RcptStatus
 	Reply  string
+	// DelayNotified records that a "delayed" DSN went out for the
+	// recipient in this attempt (it stays set once set).
+	DelayNotified bool
 }
 
 // Outcome is why a message left the spool.

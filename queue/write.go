@@ -80,6 +80,7 @@ func (s *Spool) RecordAttempt(id string, results []RecipientResult, next time.Ti
 				if e.Recipients[i].Addr == res.Addr {
 					e.Recipients[i].Status = res.Status
 					e.Recipients[i].LastReply = res.Reply
+					e.Recipients[i].DelayNotified = e.Recipients[i].DelayNotified || res.DelayNotified
 					found = true
 				}
 			}

@@ -75,6 +75,8 @@ func (s *session) Data(r io.Reader) error {
 		TraceID:      txn.id,
 		SMTPUTF8:     txn.utf8,
 		EightBitMIME: txn.eightBit,
+		DSN:          txn.dsn,
+		RcptDSN:      slices.Clone(txn.rcptDSN),
 	}
 
 	ctx, cancel := context.WithTimeout(s.srv.ctx, sinkTimeout)

@@ -156,6 +156,9 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 	srv.TLSConfig = tlsConfig
 	srv.MaxMessageBytes = s.limits.maxMessageSize // SIZE (RFC 1870), DATA and BDAT
 	srv.EnableSMTPUTF8 = true
+	// RFC 3461 §4: RET, ENVID, NOTIFY and ORCPT, kept in the envelope
+	// (dsn.go) and honoured by delivery.
+	srv.EnableDSN = true
 	// Our Session.Auth refuses AUTH without TLS with the RFC 4954 reply.
 	srv.AllowInsecureAuth = true
 	// go-smtp sets ReadTimeout as the deadline of each command line, and

@@ -14,11 +14,11 @@ import (
 
 func TestEHLOExtensions(t *testing.T) {
 	plain := []string{"250 mx.test Hello client.test", "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"CHUNKING", "SMTPUTF8", "SIZE 65536"}
+		"CHUNKING", "SMTPUTF8", "DSN", "SIZE 65536"}
 	withTLS := []string{"250 mx.test Hello client.test", "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"CHUNKING", "STARTTLS", "SMTPUTF8", "SIZE 65536"}
+		"CHUNKING", "STARTTLS", "SMTPUTF8", "DSN", "SIZE 65536"}
 	afterTLS := []string{"250 mx.test Hello client.test", "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"CHUNKING", "AUTH PLAIN LOGIN", "SMTPUTF8", "SIZE 65536"}
+		"CHUNKING", "AUTH PLAIN LOGIN", "SMTPUTF8", "DSN", "SIZE 65536"}
 
 	t.Run("no tls", func(t *testing.T) {
 		e := newEnv(t).start()

@@ -35,6 +35,8 @@ type transaction struct {
 	from     string
 	utf8     bool
 	eightBit bool
+	dsn      MailDSN
+	rcptDSN  []RcptDSN // beside rcpts
 	rcpts    []string
 	seen     map[string]bool // normalised recipients, to drop duplicates
 }
@@ -90,6 +92,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			"size", opts.Size, "in_flight", b.InFlight(), "limit", b.Limit())
 		return errBudgetFull
 	}
+	dsn, err := mailDSN(opts)
+	if err != nil {
+		return err
+	}
 	// Counted last, so that a MAIL refused for another reason costs the
 	// client nothing.
 	if err := s.srv.guard.admitMessage(&s.srv.policy.Rates, s.tc.ip, s.user); err != nil {
@@ -102,6 +108,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		from:     from,
 		utf8:     opts.UTF8,
 		eightBit: opts.Body == smtp.Body8BitMIME,
+		dsn:      dsn,
 		seen:     make(map[string]bool),
 	})
 	s.tc.busy.Store(true)
@@ -123,10 +130,14 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return err
 }
 
-func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	txn := s.txn.Load()
 	if txn == nil {
 		return errNoTransaction // go-smtp checks this first
+	}
+	dsn, err := rcptDSN(opts)
+	if err != nil {
+		return err
 	}
 	var domain string
 	if to == "postmaster" {
@@ -164,6 +175,7 @@ func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	txn.seen[key] = true
 	txn.rcpts = append(txn.rcpts, key) // the domain in its one stored form (A-labels)
+	txn.rcptDSN = append(txn.rcptDSN, dsn)
 	return nil
 }
 

@@ -32,6 +32,10 @@ type Submission struct {
 	SMTPUTF8 bool
 	// EightBitMIME is set when MAIL FROM carried BODY=8BITMIME (RFC 6152).
 	EightBitMIME bool
+	// DSN holds MAIL FROM's RET and ENVID, RcptDSN each recipient's NOTIFY
+	// and ORCPT (RFC 3461), in the order of Recipients.
+	DSN     MailDSN
+	RcptDSN []RcptDSN
 }
 
 // Sink stores a message durably and returns its queue ID. It runs message

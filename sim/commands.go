@@ -30,7 +30,7 @@ func (ss *session) command(line string) error {
 	case "DATA":
 		return ss.data()
 	case "RSET":
-		ss.from, ss.rcpts = nil, nil
+		ss.from, ss.rcpts, ss.rcptParams = nil, nil, nil
 		return ss.reply("250 2.0.0 Ok")
 	case "NOOP":
 		return ss.reply("250 2.0.0 Ok")
@@ -54,7 +54,7 @@ func (ss *session) hello(verb, name string) error {
 	if line := ss.forced(func(r Replies) string { return r.EHLO }); line != "" {
 		return ss.reply(line)
 	}
-	ss.helo, ss.from, ss.rcpts = name, nil, nil
+	ss.helo, ss.from, ss.rcpts, ss.rcptParams = name, nil, nil, nil
 	if verb == "HELO" {
 		return ss.reply("250 " + ss.name())
 	}
@@ -70,6 +70,9 @@ func (ss *session) hello(verb, name string) error {
 	lines = append(lines, "ENHANCEDSTATUSCODES")
 	if cfg.offers("SMTPUTF8") {
 		lines = append(lines, "SMTPUTF8")
+	}
+	if cfg.OfferDSN {
+		lines = append(lines, "DSN")
 	}
 	if cfg.STARTTLS && !ss.tls {
 		lines = append(lines, "STARTTLS")
@@ -98,7 +101,8 @@ func (ss *session) mail(arg string) error {
 				return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
 			}
 		case strings.EqualFold(k, "BODY") && strings.EqualFold(v, "8BITMIME") && !cfg.offers("8BITMIME"),
-			strings.EqualFold(k, "SMTPUTF8") && !cfg.offers("SMTPUTF8"):
+			strings.EqualFold(k, "SMTPUTF8") && !cfg.offers("SMTPUTF8"),
+			(strings.EqualFold(k, "RET") || strings.EqualFold(k, "ENVID")) && !cfg.OfferDSN:
 			// RFC 5321 §4.1.1.11: a parameter of an extension not offered.
 			return ss.reply("555 5.5.4 MAIL parameter " + p + " not recognized")
 		}
@@ -112,7 +116,7 @@ func (ss *session) mail(arg string) error {
 	if limited {
 		return ss.reply(cfg.RateLimit.Reply)
 	}
-	ss.from, ss.rcpts, ss.params = &addr, nil, params
+	ss.from, ss.rcpts, ss.params, ss.rcptParams = &addr, nil, params, nil
 	return ss.reply("250 2.1.0 Ok")
 }
 
@@ -120,9 +124,15 @@ func (ss *session) rcpt(arg string) error {
 	if ss.from == nil {
 		return ss.reply("503 5.5.1 Need MAIL command")
 	}
-	addr, _, ok := parsePath(arg, "TO:")
+	addr, params, ok := parsePath(arg, "TO:")
 	if !ok || addr == "" {
 		return ss.reply("501 5.5.4 Syntax: RCPT TO:<address>")
+	}
+	for _, p := range params {
+		if k, _, _ := strings.Cut(p, "="); !ss.cfg().OfferDSN && (strings.EqualFold(k, "NOTIFY") || strings.EqualFold(k, "ORCPT")) {
+			// RFC 5321 §4.1.1.11: a parameter of an extension not offered.
+			return ss.reply("555 5.5.4 RCPT parameter " + p + " not recognized")
+		}
 	}
 	if len(ss.rcpts) >= maxRecipients {
 		return ss.reply("452 4.5.3 Too many recipients")
@@ -149,6 +159,7 @@ func (ss *session) rcpt(arg string) error {
 		return ss.reply(cfg.Greylist.Reply)
 	}
 	ss.rcpts = append(ss.rcpts, addr)
+	ss.rcptParams = append(ss.rcptParams, params)
 	return ss.reply("250 2.1.5 Ok")
 }
 
@@ -169,8 +180,8 @@ func (ss *session) data() error {
 	if err != nil {
 		return err
 	}
-	from, rcpts := *ss.from, ss.rcpts
-	ss.from, ss.rcpts = nil, nil
+	from, rcpts, rcptParams := *ss.from, ss.rcpts, ss.rcptParams
+	ss.from, ss.rcpts, ss.rcptParams = nil, nil, nil
 	switch {
 	case tooBig:
 		return ss.reply("552 5.3.4 Message size exceeds fixed maximum message size")
@@ -182,7 +193,7 @@ func (ss *session) data() error {
 	now := ss.sim.opts.Now()
 	msg := Message{
 		Site: ss.info.site.name, MXHost: ss.info.host, ClientIP: ss.client, Helo: ss.helo,
-		From: from, MailParams: ss.params, Rcpts: rcpts, Body: body, Size: len(body), TLS: ss.tls, Time: now,
+		From: from, MailParams: ss.params, Rcpts: rcpts, RcptParams: rcptParams, Body: body, Size: len(body), TLS: ss.tls, Time: now,
 	}
 	ss.sim.record(msg)
 	if ss.sim.opts.OnMessage != nil {

@@ -56,6 +56,11 @@ type Site struct {
 	// them, to test the client's downgrades. Their MAIL parameters are
 	// then refused with 555 5.5.4 (RFC 5321 §4.1.1.11).
 	Withhold []string `json:"withhold,omitempty"`
+	// OfferDSN makes the site offer DSN (RFC 3461): it then takes RET and
+	// ENVID on MAIL and NOTIFY and ORCPT on RCPT, recorded with the
+	// message (Message.MailParams, Message.RcptParams). Without it those
+	// parameters get 555 5.5.4, as a server without DSN answers.
+	OfferDSN bool `json:"offerDSN,omitempty"`
 }
 
 // Withholdable are the extensions Site.Withhold may name.

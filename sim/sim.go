@@ -49,6 +49,9 @@ type Message struct {
 	// "BODY=8BITMIME", "SMTPUTF8").
 	MailParams []string `json:"mailParams,omitempty"`
 	Rcpts      []string `json:"rcpts"`
+	// RcptParams are each recipient's RCPT TO parameters as sent
+	// ("NOTIFY=SUCCESS", "ORCPT=rfc822;..."), beside Rcpts.
+	RcptParams [][]string `json:"rcptParams,omitempty"`
 	// Body is the message exactly as received, dot-stuffing undone: the
 	// bytes a test checks a downgrade on.
 	Body []byte    `json:"-"`

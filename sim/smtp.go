@@ -114,6 +114,8 @@ type session struct {
 	rcpts []string
 	// params are MAIL FROM's parameters, as sent (Message.MailParams).
 	params []string
+	// rcptParams are each accepted RCPT TO's parameters, beside rcpts.
+	rcptParams [][]string
 }
 
 func newSession(s *Sim, info *listenerInfo, c net.Conn, ip netip.Addr) *session {
@@ -229,7 +231,7 @@ func (ss *session) startTLS() error {
 	ss.r = bufio.NewReaderSize(tc, maxLine)
 	ss.w = bufio.NewWriter(tc)
 	// RFC 3207 §4.2: the server forgets what the client said before TLS.
-	ss.helo, ss.from, ss.rcpts = "", nil, nil
+	ss.helo, ss.from, ss.rcpts, ss.rcptParams = "", nil, nil, nil
 	return nil
 }
 

@@ -28,6 +28,22 @@ func Build(p Params) ([]byte, error) {
 	human := humanPart(p)
 	status, global := statusPart(p)
 	headers := headerSection(p.OriginalHeaders)
+	what := "Undelivered Message"
+	if allSuccess(p.Recipients) {
+		what = "Message" // it was delivered
+	}
+	returned := "Content-Description: " + what + " Headers\r\nContent-Type: text/rfc822-headers\r\n"
+	if p.Full && len(p.OriginalHeaders) > 0 {
+		headers = msgheader.CRLF(p.OriginalHeaders)
+		if !bytes.HasSuffix(headers, []byte("\r\n")) {
+			headers = append(headers, '\r', '\n')
+		}
+		ct := "message/rfc822"
+		if !isASCII(headerSection(headers)) {
+			ct = "message/global" // RFC 6532 §3.7: UTF-8 header fields
+		}
+		returned = "Content-Description: " + what + "\r\nContent-Type: " + ct + "\r\n"
+	}
 	boundary := makeBoundary(msgID, human, status, headers)
 
 	var m bytes.Buffer
@@ -54,22 +70,36 @@ func Build(p Params) ([]byte, error) {
 	part(human.headers, human.body)
 	part("Content-Description: Delivery report\r\nContent-Type: message/"+reportType+"\r\n", status)
 	if len(headers) > 0 {
-		part("Content-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n", headers)
+		part(returned, headers)
 	}
 	m.WriteString("\r\n--" + boundary + "--\r\n")
 	return m.Bytes(), nil
 }
 
+// allSuccess reports a report of delivered and relayed recipients only.
+func allSuccess(rs []Recipient) bool {
+	for _, r := range rs {
+		if r.Action != ActionDelivered && r.Action != ActionRelayed {
+			return false
+		}
+	}
+	return len(rs) > 0
+}
+
 func subject(rs []Recipient) string {
-	delayed := true
+	delayed, success := true, true
 	for _, r := range rs {
 		if r.Action == ActionFailed {
 			return "Undelivered Mail Returned to Sender"
 		}
 		delayed = delayed && r.Action == ActionDelayed
+		success = success && (r.Action == ActionDelivered || r.Action == ActionRelayed)
 	}
-	if delayed {
+	switch {
+	case delayed:
 		return "Delayed Mail (still being retried)"
+	case success:
+		return "Successful Mail Delivery Report"
 	}
 	return "Delivery Status Notification"
 }
@@ -143,11 +173,17 @@ func humanPart(p Params) text {
 }
 
 func defaultReason(rs []Recipient) string {
+	success := true
 	for _, r := range rs {
 		if r.Action == ActionFailed {
 			return "I'm sorry to have to inform you that your message could not\n" +
 				"be delivered to one or more recipients. Its headers are attached below."
 		}
+		success = success && (r.Action == ActionDelivered || r.Action == ActionRelayed)
+	}
+	if success {
+		return "Your message was delivered to the destination(s) listed below.\n" +
+			"\"relayed\" means the next mail server will not report further."
 	}
 	return "Your message could not be delivered yet to one or more recipients.\n" +
 		"The mail system will keep trying; you do not need to resend it."

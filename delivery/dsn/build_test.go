@@ -77,6 +77,36 @@ func utf8Params() Params {
 	return p
 }
 
+// deliveredParams is a success report asked for by NOTIFY=SUCCESS, with
+// the ENVID and ORCPT the client gave (RFC 3461 §4).
+func deliveredParams() Params {
+	return Params{
+		ReportingMTA: "mta.a.test",
+		From:         "MAILER-DAEMON@mta.a.test",
+		To:           "alice@a.test",
+		MessageID:    "dsn-20260306-0003@mta.a.test",
+		EnvelopeID:   "QQ314159",
+		Arrival:      arrival,
+		Now:          now,
+		Recipients: []Recipient{{
+			Addr: "bob@b.test", OriginalAddr: "Bob@B.test", Action: ActionDelivered, Status: "2.0.0",
+			RemoteMTA: "mx1.b.test", Diagnostic: "smtp; 250 2.0.0 Ok: queued as 4F2",
+			LastAttempt: now,
+		}},
+		OriginalHeaders: []byte(original),
+	}
+}
+
+// failedFullParams is a failure with RET=FULL: the whole message comes
+// back as message/rfc822.
+func failedFullParams() Params {
+	p := failedParams()
+	p.MessageID = "dsn-20260306-0004@mta.a.test"
+	p.Recipients = p.Recipients[:1]
+	p.Full = true
+	return p
+}
+
 func TestBuildGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -85,6 +115,8 @@ func TestBuildGolden(t *testing.T) {
 		{"failed", failedParams()},
 		{"delayed", delayedParams()},
 		{"utf8", utf8Params()},
+		{"delivered", deliveredParams()},
+		{"failed-full", failedFullParams()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +182,9 @@ func checkWellFormed(t *testing.T, msg []byte) {
 		}
 		if ct == "text/rfc822-headers" && strings.Contains(string(body), "must not come back") {
 			t.Error("original body returned")
+		}
+		if ct == "message/rfc822" && !strings.Contains(string(body), "must not come back") {
+			t.Error("RET=FULL: the original body is not returned")
 		}
 	}
 	if len(types) < 2 || types[0] != "text/plain" || !strings.HasSuffix(types[1], "delivery-status") {

@@ -40,8 +40,11 @@ type Params struct {
 	// Recipients are the recipients being reported on; at least one.
 	Recipients []Recipient
 	// OriginalHeaders are the original message's header section (a whole
-	// message may be given: only the headers are returned).
+	// message may be given: only the headers are returned), unless Full.
 	OriginalHeaders []byte
+	// Full returns OriginalHeaders whole, as a message/rfc822 part (RFC
+	// 3461 §4.3 RET=FULL, RFC 3464 §2), instead of its header section.
+	Full bool
 	// Reason is human text placed above the per-recipient details.
 	// Empty: a standard explanation.
 	Reason string

@@ -71,6 +71,68 @@ type MailOptions struct {
 	// 6531 §3.2 forbids sending what needs the extension, not a message
 	// that no longer does.
 	SMTPUTF8 bool
+	// DSN carries the message's RFC 3461 parameters, sent only to a
+	// server that offers DSN (§4.1: then it takes over notification).
+	DSN DSNOptions
+}
+
+// DSNOptions are RFC 3461 parameters as received, decoded: Ret "FULL",
+// "HDRS" or ""; EnvID the ENVID; Rcpt one entry per recipient (or none),
+// in the order of the recipients.
+type DSNOptions struct {
+	Ret   string
+	EnvID string
+	Rcpt  []RcptDSN
+}
+
+// RcptDSN is one recipient's NOTIFY ("NEVER", "SUCCESS,DELAY", ...; ""
+// none) and ORCPT ("rfc822;addr", decoded; "" none).
+type RcptDSN struct {
+	Notify string
+	ORCPT  string
+}
+
+// rcptCommand is RCPT TO for recipient i, with its DSN parameters when
+// the server offers DSN.
+func (c *Conn) rcptCommand(i int, rcpt string, o DSNOptions) string {
+	cmd := "RCPT TO:<" + rcpt + ">"
+	if !c.ext.Has("DSN") || i >= len(o.Rcpt) {
+		return cmd
+	}
+	d := o.Rcpt[i]
+	if d.Notify != "" && !strings.ContainsAny(d.Notify, " \r\n") {
+		cmd += " NOTIFY=" + d.Notify // RFC 3461 §4.1
+	}
+	if typ, addr, ok := strings.Cut(d.ORCPT, ";"); ok && addr != "" && strings.EqualFold(typ, "rfc822") && isASCII(addr) {
+		// RFC 3461 §4.2: the address as xtext. A utf-8 ORCPT (RFC 6533)
+		// is left out: not every DSN server knows that type.
+		cmd += " ORCPT=rfc822;" + xtext(addr)
+	}
+	return cmd
+}
+
+// xtext encodes s as RFC 3461 §4 xtext: "+" and "=", controls, space
+// and non-ASCII bytes as "+HH".
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '!' || c > '~' || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // BODY=8BITMIME needs no option: the body's bytes decide it. A body with
@@ -89,9 +151,9 @@ func (c *Conn) SendWith(ctx context.Context, from string, rcpts []string, body [
 	res := &Result{Rcpt: make([]Reply, 0, len(rcpts))}
 	var dataReply *Reply
 	if c.ext.Has("PIPELINING") {
-		dataReply, err = c.envelopePipelined(res, mail, rcpts)
+		dataReply, err = c.envelopePipelined(res, mail, rcpts, o.DSN)
 	} else {
-		dataReply, err = c.envelope(res, mail, rcpts)
+		dataReply, err = c.envelope(res, mail, rcpts, o.DSN)
 	}
 	if err != nil {
 		return res, err
@@ -150,7 +212,7 @@ func (c *Conn) data(res *Result, body []byte, sendCommand bool) error {
 
 // envelope sends MAIL and RCPTs one at a time, waiting for each reply. It
 // stops after a refused MAIL.
-func (c *Conn) envelope(res *Result, mail string, rcpts []string) (*Reply, error) {
+func (c *Conn) envelope(res *Result, mail string, rcpts []string, o DSNOptions) (*Reply, error) {
 	r, err := c.cmd(StageMail, mail)
 	if err != nil {
 		return nil, err
@@ -159,8 +221,8 @@ func (c *Conn) envelope(res *Result, mail string, rcpts []string) (*Reply, error
 	if !r.Positive() {
 		return nil, nil
 	}
-	for _, rcpt := range rcpts {
-		r, err := c.cmd(StageRcpt, "RCPT TO:<"+rcpt+">")
+	for i, rcpt := range rcpts {
+		r, err := c.cmd(StageRcpt, c.rcptCommand(i, rcpt, o))
 		if err != nil {
 			return nil, err
 		}
@@ -172,12 +234,12 @@ func (c *Conn) envelope(res *Result, mail string, rcpts []string) (*Reply, error
 // envelopePipelined sends MAIL, every RCPT and DATA in one write, then
 // reads the replies in order (RFC 2920 §3.1: DATA is the last command of
 // a group, and the replies come back in command order).
-func (c *Conn) envelopePipelined(res *Result, mail string, rcpts []string) (*Reply, error) {
+func (c *Conn) envelopePipelined(res *Result, mail string, rcpts []string, o DSNOptions) (*Reply, error) {
 	res.Pipelined = true
 	var batch bytes.Buffer
 	batch.WriteString(mail + "\r\n")
-	for _, rcpt := range rcpts {
-		batch.WriteString("RCPT TO:<" + rcpt + ">\r\n")
+	for i, rcpt := range rcpts {
+		batch.WriteString(c.rcptCommand(i, rcpt, o) + "\r\n")
 	}
 	batch.WriteString("DATA\r\n")
 	if err := c.send(StageMail, batch.Bytes()); err != nil {
@@ -242,6 +304,15 @@ func (c *Conn) mailCommand(from string, rcpts []string, body []byte, o MailOptio
 		// RFC 6531 §3.2: the message must not be sent; the caller
 		// returns it to the sender (X.6.7).
 		return "", &UTF8Error{Need: need}
+	}
+	if c.ext.Has("DSN") {
+		// RFC 3461 §4.3, §4.4: passed on as received.
+		if o.DSN.Ret == "FULL" || o.DSN.Ret == "HDRS" {
+			b.WriteString(" RET=" + o.DSN.Ret)
+		}
+		if o.DSN.EnvID != "" && isASCII(o.DSN.EnvID) {
+			b.WriteString(" ENVID=" + xtext(o.DSN.EnvID))
+		}
 	}
 	return b.String(), nil
 }

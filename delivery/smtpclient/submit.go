@@ -18,7 +18,7 @@ func (c *Conn) SendAll(ctx context.Context, from string, rcpts []string, body []
 	defer c.w.bind(ctx)()
 	c.w.setTimeout(c.opts.CommandTimeout)
 	res := &Result{Rcpt: make([]Reply, 0, len(rcpts))}
-	if _, err := c.envelope(res, mail, rcpts); err != nil {
+	if _, err := c.envelope(res, mail, rcpts, DSNOptions{}); err != nil {
 		return res, err
 	}
 	if !res.Mail.Positive() {
