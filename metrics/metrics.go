@@ -3,12 +3,16 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"sync"
 )
 
 // Metrics is the set of cuemta metrics with its own registry.
 type Metrics struct {
 	reg   *prometheus.Registry
 	sites *limiter
+
+	hooksOnce sync.Once
+	hooks     *hookMetrics // webhooks (hooks.go)
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
