@@ -30,6 +30,8 @@ type Options struct {
 	// Clock and Client are for tests; nil: the real ones.
 	Clock  Clock
 	Client *http.Client
+	// Jitter returns the back-off spread in [0,1); nil: random.
+	Jitter func() float64
 }
 
 // Manager runs the hooks of the config in force: their queues and senders.
@@ -54,6 +56,9 @@ func New(cfg config.Events, opts Options) (*Manager, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = defaultJitter
 	}
 	if opts.Client == nil {
 		// Redirects are not followed: a POST that lands elsewhere is a
@@ -119,7 +124,7 @@ func (m *Manager) Apply(cfg config.Events) error {
 			continue
 		}
 		s := &sender{name: name, q: opened[name], client: m.opts.Client, clock: m.opts.Clock,
-			rec: m.opts.Recorder, logger: m.opts.Logger, jitter: defaultJitter,
+			rec: m.opts.Recorder, logger: m.opts.Logger, jitter: m.opts.Jitter,
 			kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		s.conf.Store(conf)
 		m.hooks[name] = s
