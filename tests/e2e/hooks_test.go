@@ -293,3 +293,68 @@ events: {
 	t.Logf("%d messages, %d distinct events, %d duplicates, %d requests (%d failed on purpose)",
 		len(ids), len(rcv.records), dups, rcv.requests, rcv.failed)
 }
+
+// TestHookQueueFullRefusesMail: while a hook's queue holds maxQueued
+// events the endpoint has not taken, new mail gets 451 4.3.0 and no event
+// is dropped; once the endpoint is back and the queue drains, mail is
+// accepted again. The metrics show the queue and the failures.
+func TestHookQueueFullRefusesMail(t *testing.T) {
+	rcv := newHookReceiver(t, "s", 0) // down until told
+	dir := writeConfig(t, fmt.Sprintf(`
+hostname: "mx.test"
+listeners: mx: addr: "127.0.0.1:0"
+admin: addr: "127.0.0.1:0"
+spool: dir: %q
+dns: servers: ["127.0.0.1:9"]
+routes: "*": "127.0.0.1:9"
+retry: schedule: ["1h"]
+events: hooks: crm: {
+	url:       %q
+	events:    ["reception"]
+	secret:    "s"
+	batch:     {size: 10, wait: "10ms"}
+	headers:   Authorization: "Bearer e2e"
+	backoff:   {initial: "20ms", max: "100ms"}
+	maxQueued: 3
+}
+`, t.TempDir()+"/spool", rcv.url()))
+	srv := startServer(t, dir, "mx")
+	c, err := dialSMTP(srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	msg := func(i int) (int, string, error) {
+		return c.send("a@origin.test", []string{"b@dest.test"}, fmt.Sprintf("Subject: %d\nMessage-ID: <f%d@origin.test>\n\nx\n", i, i))
+	}
+	for i := range 3 {
+		if code, text, err := msg(i); err != nil {
+			t.Fatalf("message %d before the cap: %d %s", i, code, text)
+		}
+	}
+	code, text, _ := msg(3)
+	if code != 451 || !strings.HasPrefix(text, "4.3.0 ") {
+		t.Fatalf("message past maxQueued: %d %s, want 451 4.3.0", code, text)
+	}
+	waitFor(t, 10*time.Second, "a failed POST", func() bool {
+		return strings.Contains(metricsText(t, srv), `cuemta_hook_failed_total{hook="crm"}`)
+	})
+	m := metricsText(t, srv)
+	for _, want := range []string{`cuemta_hook_queued{hook="crm"} 3`, `cuemta_hook_oldest_seconds{hook="crm"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	rcv.up()
+	waitFor(t, 10*time.Second, "the queue to drain", func() bool {
+		return strings.Contains(metricsText(t, srv), `cuemta_hook_sent_total{hook="crm"} 3`)
+	})
+	if code, text, err := msg(4); err != nil {
+		t.Fatalf("message after the queue drained: %d %s", code, text)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.records) != 3 || len(rcv.bad) > 0 {
+		t.Fatalf("%d events received (want the 3 accepted, none of the refused one), bad: %v", len(rcv.records), rcv.bad)
+	}
+}
