@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -357,4 +359,91 @@ events: hooks: crm: {
 	if len(rcv.records) != 3 || len(rcv.bad) > 0 {
 		t.Fatalf("%d events received (want the 3 accepted, none of the refused one), bad: %v", len(rcv.records), rcv.bad)
 	}
+}
+
+// TestHooksReload: a hook added by a reload gets the events from then on;
+// one removed stops getting them and its queue stays on disk; back again,
+// it sends what was left in that queue.
+func TestHooksReload(t *testing.T) {
+	rcv := newHookReceiver(t, "s", 0)
+	spool := t.TempDir() + "/spool"
+	base := fmt.Sprintf(`
+hostname: "mx.test"
+listeners: mx: addr: "127.0.0.1:0"
+admin: addr: "127.0.0.1:0"
+spool: dir: %q
+dns: servers: ["127.0.0.1:9"]
+routes: "*": "127.0.0.1:9"
+retry: schedule: ["1h"]
+`, spool)
+	hook := fmt.Sprintf(`events: hooks: crm: {url: %q, events: ["reception"], secret: "s", headers: Authorization: "Bearer e2e", batch: wait: "10ms", backoff: {initial: "20ms", max: "50ms"}}
+`, rcv.url())
+	dir := writeConfig(t, base)
+	srv := startServer(t, dir, "mx")
+	count := func(substr string) int { return strings.Count(srv.log.String(), substr) }
+	reload := func(src string) {
+		t.Helper()
+		before := count("msg=reloaded")
+		writeConfigIn(t, dir, src)
+		waitFor(t, 10*time.Second, "the reload", func() bool { return count("msg=reloaded") > before })
+	}
+	c, err := dialSMTP(srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	send := func(i int) string {
+		t.Helper()
+		code, text, err := c.send("a@origin.test", []string{"b@dest.test"}, fmt.Sprintf("Subject: %d\n\nx\n", i))
+		if err != nil {
+			t.Fatalf("message %d: %d %s", i, code, text)
+		}
+		return hookQueuedRE.FindStringSubmatch(text)[1]
+	}
+	received := func(id string) bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.events[id]["reception"]
+	}
+
+	before := send(0) // no hook yet
+	rcv.up()
+	reload(base + hook)
+	added := send(1)
+	waitFor(t, 10*time.Second, "the event of a message after the hook was added", func() bool { return received(added) })
+	if received(before) {
+		t.Error("a message accepted before the hook existed reached it")
+	}
+
+	rcv.down()
+	pending := send(2) // queued, the endpoint down
+	reload(base)
+	if !srv.waitLog("hook removed; its queue is kept on disk", 5*time.Second) {
+		t.Fatalf("no removal line:\n%s", srv.log)
+	}
+	while := send(3) // no hook: no event
+	walSegment(t, filepath.Join(spool, "hooks", "crm")) // the removed hook's queue is still there
+	rcv.up()
+	reload(base + hook)
+	waitFor(t, 10*time.Second, "the kept event sent once the hook is back", func() bool { return received(pending) })
+	if received(while) {
+		t.Error("a message accepted while the hook was removed reached it")
+	}
+}
+
+// walSegment returns the name of a wal segment (20 digits) in a hook's
+// queue directory, failing the test when there is none.
+func walSegment(t *testing.T, dir string) string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("hook queue directory: %v", err)
+	}
+	for _, de := range des {
+		if len(de.Name()) == 20 {
+			return de.Name()
+		}
+	}
+	t.Fatalf("no wal segment in %s", dir)
+	return ""
 }
