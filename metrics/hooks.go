@@ -45,8 +45,8 @@ func (g *hookGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// hookMetrics are the webhook metrics, registered on first use so that
-// this file stays apart from New.
+// hookMetrics are the webhook metrics, kept in this file apart from New,
+// which registers them (hookSet) so that every metric is listed from the start.
 type hookMetrics struct {
 	sent, failed *prometheus.CounterVec
 	gauges       *hookGauges
@@ -68,10 +68,22 @@ func (m *Metrics) hookSet() *hookMetrics {
 }
 
 // HookSent counts n events acknowledged by hook.
-func (m *Metrics) HookSent(hook string, n int) { m.hookSet().sent.WithLabelValues(hook).Add(float64(n)) }
+func (m *Metrics) HookSent(hook string, n int) {
+	if m != nil {
+		m.hookSet().sent.WithLabelValues(hook).Add(float64(n))
+	}
+}
 
 // HookFailed counts one failed POST to hook.
-func (m *Metrics) HookFailed(hook string) { m.hookSet().failed.WithLabelValues(hook).Inc() }
+func (m *Metrics) HookFailed(hook string) {
+	if m != nil {
+		m.hookSet().failed.WithLabelValues(hook).Inc()
+	}
+}
 
 // HookStatsFunc sets the function asked for the hook gauges at scrape time.
-func (m *Metrics) HookStatsFunc(f func() []HookQueue) { m.hookSet().gauges.fn.Store(&f) }
+func (m *Metrics) HookStatsFunc(f func() []HookQueue) {
+	if m != nil {
+		m.hookSet().gauges.fn.Store(&f)
+	}
+}

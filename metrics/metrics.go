@@ -92,6 +92,7 @@ func New(opts ...Option) *Metrics {
 	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
+	m.hookSet()       // webhooks (hooks.go)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
