@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,10 +179,13 @@ func (m *Manager) Publish(ev deliverylog.Event) error {
 		h := m.messageHeaders(ev.MessageID)
 		rec.HeaderMessageID, rec.Headers = h.messageID, h.headers
 	}
-	payload, err := json.Marshal(&rec)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as the delivery log: addresses and Message-IDs keep their < >
+	if err := enc.Encode(&rec); err != nil {
 		return fmt.Errorf("hooks: encode %s event: %w", ev.Type, err)
 	}
+	payload := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	var errs []error
 	for _, s := range targets {
 		if err := s.q.Append(payload); err != nil {

@@ -37,7 +37,7 @@ func payloads(b Batch) map[string]bool {
 }
 
 func TestQueueAppendAckReopen(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "hooks", "crm") // created by OpenQueue, as under the spool
 	q, err := OpenQueue(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +75,16 @@ func TestQueueAppendAckReopen(t *testing.T) {
 	appendN(t, q, 50, 1)
 	if b, _ := q.Peek(10); len(b.Entries) != 1 || string(b.Entries[0].Payload) != `{"n":50}` {
 		t.Fatalf("append after emptying: %+v", b)
+	}
+	// The events hold addresses and headers: private, as the spool.
+	for _, p := range []string{dir, tailSegment(t, dir), filepath.Join(dir, ackedFile)} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", p, perm)
+		}
 	}
 }
 

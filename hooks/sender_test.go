@@ -278,3 +278,33 @@ func TestFullAndReload(t *testing.T) {
 		t.Fatalf("Full after the queue drained: %v", err)
 	}
 }
+
+// TestRedirectIsAFailure: a 3xx is not followed (the batch would go to
+// another endpoint than the configured one) and counts as a failure.
+func TestRedirectIsAFailure(t *testing.T) {
+	elsewhere, stolen := receiver(t, func(int) int { return 200 })
+	url, posts := receiver(t, func(int) int { return 200 })
+	redirect := httptest.NewServer(http.RedirectHandler(elsewhere, http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	clock, rec := newFakeClock(), &countRecorder{acked: make(chan int, 100)}
+	dir := t.TempDir()
+	hc := hookConfig(redirect.URL, 1, time.Second)
+	m := newTestManager(t, dir, clock, rec, map[string]*config.Hook{"crm": hc})
+	m.Publish(deliverylog.Event{Time: clock.Now(), Type: "delivery", MessageID: "q1"})
+	if got := clock.waitAsked(t, 0); got != time.Second {
+		t.Fatalf("after a redirect: back-off %s, want 1s (a failure)", got)
+	}
+	select {
+	case p := <-stolen:
+		t.Fatalf("the redirect was followed: %s", p.body)
+	default:
+	}
+	// Pointed at the right url by a reload, it retries at once.
+	hc2 := *hc
+	hc2.URL = url
+	if err := m.Apply(config.Events{Hooks: map[string]*config.Hook{"crm": &hc2}}); err != nil {
+		t.Fatal(err)
+	}
+	recvPost(t, posts)
+	<-rec.acked
+}
