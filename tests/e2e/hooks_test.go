@@ -421,7 +421,7 @@ retry: schedule: ["1h"]
 	if !srv.waitLog("hook removed; its queue is kept on disk", 5*time.Second) {
 		t.Fatalf("no removal line:\n%s", srv.log)
 	}
-	while := send(3) // no hook: no event
+	while := send(3)                                    // no hook: no event
 	walSegment(t, filepath.Join(spool, "hooks", "crm")) // the removed hook's queue is still there
 	rcv.up()
 	reload(base + hook)
