@@ -195,6 +195,21 @@ func (m *Manager) Publish(ev deliverylog.Event) error {
 	return errors.Join(errs...)
 }
 
+// Remember takes the headers of a message just stored, so that its events
+// need not read it back from the spool. It does nothing when no hook is
+// configured.
+func (m *Manager) Remember(id string, msg []byte) {
+	if m == nil {
+		return
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if len(m.hooks) == 0 {
+		return
+	}
+	m.cache.put(id, parseHeaders(msg, m.headers))
+}
+
 // messageHeaders looks a message's headers up, from the cache or the spool;
 // m.mu is read-locked.
 func (m *Manager) messageHeaders(id string) msgHeaders {

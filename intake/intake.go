@@ -56,6 +56,9 @@ type Acceptor struct {
 	// Admit, when set, is asked before each message is prepared; an error
 	// (a *reception.Reply) refuses it: webhook queues that are full.
 	Admit func() error
+	// Stored, when set, is given each message stored, before Accepted
+	// (the webhooks read its headers there, not from the spool).
+	Stored func(id string, body []byte)
 	// Accepted is called after each enqueue (logs, metrics, wakes delivery).
 	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched []string)
 }
@@ -98,6 +101,9 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		}
 		a.Logger.Log(ctx, level, "spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
 		return "", StorageReply(err)
+	}
+	if a.Stored != nil {
+		a.Stored(id, body)
 	}
 	if a.Accepted != nil {
 		a.Accepted(snap, id, env, len(body), matched)
