@@ -7,6 +7,39 @@ import (
 	"strconv"
 )
 
+// Events configures webhooks (package hooks, docs/events.md).
+type Events struct {
+	// MessageHeaders are the X- headers copied from the message into
+	// every record.
+	MessageHeaders []string         `json:"messageHeaders"`
+	Hooks          map[string]*Hook `json:"hooks"`
+}
+
+// Hook is one webhook endpoint and its durable queue.
+type Hook struct {
+	URL     string            `json:"url"`
+	Events  []string          `json:"events"`
+	Secret  string            `json:"secret"`
+	Batch   HookBatch         `json:"batch"`
+	Timeout Duration          `json:"timeout"`
+	Headers map[string]string `json:"headers"`
+	Backoff HookBackoff       `json:"backoff"`
+	// MaxQueued and MaxQueuedBytes bound the events not yet acknowledged;
+	// at either, reception refuses new mail (451 4.3.0).
+	MaxQueued      int   `json:"maxQueued"`
+	MaxQueuedBytes int64 `json:"maxQueuedBytes"`
+}
+
+type HookBatch struct {
+	Size int      `json:"size"`
+	Wait Duration `json:"wait"`
+}
+
+type HookBackoff struct {
+	Initial Duration `json:"initial"`
+	Max     Duration `json:"max"`
+}
+
 // checkHooks checks what the schema cannot: each hook's url parses, its
 // timings make sense, and no event type is listed twice.
 func (c *Config) checkHooks(add addFunc) {

@@ -338,6 +338,13 @@ events: hooks: crm: {
 	if code != 451 || !strings.HasPrefix(text, "4.3.0 ") {
 		t.Fatalf("message past maxQueued: %d %s, want 451 4.3.0", code, text)
 	}
+	inject := func() (int, map[string]any) {
+		return api(t, "POST", "http://"+srv.admin+"/api/inject/v1", "",
+			`{"envelope_sender": "a@origin.test", "recipients": [{"email": "c@dest.test"}], "content": "Subject: api\r\n\r\nx\r\n"}`)
+	}
+	if code, body := inject(); code == http.StatusOK || !strings.Contains(fmt.Sprint(body), "4.3.0") {
+		t.Fatalf("injection past maxQueued: %d %v, want a 4.3.0 refusal", code, body)
+	}
 	waitFor(t, 10*time.Second, "a failed POST", func() bool {
 		return strings.Contains(metricsText(t, srv), `cuemta_hook_failed_total{hook="crm"}`)
 	})
@@ -354,10 +361,22 @@ events: hooks: crm: {
 	if code, text, err := msg(4); err != nil {
 		t.Fatalf("message after the queue drained: %d %s", code, text)
 	}
+	if code, body := inject(); code != http.StatusOK {
+		t.Fatalf("injection after the queue drained: %d %v", code, body)
+	}
+	waitFor(t, 10*time.Second, "the events of the two messages accepted after the drain", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return len(rcv.records) >= 5
+	})
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
-	if len(rcv.records) != 3 || len(rcv.bad) > 0 {
-		t.Fatalf("%d events received (want the 3 accepted, none of the refused one), bad: %v", len(rcv.records), rcv.bad)
+	listeners := map[string]int{}
+	for _, r := range rcv.records {
+		listeners[fmt.Sprint(r["listener"])]++
+	}
+	if len(rcv.records) != 5 || listeners["mx"] != 4 || listeners["http"] != 1 || len(rcv.bad) > 0 {
+		t.Fatalf("%d events received by listener %v (want 4 mx and 1 http, none of the refused ones), bad: %v", len(rcv.records), listeners, rcv.bad)
 	}
 }
 
