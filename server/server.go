@@ -38,10 +38,9 @@ type Server struct {
 	// guard is the reception state every listener and snapshot shares:
 	// AUTH throttling, bcrypt slots, rate-limit counts. It outlives
 	// reloads, so a reload resets no count.
-	guard *reception.Guard
-	dlog  *deliverylog.Writer
-	// hooks queues the delivery-log events for webhooks (see event).
-	hooks   *hooks.Manager
+	guard   *reception.Guard
+	dlog    *deliverylog.Writer
+	hooks   *hooks.Manager // the webhooks' queues: every event goes through event
 	admin   *admin.Server
 	started time.Time
 	version string
