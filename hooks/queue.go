@@ -143,6 +143,14 @@ func (q *Queue) load() error {
 		last--
 	}
 	acked := readAcked(q.dir)
+	if acked > last {
+		// Segments removed by hand without ACKED: an index from that old
+		// log would hide the new entries that reuse it.
+		acked = 0
+		if err := writeAcked(q.dir, 0); err != nil {
+			return err
+		}
+	}
 	q.last = last
 	q.next = max(first, acked+1, 1)
 	if q.next > last+1 {
