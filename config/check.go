@@ -153,6 +153,7 @@ func (c *Config) check() Errors {
 	c.checkRouteLoops(add)
 	c.checkCodes(add)
 	c.checkTests(add)
+	c.checkHooks(add)
 	return errs
 }
 

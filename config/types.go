@@ -31,6 +31,7 @@ type Config struct {
 	Rules     Rules                  `json:"rules"`
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
+	Events    Events                 `json:"events"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run

@@ -54,6 +54,12 @@ type Acceptor struct {
 	// Guard applies the tenant limits (reception.limits.tenant), which
 	// only the message rules can key: nil applies none.
 	Guard *reception.Guard
+	// Admit, when set, is asked before each message is prepared; an error
+	// (a *reception.Reply) refuses it: webhook queues that are full.
+	Admit func() error
+	// Stored, when set, is given each message stored, before Accepted
+	// (the webhooks read its headers there, not from the spool).
+	Stored func(id string, body []byte)
 	// Accepted is called after each enqueue (logs, metrics, wakes delivery).
 	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched []string)
 }
@@ -63,6 +69,12 @@ var _ reception.SpaceReporter = (*Acceptor)(nil)
 // Accept implements reception.Sink. The returned error is a
 // *reception.Reply whenever the client must see a specific reply.
 func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (string, error) {
+	if a.Admit != nil {
+		if err := a.Admit(); err != nil {
+			a.Logger.Warn("message refused", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
+			return "", err
+		}
+	}
 	snap := a.Policy()
 	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
@@ -91,6 +103,9 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		}
 		a.Logger.Log(ctx, level, "spool: enqueue failed", "listener", sub.Listener, "client", sub.ClientIP, "err", err)
 		return "", StorageReply(err)
+	}
+	if a.Stored != nil {
+		a.Stored(id, body)
 	}
 	if a.Accepted != nil {
 		a.Accepted(snap, id, env, len(body), matched)

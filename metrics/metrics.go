@@ -3,12 +3,16 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"sync"
 )
 
 // Metrics is the set of cuemta metrics with its own registry.
 type Metrics struct {
 	reg   *prometheus.Registry
 	sites *limiter
+
+	hooksOnce sync.Once
+	hooks     *hookMetrics // webhooks (hooks.go)
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
@@ -88,6 +92,7 @@ func New(opts ...Option) *Metrics {
 	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
+	m.hookSet()       // webhooks (hooks.go)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

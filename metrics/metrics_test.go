@@ -46,6 +46,9 @@ func exercise(m *Metrics) {
 	m.ReceptionLimited("recipients", "tenant")
 	m.AuthFailed()
 	m.AuthRefused("client_ip")
+	m.HookSent("crm", 25)
+	m.HookFailed("crm")
+	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

@@ -28,6 +28,9 @@ var _ admin.Backend = backend{}
 // Enqueue injects one message through the same rules and durable enqueue
 // as SMTP reception.
 func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) {
+	if err := b.s.admitHooks(); err != nil {
+		return "", admin.Refusal(*err.(*reception.Reply))
+	}
 	snap := b.s.Snapshot()
 	env, body, matched, err := intake.Prepare(&snap.Policy, &intake.Message{
 		From: m.From, Recipients: m.Recipients, Body: m.Body, Listener: "http",
@@ -47,6 +50,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	if err != nil {
 		return "", admin.Refusal(*intake.StorageReply(err))
 	}
+	b.s.hooks.Remember(id, body)
 	b.s.accepted(&snap.Policy, id, env, len(body), matched)
 	b.s.delivery.Wake()
 	return id, nil

@@ -133,6 +133,7 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	pol.Guard, pol.Conns = s.guard, l.conns
 	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
 	acc := &intake.Acceptor{Policy: func() *intake.Policy { return &snap.Policy }, Spool: s.spool, Logger: s.logger, Guard: s.guard,
+		Admit: s.admitHooks, Stored: s.hooks.Remember,
 		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
 			s.accepted(p, id, env, size, matched)
 			s.delivery.Wake()

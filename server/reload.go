@@ -125,6 +125,14 @@ func (s *Server) apply(old, snap *Snapshot) error {
 		bound[name] = run
 	}
 
+	// Webhooks added, changed or removed (a removed one's queue stays on
+	// disk); refused as a whole if a new hook's queue cannot be opened.
+	if err := s.hooks.Apply(nc.Events); err != nil {
+		for _, b := range bound {
+			b.ln.Close()
+		}
+		return config.Errors{{Pos: nc.PosOf("events.hooks"), Msg: err.Error()}}
+	}
 	s.snap.Store(snap)
 	// Before the new servers start, so they begin under the new bound;
 	// transactions in progress keep what they hold.

@@ -18,6 +18,7 @@ import (
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/hooks"
 	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
@@ -39,6 +40,7 @@ type Server struct {
 	// reloads, so a reload resets no count.
 	guard   *reception.Guard
 	dlog    *deliverylog.Writer
+	hooks   *hooks.Manager // the webhooks' queues: every event goes through event
 	admin   *admin.Server
 	started time.Time
 	version string
@@ -129,6 +131,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.dlog = dlog
 	defer dlog.Close()
+	if err := s.startHooks(cfg); err != nil {
+		return err
+	}
+	defer s.hooks.Close()
 
 	resolver, err := mx.New(mx.Options{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
 	if err != nil {
@@ -282,7 +288,7 @@ var _ reception.Recorder = (*metrics.Metrics)(nil)
 // startAdmin serves the admin API, metrics and injection endpoint.
 func (s *Server) startAdmin(cfg *config.Config) error {
 	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger,
-		admin.OnAction(func(e admin.ActionEvent) { s.dlog.Log(e.LogEvent()) }),
+		admin.OnAction(func(e admin.ActionEvent) { s.event(e.LogEvent()) }),
 		admin.WithHostname(cfg.Hostname))
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
@@ -317,7 +323,7 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 		"listener", env.Listener, "client", env.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
 		"dkim", env.DKIM, "generation", snap.Generation)
 	s.metrics.Received(env.Listener)
-	s.dlog.Log(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
+	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
 		ClientIP: env.ClientIP, Generation: snap.Generation})
 }
@@ -345,7 +351,7 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 	if ev.Rule != "" {
 		s.metrics.RuleHit("response", ev.Rule)
 	}
-	s.dlog.Log(deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
+	s.event(deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
 		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
 		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Attempt: ev.Attempt,
 		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation})
