@@ -31,6 +31,8 @@ type Config struct {
 	Rules     Rules                  `json:"rules"`
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
+	// Suppression is the suppression list's policy (package suppress).
+	Suppression Suppression `json:"suppression"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -232,6 +234,13 @@ type Rules struct {
 	Response       []*ResponseRule `json:"response"`
 	TenantHeader   string          `json:"tenantHeader"`
 	CampaignHeader string          `json:"campaignHeader"`
+}
+
+// Suppression: which hard bounces add their recipient to the suppression
+// list, and for how long.
+type Suppression struct {
+	Categories  []string `json:"categories"`
+	ExpireAfter Duration `json:"expireAfter"`
 }
 
 type Log struct {

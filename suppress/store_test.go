@@ -1,0 +1,263 @@
+package suppress
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func open(t *testing.T, dir string, c *clock) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{Now: c.now, CompactAfter: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestLookupTenantGlobalAndNormalised(t *testing.T) {
+	c := &clock{t0}
+	s := open(t, t.TempDir(), c)
+	if err := s.Add(
+		Entry{Address: "Global@Example.COM", Source: SourceOperator, Reason: "asked"},
+		Entry{Tenant: "acme", Address: "only-acme@example.com", Source: SourceBounce},
+		Entry{Address: "u@Bücher.example", Source: SourceImport},
+	); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant, addr string
+		want         bool
+		wantTenant   string
+	}{
+		{"", "global@example.com", true, ""},
+		{"acme", "GLOBAL@example.com", true, ""},
+		{"acme", "only-acme@example.com", true, "acme"},
+		{"", "only-acme@example.com", false, ""},
+		{"other", "only-acme@example.com", false, ""},
+		{"", "u@xn--bcher-kva.example", true, ""},
+		{"", "nobody@example.com", false, ""},
+	} {
+		e, ok := s.Lookup(tc.tenant, tc.addr)
+		if ok != tc.want || ok && e.Tenant != tc.wantTenant || s.Suppressed(tc.tenant, tc.addr) != tc.want {
+			t.Errorf("Lookup(%q, %q) = %+v, %v; want %v in tenant %q", tc.tenant, tc.addr, e, ok, tc.want, tc.wantTenant)
+		}
+	}
+	e, _ := s.Lookup("", "global@example.com")
+	if e.Reason != "asked" || e.Source != SourceOperator || !e.Added.Equal(t0) {
+		t.Errorf("entry = %+v", e)
+	}
+}
+
+func TestAddRefusesBadEntriesAndAddsNone(t *testing.T) {
+	s := open(t, t.TempDir(), &clock{t0})
+	for _, e := range []Entry{
+		{Address: "no-at", Source: SourceOperator},
+		{Address: "a@b", Source: "whim"},
+		{Address: "a@b", Source: SourceOperator, Reason: "two\nlines"},
+		{Address: "a@b", Source: SourceOperator, Reason: strings.Repeat("x", MaxText+1)},
+	} {
+		if err := s.Add(Entry{Address: "good@example.com", Source: SourceOperator}, e); err == nil {
+			t.Errorf("Add(%+v) succeeded", e)
+		}
+	}
+	if s.Len() != 0 {
+		t.Errorf("Len = %d after refused adds", s.Len())
+	}
+}
+
+func TestExpiryAndRemove(t *testing.T) {
+	c := &clock{t0}
+	dir := t.TempDir()
+	s := open(t, dir, c)
+	if err := s.Add(Entry{Address: "soon@example.com", Source: SourceBounce, Expires: t0.Add(time.Hour)},
+		Entry{Address: "keep@example.com", Source: SourceBounce}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Suppressed("", "soon@example.com") {
+		t.Fatal("not suppressed before expiry")
+	}
+	c.t = t0.Add(time.Hour)
+	if s.Suppressed("", "soon@example.com") {
+		t.Fatal("suppressed at expiry")
+	}
+	if ok, err := s.Remove("", "soon@example.com"); ok || err != nil {
+		t.Fatalf("Remove of an expired entry = %v, %v", ok, err)
+	}
+	if ok, err := s.Remove("", "KEEP@example.com"); !ok || err != nil {
+		t.Fatalf("Remove = %v, %v", ok, err)
+	}
+	if s.Suppressed("", "keep@example.com") {
+		t.Fatal("suppressed after Remove")
+	}
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("Len = %d after compaction; the expired entry should be dropped", s.Len())
+	}
+}
+
+func TestReopenAfterLogAndCompaction(t *testing.T) {
+	c := &clock{t0}
+	dir := t.TempDir()
+	s := open(t, dir, c)
+	// 28 changes, 12 live, CompactAfter 10: the last remove compacts.
+	for i := range 20 {
+		if err := s.Add(Entry{Address: addr(i), Source: SourceImport}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 8 {
+		if _, err := s.Remove("", addr(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, snapshotName)); err != nil || fi.Size() == 0 {
+		t.Fatalf("no snapshot after compaction: %v", err)
+	}
+	// And one more change only in the log.
+	if err := s.Add(Entry{Address: addr(20), Source: SourceImport}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir, c)
+	for i := range 21 {
+		if got, want := s.Suppressed("", addr(i)), i >= 8; got != want {
+			t.Errorf("after reopen %s suppressed = %v, want %v", addr(i), got, want)
+		}
+	}
+	if s.Len() != 13 {
+		t.Errorf("Len = %d, want 13", s.Len())
+	}
+}
+
+// A crash between the snapshot and the truncation of the log replays the
+// log over a snapshot that holds it already.
+func TestReplayOverSnapshotIsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t0}
+	s := open(t, dir, c)
+	s.Add(Entry{Address: "a@example.com", Source: SourceImport})
+	s.Remove("", "a@example.com")
+	s.Add(Entry{Address: "b@example.com", Source: SourceImport})
+	log, _ := os.ReadFile(filepath.Join(dir, logName))
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, logName), log, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, c)
+	if s.Suppressed("", "a@example.com") || !s.Suppressed("", "b@example.com") || s.Len() != 1 {
+		t.Fatalf("after replay over the snapshot: a=%v b=%v len=%d", s.Suppressed("", "a@example.com"), s.Suppressed("", "b@example.com"), s.Len())
+	}
+}
+
+func TestTornTailIsCutDamageIsReported(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		damage  func(b []byte) []byte
+		wantErr string
+		want    int // entries after reopen
+	}{
+		{"half a record", func(b []byte) []byte { return b[:len(b)-5] }, "", 2},
+		{"header only", func(b []byte) []byte { return append(b, 0, 0, 0) }, "", 3},
+		{"flipped byte in the last record", func(b []byte) []byte { b[len(b)-2] ^= 0xff; return b }, "", 2},
+		{"damage followed by much more", func(b []byte) []byte {
+			b[recordHeader+1] ^= 0xff
+			return append(b, make([]byte, 2*maxRecord)...)
+		}, "damaged at byte 0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := &clock{t0}
+			s, err := Open(dir, Options{Now: c.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				s.Add(Entry{Address: addr(i), Source: SourceImport})
+			}
+			s.Close()
+			path := filepath.Join(dir, logName)
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, tc.damage(b), 0o640)
+			s, err = Open(dir, Options{Now: c.now})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Open = %v, want an error with %q", err, tc.wantErr)
+				}
+				if after, _ := os.ReadFile(path); len(after) != len(b)+2*maxRecord {
+					t.Fatalf("the damaged log was changed: %d bytes", len(after))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if s.Len() != tc.want {
+				t.Fatalf("Len = %d, want %d", s.Len(), tc.want)
+			}
+			// The log is writable after the cut: a new entry survives.
+			if err := s.Add(Entry{Address: "after@example.com", Source: SourceImport}); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s, err = Open(dir, Options{Now: c.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if !s.Suppressed("", "after@example.com") || s.Len() != tc.want+1 {
+				t.Fatalf("after the cut and one more add: Len = %d", s.Len())
+			}
+		})
+	}
+}
+
+func TestEachIsOrdered(t *testing.T) {
+	s := open(t, t.TempDir(), &clock{t0})
+	s.Add(Entry{Tenant: "b", Address: "z@x.example", Source: SourceImport},
+		Entry{Address: "y@x.example", Source: SourceImport},
+		Entry{Tenant: "a", Address: "x@x.example", Source: SourceImport})
+	var got []string
+	s.Each(func(e Entry) bool { got = append(got, e.Tenant+"/"+e.Address); return true })
+	if want := "/y@x.example a/x@x.example b/z@x.example"; strings.Join(got, " ") != want {
+		t.Fatalf("Each = %v, want %s", got, want)
+	}
+}
+
+// A hash collision must not match the other key.
+func TestCollisionIsChecked(t *testing.T) {
+	x := newIndex()
+	x.put(&Entry{Address: "a@example.com", Source: SourceImport})
+	// Force the second key into the first one's hash slot.
+	h := x.hash("", "b@example.com")
+	x.byHash[h] = 0
+	if _, ok := x.lookup("", "b@example.com", t0); ok {
+		t.Fatal("b matched a's slot")
+	}
+}
+
+func TestCategoryOfEnhanced(t *testing.T) {
+	for code, want := range map[string]string{"5.1.1": "bad-mailbox", "5.1.10": "bad-mailbox", "5.1.2": "bad-domain",
+		"5.2.1": "inactive-mailbox", "5.2.2": "other", "4.1.1": "other", "": "other"} {
+		if got := CategoryOfEnhanced(code); got != want {
+			t.Errorf("CategoryOfEnhanced(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func addr(i int) string { return "user" + string(rune('a'+i)) + "@example.com" }
