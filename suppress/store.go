@@ -19,8 +19,8 @@ type Entry struct {
 	Tenant  string    `json:"tenant"`  // "" for every tenant
 	Address string    `json:"address"` // normalised (Normalize)
 	Reason  string    `json:"reason,omitempty"`
-	Source  string    `json:"source"`  // one of Sources
-	Added   time.Time `json:"added"`   // second precision
+	Source  string    `json:"source"` // one of Sources
+	Added   time.Time `json:"added"`  // second precision
 	Expires time.Time `json:"expires,omitzero"`
 }
 
