@@ -147,6 +147,11 @@ func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 	}
 	key := to[:strings.LastIndexByte(to, '@')+1] + domain
+	if sup := s.srv.policy.Suppressions; sup != nil && sup.SuppressedAtRcpt(key,
+		RcptContext{From: txn.from, Listener: s.srv.name, ClientIP: clientIP(s.tc), User: s.user}) {
+		s.log.Info("recipient refused: suppressed", "trace", txn.id, "rcpt", key)
+		return errSuppressed // RFC 3463 §3.8 X.7.1; the other recipients go on
+	}
 	if txn.seen[key] {
 		return nil // RFC 5321 §3.3 allows a duplicate; deliver once
 	}
