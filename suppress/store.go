@@ -82,10 +82,14 @@ type Store struct {
 	dir  string
 	opts Options
 
+	// wmu serialises changes: the log write, its fsync and compaction.
+	// mu guards the index only and is held for memory work, never across
+	// an fsync, so lookups at RCPT do not wait on the disk.
+	wmu     sync.Mutex
 	mu      sync.RWMutex
 	idx     *index
 	log     *os.File
-	records int // records in the log since the snapshot
+	records int // records in the log since the snapshot; wmu
 	closed  bool
 }
 
@@ -234,6 +238,7 @@ func (s *Store) Suppressed(tenant, addr string) bool {
 func (s *Store) Add(entries ...Entry) error {
 	now := s.opts.Now()
 	var buf []byte
+	var err error
 	for i := range entries {
 		e := &entries[i]
 		e.Address = Normalize(e.Address)
@@ -249,15 +254,20 @@ func (s *Store) Add(entries ...Entry) error {
 		}
 		buf = appendRecord(buf, opAdd, e)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.write(buf); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	for i := range entries {
-		if err := s.idx.put(&entries[i]); err != nil {
-			return err
+		if err = s.idx.put(&entries[i]); err != nil {
+			break
 		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	s.records += len(entries)
 	return s.maybeCompact()
@@ -267,15 +277,20 @@ func (s *Store) Add(entries ...Entry) error {
 // there was none.
 func (s *Store) Remove(tenant, addr string) (bool, error) {
 	e := Entry{Tenant: tenant, Address: Normalize(addr)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.idx.lookup(tenant, e.Address, s.opts.Now()); !ok {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	_, ok := s.idx.lookup(tenant, e.Address, s.opts.Now())
+	s.mu.RUnlock()
+	if !ok {
 		return false, nil
 	}
 	if err := s.write(appendRecord(nil, opRemove, &e)); err != nil {
 		return false, err
 	}
+	s.mu.Lock()
 	s.idx.remove(tenant, e.Address)
+	s.mu.Unlock()
 	s.records++
 	return true, s.maybeCompact()
 }
@@ -295,7 +310,7 @@ func (s *Store) Len() int {
 	return s.idx.live
 }
 
-// write appends records to the log and fsyncs it. s.mu is held.
+// write appends records to the log and fsyncs it. s.wmu is held.
 func (s *Store) write(b []byte) error {
 	if s.closed {
 		return errors.New("suppression list closed")
@@ -309,8 +324,13 @@ func (s *Store) write(b []byte) error {
 	return nil
 }
 
+// maybeCompact compacts once the log holds more records than the live
+// entries plus CompactAfter. s.wmu is held.
 func (s *Store) maybeCompact() error {
-	if s.records > s.idx.live+s.opts.CompactAfter {
+	s.mu.RLock()
+	live := s.idx.live
+	s.mu.RUnlock()
+	if s.records > live+s.opts.CompactAfter {
 		return s.compactLocked()
 	}
 	return nil
@@ -319,11 +339,13 @@ func (s *Store) maybeCompact() error {
 // Compact writes a snapshot of the live, unexpired entries and empties the
 // log.
 func (s *Store) Compact() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	return s.compactLocked()
 }
 
+// compactLocked runs with s.wmu held: no change can happen meanwhile, and
+// lookups go on against the old index until the new one replaces it.
 func (s *Store) compactLocked() error {
 	if s.closed {
 		return errors.New("suppression list closed")
@@ -331,11 +353,13 @@ func (s *Store) compactLocked() error {
 	fresh := newIndex()
 	buf := []byte(snapshotHead)
 	var err error
+	s.mu.RLock()
 	s.idx.each(s.opts.Now(), func(e Entry) bool {
 		buf = appendRecord(buf, opAdd, &e)
 		err = fresh.put(&e)
 		return err == nil
 	})
+	s.mu.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -353,15 +377,17 @@ func (s *Store) compactLocked() error {
 	if err := s.log.Sync(); err != nil {
 		return fmt.Errorf("suppression list: fsync log: %w", err)
 	}
+	s.mu.Lock()
 	s.idx = fresh
+	s.mu.Unlock()
 	s.records = 0
 	return nil
 }
 
 // Close closes the log; the list stays on disk.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.closed {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package suppress
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,3 +262,39 @@ func TestCategoryOfEnhanced(t *testing.T) {
 }
 
 func addr(i int) string { return "user" + string(rune('a'+i)) + "@example.com" }
+
+// Lookups run while entries are added, removed and compacted; run with
+// -race. Every address added and not removed is found at the end.
+func TestConcurrentUse(t *testing.T) {
+	s := open(t, t.TempDir(), &clock{t0})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if err := s.Add(Entry{Address: fmt.Sprintf("c%d@example.com", i), Source: SourceImport}); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%2 == 0 {
+				if _, err := s.Remove("", fmt.Sprintf("c%d@example.com", i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			for i := range 200 {
+				if got, want := s.Suppressed("", fmt.Sprintf("c%d@example.com", i)), i%2 == 1; got != want {
+					t.Errorf("c%d suppressed = %v, want %v", i, got, want)
+				}
+			}
+			return
+		default:
+			s.Suppressed("", "c1@example.com")
+			s.Each(func(Entry) bool { return false })
+		}
+	}
+}
