@@ -20,9 +20,9 @@
 //     lower-case, domain in A-labels. Suppression is a safety list, so a
 //     local part that differs only in case is the same mailbox here.
 //
-// The in-memory index is sized for millions of entries: a map from a
-// 64-bit hash of tenant and address to a fixed 20-byte slot, the keys in
-// one byte arena (checked on every hit, so a hash collision never matches
-// the wrong address) and the reasons interned. bench/README.md has the
-// figures.
+// The in-memory index is sized for millions of entries: an open-addressed
+// table of 4-byte slot numbers keyed by a 64-bit hash of tenant and
+// address, fixed 24-byte slots, the keys in one byte arena (compared on
+// every hit, so a hash collision never matches the wrong address) and the
+// reasons interned. bench/README.md has the figures.
 package suppress

@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// slot is one entry of the index: 20 bytes, no pointers, so a million
+// slot is one entry of the index: 24 bytes, no pointers, so a million
 // slots are one allocation the garbage collector does not scan.
 type slot struct {
 	off     uint32 // the key "tenant\x00address" in the arena
+	tag     uint32 // the high half of the key's hash, checked before the key
 	klen    uint16
 	source  uint8
 	live    bool
@@ -20,14 +21,14 @@ type slot struct {
 	expires uint32 // Unix seconds; 0: never
 }
 
-// index is the in-memory form of the list. It is not safe for concurrent
+// index is the in-memory form of the list: an open-addressed hash table
+// (linear probing) of slot numbers, the slots, and the keys in one byte
+// arena. A key is never removed from the table: Remove marks its slot
+// dead and compaction builds a new index. It is not safe for concurrent
 // use: Store holds its lock around every call.
 type index struct {
-	seed   maphash.Seed
-	byHash map[uint64]uint32 // hash of the key → slot number
-	// overflow holds the keys whose hash another key already has: a
-	// collision of 64-bit hashes, so in practice empty.
-	overflow  map[string]uint32
+	seed      maphash.Seed
+	table     []uint32 // slot number + 1; 0: empty. len is a power of two
 	slots     []slot
 	arena     []byte
 	reasons   []string
@@ -35,9 +36,20 @@ type index struct {
 	live      int
 }
 
-func newIndex() *index {
-	return &index{seed: maphash.MakeSeed(), byHash: map[uint64]uint32{}, overflow: map[string]uint32{},
-		reasons: []string{""}, reasonIdx: map[string]uint32{"": 0}}
+// maxLoad is the table's fill (in eighths) past which it doubles: 6/8
+// keeps probe runs short at 4 bytes a table entry.
+const maxLoad = 6
+
+func newIndex() *index { return newIndexSized(0, 0) }
+
+// newIndexSized makes an index with room for n keys of arena bytes in all.
+func newIndexSized(n, arena int) *index {
+	size := 16
+	for size*maxLoad/8 < n {
+		size *= 2
+	}
+	return &index{seed: maphash.MakeSeed(), table: make([]uint32, size), slots: make([]slot, 0, n),
+		arena: make([]byte, 0, arena), reasons: []string{""}, reasonIdx: map[string]uint32{"": 0}}
 }
 
 func (x *index) hash(tenant, addr string) uint64 {
@@ -58,25 +70,44 @@ func (x *index) keyIs(s *slot, tenant, addr string) bool {
 	return string(k[:len(tenant)]) == tenant && k[len(tenant)] == 0 && string(k[len(tenant)+1:]) == addr
 }
 
-// find returns the slot number of tenant and addr, live or dead.
-func (x *index) find(tenant, addr string) (uint32, bool) {
-	n, ok := x.byHash[x.hash(tenant, addr)]
-	if !ok {
-		return 0, false
+// find returns the slot number of tenant and addr, live or dead; when
+// absent, the table position where it would go.
+func (x *index) find(tenant, addr string) (n uint32, pos int, ok bool) {
+	h := x.hash(tenant, addr)
+	tag := uint32(h >> 32)
+	mask := len(x.table) - 1
+	for pos = int(h) & mask; ; pos = (pos + 1) & mask {
+		e := x.table[pos]
+		if e == 0 {
+			return 0, pos, false
+		}
+		if s := &x.slots[e-1]; s.tag == tag && x.keyIs(s, tenant, addr) {
+			return e - 1, pos, true
+		}
 	}
-	if x.keyIs(&x.slots[n], tenant, addr) {
-		return n, true
+}
+
+// grow doubles the table and re-inserts every slot.
+func (x *index) grow() {
+	x.table = make([]uint32, 2*len(x.table))
+	mask := len(x.table) - 1
+	for i := range x.slots {
+		s := &x.slots[i]
+		k := x.arena[s.off : s.off+uint32(s.klen)]
+		var h maphash.Hash
+		h.SetSeed(x.seed)
+		h.Write(k)
+		pos := int(h.Sum64()) & mask
+		for x.table[pos] != 0 {
+			pos = (pos + 1) & mask
+		}
+		x.table[pos] = uint32(i + 1)
 	}
-	if len(x.overflow) == 0 {
-		return 0, false
-	}
-	n, ok = x.overflow[tenant+"\x00"+addr]
-	return n, ok
 }
 
 // lookup returns the live, unexpired entry of tenant and addr.
 func (x *index) lookup(tenant, addr string, now time.Time) (*slot, bool) {
-	n, ok := x.find(tenant, addr)
+	n, _, ok := x.find(tenant, addr)
 	if !ok {
 		return nil, false
 	}
@@ -102,38 +133,36 @@ func (x *index) put(e *Entry) error {
 		x.reasonIdx[e.Reason] = reason
 	}
 	s := slot{source: sourceCode(e.Source), live: true, reason: reason, added: unix32(e.Added), expires: unix32(e.Expires)}
-	if n, ok := x.find(e.Tenant, e.Address); ok {
+	n, pos, ok := x.find(e.Tenant, e.Address)
+	if ok {
 		old := &x.slots[n]
 		if !old.live {
 			x.live++
 		}
-		s.off, s.klen = old.off, old.klen
+		s.off, s.klen, s.tag = old.off, old.klen, old.tag
 		*old = s
 		return nil
 	}
 	klen := len(e.Tenant) + 1 + len(e.Address)
-	if len(x.arena)+klen > math.MaxUint32 || klen > math.MaxUint16 {
+	if len(x.arena)+klen > math.MaxUint32 || klen > math.MaxUint16 || len(x.slots) >= math.MaxUint32-1 {
 		return errIndexFull
 	}
-	s.off, s.klen = uint32(len(x.arena)), uint16(klen)
+	s.off, s.klen, s.tag = uint32(len(x.arena)), uint16(klen), uint32(x.hash(e.Tenant, e.Address)>>32)
 	x.arena = append(x.arena, e.Tenant...)
 	x.arena = append(x.arena, 0)
 	x.arena = append(x.arena, e.Address...)
-	n := uint32(len(x.slots))
 	x.slots = append(x.slots, s)
-	h := x.hash(e.Tenant, e.Address)
-	if _, taken := x.byHash[h]; taken {
-		x.overflow[e.Tenant+"\x00"+e.Address] = n
-	} else {
-		x.byHash[h] = n
-	}
+	x.table[pos] = uint32(len(x.slots))
 	x.live++
+	if len(x.slots)*8 > len(x.table)*maxLoad {
+		x.grow()
+	}
 	return nil
 }
 
 // remove marks an entry dead; compaction reclaims its slot.
 func (x *index) remove(tenant, addr string) bool {
-	n, ok := x.find(tenant, addr)
+	n, _, ok := x.find(tenant, addr)
 	if !ok || !x.slots[n].live {
 		return false
 	}

@@ -350,10 +350,10 @@ func (s *Store) compactLocked() error {
 	if s.closed {
 		return errors.New("suppression list closed")
 	}
-	fresh := newIndex()
+	s.mu.RLock()
+	fresh := newIndexSized(s.idx.live, len(s.idx.arena))
 	buf := []byte(snapshotHead)
 	var err error
-	s.mu.RLock()
 	s.idx.each(s.opts.Now(), func(e Entry) bool {
 		buf = appendRecord(buf, opAdd, &e)
 		err = fresh.put(&e)

@@ -240,15 +240,30 @@ func TestEachIsOrdered(t *testing.T) {
 	}
 }
 
-// A hash collision must not match the other key.
+// A key whose hash tag and table position another key has must not match
+// it; and keys sharing probe runs are all found across growth.
 func TestCollisionIsChecked(t *testing.T) {
 	x := newIndex()
 	x.put(&Entry{Address: "a@example.com", Source: SourceImport})
-	// Force the second key into the first one's hash slot.
 	h := x.hash("", "b@example.com")
-	x.byHash[h] = 0
+	x.slots[0].tag = uint32(h >> 32)
+	clear(x.table)
+	x.table[int(h)&(len(x.table)-1)] = 1
 	if _, ok := x.lookup("", "b@example.com", t0); ok {
 		t.Fatal("b matched a's slot")
+	}
+
+	x = newIndex()
+	for i := range 1000 {
+		x.put(&Entry{Tenant: fmt.Sprint(i % 3), Address: fmt.Sprintf("k%d@example.com", i), Source: SourceImport})
+	}
+	for i := range 1000 {
+		if _, ok := x.lookup(fmt.Sprint(i%3), fmt.Sprintf("k%d@example.com", i), t0); !ok {
+			t.Fatalf("k%d not found after growth to %d", i, len(x.table))
+		}
+		if _, ok := x.lookup(fmt.Sprint((i+1)%3), fmt.Sprintf("k%d@example.com", i), t0); ok {
+			t.Fatalf("k%d found under the wrong tenant", i)
+		}
 	}
 }
 
