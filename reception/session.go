@@ -112,8 +112,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // maxRcptFailures; past it the reply is 421 and the connection closes.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	err := s.rcpt(to, opts)
-	if err == nil {
-		return nil
+	if err == nil || err == errSuppressed {
+		// A suppressed recipient is a known address the sender should
+		// drop, not a guess: a bulk sender's session is not cut for it.
+		return err
 	}
 	if s.tc.rcptFailures.Add(1) > maxRcptFailures {
 		s.log.Info("connection closed: too many refused recipients", "failures", s.tc.rcptFailures.Load())

@@ -1,6 +1,7 @@
 package reception
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -43,4 +44,22 @@ func TestSuppressedRecipientRefusedOthersAccepted(t *testing.T) {
 	if len(sup.seen) != 2 || sup.seen[0] != "gone@xn--bcher-kva.example from a@client.test via test 127.0.0.1" {
 		t.Fatalf("suppressor asked %q", sup.seen)
 	}
+}
+
+// Suppressed recipients do not count as refused RCPTs (maxRcptFailures):
+// a bulk sender's session with many of them goes on.
+func TestSuppressedRecipientsDoNotCloseTheSession(t *testing.T) {
+	sup := &fakeSuppressor{list: map[string]bool{}}
+	for i := range maxRcptFailures + 10 {
+		sup.list[fmt.Sprintf("gone%d@example.com", i)] = true
+	}
+	e := newEnv(t)
+	e.p.Suppressions = sup
+	e.start()
+	c := e.ehlo()
+	c.expect("MAIL FROM:<a@client.test>", "250")
+	for i := range maxRcptFailures + 10 {
+		c.expect(fmt.Sprintf("RCPT TO:<gone%d@example.com>", i), "550 5.7.1")
+	}
+	c.expect("RCPT TO:<kept@example.com>", "250")
 }
