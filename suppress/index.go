@@ -118,6 +118,17 @@ func (x *index) lookup(tenant, addr string, now time.Time) (*slot, bool) {
 	return s, true
 }
 
+// expiredCount counts the live entries that have expired.
+func (x *index) expiredCount(now time.Time) int {
+	n := 0
+	for i := range x.slots {
+		if s := &x.slots[i]; s.live && s.expired(now) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *slot) expired(now time.Time) bool {
 	return s.expires != 0 && int64(s.expires) <= now.Unix()
 }

@@ -126,6 +126,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		if n, err := s.replay(snap[len(snapshotHead):]); err != nil || n != len(snap)-len(snapshotHead) {
 			return nil, fmt.Errorf("suppression list: %s damaged at byte %d: %v", filepath.Join(dir, snapshotName), len(snapshotHead)+n, err)
 		}
+		s.records = 0 // records counts the log's only
 	}
 	logPath := filepath.Join(dir, logName)
 	f, err := os.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o640)
@@ -167,7 +168,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("suppression list: %w", err)
 	}
 	s.log = f
-	if s.records > s.opts.CompactAfter {
+	// At start, expired entries are dropped too.
+	if s.records > s.idx.live+s.opts.CompactAfter || s.idx.expiredCount(opts.Now()) > 0 {
 		if err := s.compactLocked(); err != nil {
 			f.Close()
 			return nil, err

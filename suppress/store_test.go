@@ -313,3 +313,33 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// At start, expired entries are compacted away; a damaged snapshot is an
+// error that names it, and nothing is changed.
+func TestOpenDropsExpiredAndRefusesDamagedSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t0}
+	s := open(t, dir, c)
+	s.Add(Entry{Address: "short@example.com", Source: SourceBounce, Expires: t0.Add(time.Minute)},
+		Entry{Address: "long@example.com", Source: SourceBounce})
+	s.Close()
+	c.t = t0.Add(time.Hour)
+	s = open(t, dir, c)
+	if s.Len() != 1 || !s.Suppressed("", "long@example.com") {
+		t.Fatalf("after reopen past the expiry: Len %d", s.Len())
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, logName)); len(log) != 0 {
+		t.Fatalf("the log was not compacted at start: %d bytes", len(log))
+	}
+	s.Close()
+	path := filepath.Join(dir, snapshotName)
+	snap, _ := os.ReadFile(path)
+	snap[len(snap)-3] ^= 0xff
+	os.WriteFile(path, snap, 0o640)
+	if _, err := Open(dir, Options{Now: c.now}); err == nil || !strings.Contains(err.Error(), path+" damaged at byte") {
+		t.Fatalf("Open of a damaged snapshot: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(snap) {
+		t.Fatal("the damaged snapshot was changed")
+	}
+}
