@@ -38,14 +38,15 @@ type Server struct {
 	// guard is the reception state every listener and snapshot shares:
 	// AUTH throttling, bcrypt slots, rate-limit counts. It outlives
 	// reloads, so a reload resets no count.
-	guard *reception.Guard
-	dlog  *deliverylog.Writer
-	admin *admin.Server
+	guard   *reception.Guard
+	dlog    *deliverylog.Writer
+	admin   *admin.Server
+	started time.Time
+	version string
+
 	// suppressions is the suppression list (SPOOL/suppress/), open
 	// while Run runs.
 	suppressions *suppress.Store
-	started      time.Time
-	version      string
 
 	// budget bounds the message bytes in flight at reception across every
 	// listener; each reception server gets it, so it outlives reloads.
