@@ -18,6 +18,9 @@ const (
 	ActionBounce  = "bounce"
 	ActionDelete  = "delete"
 	ActionReload  = "reload"
+	// ActionSuppress and ActionUnsuppress change the suppression list.
+	ActionSuppress   = "suppress"
+	ActionUnsuppress = "unsuppress"
 )
 
 // ActionEvent is one operator action that reached the Backend, successful
@@ -37,6 +40,8 @@ type ActionEvent struct {
 	Injected   int       // inject: messages enqueued
 	Failed     int       // inject: recipients not enqueued
 	Err        error     // why the action failed; nil when it succeeded
+	Address    string    // suppress (of one entry), unsuppress; Scope "tenant", Key the tenant
+	Count      int       // suppress: entries added
 }
 
 // LogEvent converts the action to a delivery log line of type "admin".
@@ -70,6 +75,10 @@ func (e ActionEvent) LogEvent() deliverylog.Event {
 	if e.Action == ActionInject {
 		why = append(why, fmt.Sprintf("%d injected, %d failed", e.Injected, e.Failed))
 	}
+	if e.Action == ActionSuppress && e.Count != 1 {
+		why = append(why, fmt.Sprintf("%d entries", e.Count))
+	}
+	ev.Rcpt = e.Address
 	if e.Err != nil {
 		why = append(why, "failed: "+e.Err.Error())
 	}

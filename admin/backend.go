@@ -111,6 +111,10 @@ type Message struct {
 	Tenant     string   // "" lets the message rules and tenant header decide
 	Campaign   string   // "" lets the message rules and campaign header decide
 	ClientIP   string   // the HTTP client, for rules and the delivery log
+	// Refused is set by Enqueue: the recipients (by index in Recipients)
+	// it did not store while it stored the others, each with its refusal
+	// (550 5.7.1 for a recipient on the suppression list).
+	Refused map[int]error
 }
 
 // QueueGroup is one group of queued messages.

@@ -189,6 +189,7 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 	batches := (n + plan.perMessage - 1) / plan.perMessage
 	ids := make([]string, batches)
 	errs := make([]error, batches)
+	msgs := make([]*Message, batches)
 	type job struct {
 		k int
 		m *Message
@@ -210,14 +211,15 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 		for _, rc := range req.Recipients[first:end] {
 			rcpts = append(rcpts, rc.Email)
 		}
-		jobs <- job{k, &Message{
+		msgs[k] = &Message{
 			From:       req.EnvelopeSender,
 			Recipients: rcpts,
 			Body:       plan.body(first),
 			Tenant:     req.Tenant,
 			Campaign:   req.Campaign,
 			ClientIP:   ip,
-		}}
+		}
+		jobs <- job{k, msgs[k]}
 	}
 	close(jobs)
 	wg.Wait()
@@ -226,7 +228,16 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 	for k, err := range errs {
 		first, end := k*plan.perMessage, min((k+1)*plan.perMessage, n)
 		if err == nil {
-			resp.SuccessCount += end - first
+			// The message is stored, perhaps without some recipients.
+			for i, rc := range req.Recipients[first:end] {
+				if rerr, ok := msgs[k].Refused[i]; ok {
+					resp.FailCount++
+					resp.FailedRecipients = append(resp.FailedRecipients, rc.Email)
+					resp.Errors = append(resp.Errors, rc.Email+": "+rerr.Error())
+				} else {
+					resp.SuccessCount++
+				}
+			}
 			resp.IDs = append(resp.IDs, ids[k])
 			continue
 		}

@@ -21,6 +21,9 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 	mux.HandleFunc("POST /api/v1/suspensions", s.handleSuspend)
 	// {key...}: keys may contain slashes (campaign names, for one).
 	mux.HandleFunc("DELETE /api/v1/suspensions/{scope}/{key...}", s.handleResume)
+	mux.HandleFunc("GET /api/v1/suppressions", s.handleSuppressionList)
+	mux.HandleFunc("POST /api/v1/suppressions", s.handleSuppress)
+	mux.HandleFunc("DELETE /api/v1/suppressions/{address...}", s.handleUnsuppress)
 	mux.HandleFunc("POST /api/v1/reload", s.handleReload)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)

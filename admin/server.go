@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"github.com/cuemta/cuemta/suppress"
+
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +63,7 @@ type options struct {
 	hostname       string
 	maxInjectBytes int64
 	maxBodyBytes   int64
+	suppressions   *suppress.Store // WithSuppressions
 }
 
 // OnAction sets the hook told of every operator action (inject, suspend,

@@ -32,6 +32,8 @@ type Config struct {
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
 	Events    Events                 `json:"events"`
+	// Suppression is the suppression list's policy (package suppress).
+	Suppression Suppression `json:"suppression"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -239,6 +241,13 @@ type Rules struct {
 	Response       []*ResponseRule `json:"response"`
 	TenantHeader   string          `json:"tenantHeader"`
 	CampaignHeader string          `json:"campaignHeader"`
+}
+
+// Suppression: which hard bounces add their recipient to the suppression
+// list, and for how long.
+type Suppression struct {
+	Categories  []string `json:"categories"`
+	ExpireAfter Duration `json:"expireAfter"`
 }
 
 type Log struct {

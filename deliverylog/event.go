@@ -11,6 +11,10 @@ const (
 	TypeExpiry     = "expiry"     // a recipient was given up after retry.maxAge
 	TypeSuspension = "suspension" // a site, source, tenant or campaign was suspended or resumed
 	TypeAdmin      = "admin"      // an operator acted through the admin API
+	// TypeSuppression: a recipient was refused because it is on the
+	// suppression list (at RCPT, at intake or at injection), or a bounce
+	// added it to the list (Action "add").
+	TypeSuppression = "suppression"
 )
 
 // Event is one line of the delivery log. Empty fields are omitted, so each

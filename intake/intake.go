@@ -62,6 +62,11 @@ type Acceptor struct {
 	Stored func(id string, body []byte)
 	// Accepted is called after each enqueue (logs, metrics, wakes delivery).
 	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched []string)
+	// Suppressions drops recipients on the tenant's suppression list
+	// (DropSuppressed); nil: none. Suppressed is told of each one dropped
+	// (the delivery log's suppression event).
+	Suppressions Suppressor
+	Suppressed   func(env *queue.Envelope, rcpts []string, refused bool)
 }
 
 var _ reception.SpaceReporter = (*Acceptor)(nil)
@@ -82,6 +87,15 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
 		DSN: sub.DSN, RcptDSN: sub.RcptDSN,
 	})
+	if err != nil {
+		return "", err
+	}
+	// The tenant is known only now, after the rules: its own suppression
+	// list applies here (the global one already refused at RCPT).
+	dropped, err := DropSuppressed(a.Suppressions, env)
+	if len(dropped) > 0 && a.Suppressed != nil {
+		a.Suppressed(env, dropped, err != nil)
+	}
 	if err != nil {
 		return "", err
 	}

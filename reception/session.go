@@ -119,8 +119,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // maxRcptFailures; past it the reply is 421 and the connection closes.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	err := s.rcpt(to, opts)
-	if err == nil {
-		return nil
+	if err == nil || err == errSuppressed {
+		// A suppressed recipient is a known address the sender should
+		// drop, not a guess: a bulk sender's session is not cut for it.
+		return err
 	}
 	if s.tc.rcptFailures.Add(1) > maxRcptFailures {
 		s.log.Info("connection closed: too many refused recipients", "failures", s.tc.rcptFailures.Load())
@@ -158,6 +160,11 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	key := to[:strings.LastIndexByte(to, '@')+1] + domain
+	if sup := s.srv.policy.Suppressions; sup != nil && sup.SuppressedAtRcpt(key,
+		RcptContext{From: txn.from, Listener: s.srv.name, ClientIP: clientIP(s.tc), User: s.user}) {
+		s.log.Info("recipient refused: suppressed", "trace", txn.id, "rcpt", key)
+		return errSuppressed // RFC 3463 §3.8 X.7.1; the other recipients go on
+	}
 	if txn.seen[key] {
 		return nil // RFC 5321 §3.3 allows a duplicate; deliver once
 	}

@@ -85,6 +85,9 @@ type Policy struct {
 	// all its servers, across reloads. nil: a budget of this server's own,
 	// of DefaultMaxBytesInFlight.
 	Budget *Budget
+	// Suppressions refuses, at RCPT, recipients on the suppression list
+	// for every tenant (550 5.7.1); nil: none.
+	Suppressions Suppressor
 }
 
 // RelayPolicy keeps the server from being an open relay. A recipient is

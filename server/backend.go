@@ -46,6 +46,25 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 		}
 		return "", err
 	}
+	// The tenant is known now: both its suppression list and the global
+	// one apply; the suppressed recipients fail, the others are stored.
+	dropped, err := intake.DropSuppressed(intakeSuppressor{b.s}, env)
+	if len(dropped) > 0 {
+		b.s.suppressedAtIntake(env, dropped, err != nil)
+		refused := map[string]bool{}
+		for _, d := range dropped {
+			refused[d] = true
+		}
+		m.Refused = map[int]error{}
+		for i, r := range m.Recipients {
+			if refused[reception.NormalizeRecipient(r)] {
+				m.Refused[i] = admin.Refusal(*intake.SuppressedReply())
+			}
+		}
+	}
+	if err != nil {
+		return "", admin.Refusal(*intake.SuppressedReply())
+	}
 	id, err := b.s.spool.Enqueue(ctx, env, body)
 	if err != nil {
 		return "", admin.Refusal(*intake.StorageReply(err))

@@ -23,6 +23,7 @@ import (
 	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
+	"github.com/cuemta/cuemta/suppress"
 )
 
 // Server runs cuemta on the current snapshot: the spool, one SMTP server
@@ -44,6 +45,10 @@ type Server struct {
 	admin   *admin.Server
 	started time.Time
 	version string
+
+	// suppressions is the suppression list (SPOOL/suppress/), open
+	// while Run runs.
+	suppressions *suppress.Store
 
 	// budget bounds the message bytes in flight at reception across every
 	// listener; each reception server gets it, so it outlives reloads.
@@ -125,6 +130,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.metrics.ReloadOutcome(r.OK)
 		s.metrics.SetGeneration(r.Generation)
 	}
+	if err := s.openSuppressions(cfg.Spool.Dir); err != nil {
+		return err
+	}
+	defer s.suppressions.Close()
 	dlog, err := deliverylog.New(cfg.Log)
 	if err != nil {
 		return fmt.Errorf("delivery log: %w", err)
@@ -289,7 +298,7 @@ var _ reception.Recorder = (*metrics.Metrics)(nil)
 func (s *Server) startAdmin(cfg *config.Config) error {
 	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger,
 		admin.OnAction(func(e admin.ActionEvent) { s.event(e.LogEvent()) }),
-		admin.WithHostname(cfg.Hostname))
+		admin.WithHostname(cfg.Hostname), admin.WithSuppressions(s.suppressions))
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
@@ -355,6 +364,7 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
 		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Attempt: ev.Attempt,
 		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation})
+	s.autoSuppress(ev)
 }
 
 // logConfig logs what was loaded: one line for the config and one per
