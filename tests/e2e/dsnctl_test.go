@@ -51,7 +51,10 @@ func dsnSites() map[string]*sim.Site {
 	}
 }
 
+// dsnProfile speeds the tests up; and since they send to a refused address
+// more than once, bounces add nothing to the suppression list here.
 const dsnProfile = `profiles: default: {messageRate: "1000/s", connectionRate: "100/s", retry: {schedule: ["300ms"], jitter: 0}}
+suppression: categories: []
 `
 
 // TestDSNNotifyNever: of two recipients the destination refuses, the one
