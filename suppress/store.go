@@ -108,7 +108,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = 4096
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// Private like the rest of the spool: addresses and reasons are
+	// personal data (directories 0700, files 0600).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("suppression list: %w", err)
 	}
 	s := &Store{dir: dir, opts: opts, idx: newIndex()}
@@ -129,7 +131,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.records = 0 // records counts the log's only
 	}
 	logPath := filepath.Join(dir, logName)
-	f, err := os.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("suppression list: %w", err)
 	}
@@ -365,7 +367,7 @@ func (s *Store) compactLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(s.dir, snapshotName), buf, 0o640); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, snapshotName), buf, 0o600); err != nil {
 		return fmt.Errorf("suppression list: snapshot: %w", err)
 	}
 	// A crash before the truncation replays the log over the new
