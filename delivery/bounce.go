@@ -33,7 +33,8 @@ func (att *attempt) bounce(failures []failure) error {
 	rcpts := make([]dsn.Recipient, len(failures))
 	reason := "The message could not be delivered to some recipients."
 	for i, f := range failures {
-		rcpts[i] = dsn.Recipient{Addr: f.rcpt, Action: dsn.ActionFailed, Status: f.status, RemoteMTA: f.remoteMTA, Diagnostic: "smtp; " + f.diagnostic}
+		rcpts[i] = dsn.Recipient{Addr: f.rcpt, Action: dsn.ActionFailed, Status: f.status, RemoteMTA: f.remoteMTA,
+			Diagnostic: "smtp; " + f.diagnostic, Category: f.category}
 		if f.expired {
 			reason = "The message could not be delivered before it expired."
 		}
