@@ -155,6 +155,9 @@ type RecipientInfo struct {
 	Status    string `json:"status"` // one of the Recipient* constants
 	Site      string `json:"site,omitempty"`
 	LastReply string `json:"last_reply,omitempty"`
+	// Category is the bounce category of the last reply (docs/categories.md),
+	// for a recipient deferred or failed.
+	Category string `json:"category,omitempty"`
 }
 
 // Scopes a suspension applies to.

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -185,14 +186,16 @@ func builtinOverlay(dir string) (map[string]load.Source, error) {
 	return ov, nil
 }
 
+// raw is one CUE error before it is explained.
+type raw struct {
+	path []string
+	msg  string
+	pos  Pos
+}
+
 // fromCUE turns CUE's errors into positioned config errors, preferring a
 // position in the user's files over one in the embedded schema.
 func fromCUE(err error) Errors {
-	type raw struct {
-		path []string
-		msg  string
-		pos  Pos
-	}
 	var all []raw
 	var disjunctions [][]string
 	for _, e := range cueerrors.Errors(err) {
@@ -239,10 +242,11 @@ func fromCUE(err error) Errors {
 			}
 		}
 	}
+	all = mergeEnumClashes(all, drop, disjunctions)
 	var out Errors
 	seen := map[string]bool{}
 	for i, r := range all {
-		if drop[i] {
+		if i < len(drop) && drop[i] {
 			continue
 		}
 		msg := explain(r.path, r.msg)
@@ -314,4 +318,44 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// enumClashRE is one branch of an enum (a disjunction of strings such as
+// #Category or #Classification) refusing a value.
+var enumClashRE = regexp.MustCompile(`^conflicting values ("[^"]*") and ("[^"]*")$`)
+
+// mergeEnumClashes turns the one-error-per-branch of a value that fits no
+// member of an enum into one error naming them all: `invalid value "spam":
+// expected one of "bad-domain", "bad-mailbox", ...`. It marks the merged
+// errors in drop and appends the merged one; others are left alone.
+func mergeEnumClashes(all []raw, drop []bool, disjunctions [][]string) []raw {
+	for _, d := range disjunctions {
+		var idx []int
+		var members []string
+		value := ""
+		for i, r := range all {
+			// all grows by the merged errors, drop does not: those are
+			// never dropped.
+			if (i < len(drop) && drop[i]) || !slices.Equal(r.path, d) {
+				continue
+			}
+			m := enumClashRE.FindStringSubmatch(r.msg)
+			if m == nil || (value != "" && m[2] != value) {
+				idx = nil
+				break
+			}
+			value = m[2]
+			idx = append(idx, i)
+			members = append(members, m[1])
+		}
+		if len(idx) < 2 {
+			continue
+		}
+		for _, i := range idx {
+			drop[i] = true
+		}
+		slices.Sort(members)
+		all = append(all, raw{d, "invalid value " + value + ": expected one of " + strings.Join(members, ", "), all[idx[0]].pos})
+	}
+	return all
 }

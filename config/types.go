@@ -333,6 +333,8 @@ type ResponseRule struct {
 	RetryAfter *Duration  `json:"retryAfter,omitempty"`
 	Bounce     bool       `json:"bounce"`
 	Threshold  *Threshold `json:"threshold,omitempty"`
+	// Category is the #Category the rule gives the reply ("" derives it).
+	Category string `json:"category,omitempty"`
 
 	// Profile is the profile that carries the rule ("" for global rules);
 	// WhenPos is where the `when` expression starts (see Where).
@@ -423,6 +425,7 @@ type TestExpect struct {
 	} `json:"suspend,omitempty"`
 	RetryAfter *Duration `json:"retryAfter,omitempty"`
 	Bounce     *bool     `json:"bounce,omitempty"`
+	Category   *string   `json:"category,omitempty"`
 	Throttle   *struct {
 		Scope          *string   `json:"scope,omitempty"`
 		MaxConnections *int      `json:"maxConnections,omitempty"`

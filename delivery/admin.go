@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cuemta/cuemta/category"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
 	"github.com/cuemta/cuemta/smtpreply"
@@ -191,7 +192,7 @@ func (e *Engine) Bounce(id, reason string) error {
 	text := reply.String()
 	for _, r := range env.Recipients {
 		if r.Status == queue.RcptPending || r.Status == queue.RcptBouncing {
-			failures = append(failures, failureOfReply(r.Addr, reply, "", false))
+			failures = append(failures, failureOfReply(r.Addr, reply, "", category.Other, false))
 			results = append(results, queue.RecipientResult{Addr: r.Addr, Status: queue.RcptFailed, Reply: text})
 		}
 	}
@@ -203,7 +204,7 @@ func (e *Engine) Bounce(id, reason string) error {
 	for _, r := range results {
 		e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
 			Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: rules.Permanent,
-			Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
+			Category: category.Other, Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
 	}
 	w := &stateWrite{id: id, results: results, outcome: queue.OutcomeBounced, reason: "bounced by the operator: " + reason}
 	return w.apply(e.opts.Store, e.opts.Now())

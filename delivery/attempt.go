@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cuemta/cuemta/category"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/queue"
@@ -26,20 +27,23 @@ const (
 
 // Event is one delivery outcome, for the delivery log and metrics.
 type Event struct {
-	Time       time.Time     `json:"time"`
-	Type       string        `json:"type"` // one of the Event* constants
-	MessageID  string        `json:"message_id"`
-	From       string        `json:"from"`
-	Rcpt       string        `json:"rcpt,omitempty"`
-	Site       string        `json:"site,omitempty"`
-	MX         string        `json:"mx,omitempty"`
-	Source     string        `json:"source,omitempty"`
-	Pool       string        `json:"pool,omitempty"`
-	Tenant     string        `json:"tenant,omitempty"`
-	Campaign   string        `json:"campaign,omitempty"`
-	Reply      string        `json:"reply,omitempty"`
-	Class      string        `json:"class,omitempty"`
-	Rule       string        `json:"rule,omitempty"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"` // one of the Event* constants
+	MessageID string    `json:"message_id"`
+	From      string    `json:"from"`
+	Rcpt      string    `json:"rcpt,omitempty"`
+	Site      string    `json:"site,omitempty"`
+	MX        string    `json:"mx,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	Pool      string    `json:"pool,omitempty"`
+	Tenant    string    `json:"tenant,omitempty"`
+	Campaign  string    `json:"campaign,omitempty"`
+	Reply     string    `json:"reply,omitempty"`
+	Class     string    `json:"class,omitempty"`
+	Rule      string    `json:"rule,omitempty"`
+	// Category is why a transient, bounce or expiry happened (package
+	// category); "" for other events.
+	Category   string        `json:"category,omitempty"`
 	Attempt    int           `json:"attempt"`
 	Duration   time.Duration `json:"duration_ns,omitempty"`
 	InQueue    time.Duration `json:"in_queue_ns,omitempty"`
@@ -90,16 +94,18 @@ type success struct {
 // failure is a recipient that will not be delivered, for the DSN.
 type failure struct {
 	rcpt, status, diagnostic, remoteMTA string
+	category                            string
 	expired                             bool
 }
 
 // failureOfReply is the DSN entry of a recipient the reply failed: its
 // status is the reply's (RFC 3464 §2.3.4), or 4.4.7 when the message
 // expired (RFC 3463 §3.5: delivery time expired).
-func failureOfReply(rcpt string, r smtpreply.Reply, remoteMTA string, expired bool) failure {
-	f := failure{rcpt: rcpt, status: r.Status(), diagnostic: r.String(), remoteMTA: remoteMTA, expired: expired}
+func failureOfReply(rcpt string, r smtpreply.Reply, remoteMTA, cat string, expired bool) failure {
+	f := failure{rcpt: rcpt, status: r.Status(), diagnostic: r.String(), remoteMTA: remoteMTA, category: cat, expired: expired}
 	if expired {
 		f.status = "4.4.7"
+		f.category = category.Expired
 	}
 	if f.status == "" {
 		f.status = "5.0.0"
@@ -136,6 +142,9 @@ type outcome struct {
 	remoteMTA string
 	rule      string
 	hopDSN    bool // the next hop offered DSN (RFC 3461): it reports success itself
+	// category is the deciding rule's or the one derived from the reply
+	// (rules.ResponseDecision.Category); "" lets complete derive it.
+	category string
 }
 
 // complete records the outcomes of a job; the attempt finishes with its
@@ -160,6 +169,12 @@ func (j *job) complete(outs []outcome) {
 			Source: source, Pool: att.env.Pool, Tenant: att.env.Tenant, Campaign: att.env.Campaign,
 			Reply: o.reply.String(), Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
 			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}
+		cat := o.category
+		if cat == "" && o.class != rules.Delivered {
+			// A local outcome (failAll, retryAll, deferAll): its reply is
+			// one the delivery made, whose code says why.
+			cat = rules.CategoryOf(o.class, o.reply.Code, o.reply.Enhanced)
+		}
 		switch o.class {
 		case rules.Delivered:
 			ev.Type, ev.Class = EventDelivery, rules.Delivered
@@ -172,15 +187,15 @@ func (j *job) complete(outs []outcome) {
 				att.successes = append(att.successes, success{rcpt: o.rcpt, status: st, diagnostic: o.reply.String(), remoteMTA: o.remoteMTA, at: now})
 			}
 		case rules.Permanent:
-			ev.Type, ev.Class = EventBounce, rules.Permanent
+			ev.Type, ev.Class, ev.Category = EventBounce, rules.Permanent, cat
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
-			att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, false))
+			att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, false))
 		default:
 			expiry := att.env.Received.Add(eff.MaxAge())
 			if !now.Before(expiry) {
-				ev.Type, ev.Class = EventExpiry, rules.Permanent
+				ev.Type, ev.Class, ev.Category = EventExpiry, rules.Permanent, category.Expired
 				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
-				att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, true))
+				att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, true))
 				break
 			}
 			at := o.retryAt
@@ -190,10 +205,10 @@ func (j *job) complete(outs []outcome) {
 			if at.After(expiry) {
 				at = expiry
 			}
-			ev.Type, ev.Class, ev.NextRetry = EventTransient, rules.Transient, &at
+			ev.Type, ev.Class, ev.NextRetry, ev.Category = EventTransient, rules.Transient, &at, cat
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply.String()})
 			if att.delayDue(o.rcpt, now) {
-				f := failureOfReply(o.rcpt, o.reply, o.remoteMTA, false)
+				f := failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, false)
 				if strings.HasPrefix(f.status, "5.") {
 					// A permanent code a rule made transient: the report
 					// says the delivery is still being tried (RFC 3463 §3.1).
@@ -362,9 +377,29 @@ func markBouncing(results []queue.RecipientResult, failures []failure) {
 func failureOf(r queue.Recipient) failure {
 	reply, err := smtpreply.Parse(r.LastReply)
 	if err != nil {
-		return failure{rcpt: r.Addr, status: "5.0.0", diagnostic: r.LastReply}
+		return failure{rcpt: r.Addr, status: "5.0.0", diagnostic: r.LastReply, category: category.Other}
 	}
-	return failureOfReply(r.Addr, reply, "", reply.Temporary())
+	return failureOfReply(r.Addr, reply, "", category.Of(reply.Code, reply.Enhanced), reply.Temporary())
+}
+
+// LastCategory is the bounce category of a spooled recipient, derived
+// again from its last reply as the spool keeps it (the spool stores no
+// category; see docs/categories.md): the code's category, expired for a
+// recipient that failed on a temporary reply, "" for one delivered or
+// never tried. A rule's category that the reply's code does not imply
+// (a "spam" text on a 5.7.1) is in the delivery log, not here.
+func LastCategory(r queue.Recipient) string {
+	if r.Status == queue.RcptDelivered || r.LastReply == "" {
+		return ""
+	}
+	if r.Status == queue.RcptPending {
+		reply, err := smtpreply.Parse(r.LastReply)
+		if err != nil {
+			return category.Other
+		}
+		return rules.CategoryOf(rules.Transient, reply.Code, reply.Enhanced)
+	}
+	return failureOf(r).category
 }
 
 // stateWrite is an attempt's outcome as the spool records it: the

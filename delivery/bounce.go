@@ -34,7 +34,7 @@ func (att *attempt) bounce(failures []failure) error {
 			continue
 		}
 		rcpts = append(rcpts, dsn.Recipient{Addr: f.rcpt, OriginalAddr: att.orcpt(f.rcpt), Action: dsn.ActionFailed,
-			Status: f.status, RemoteMTA: f.remoteMTA, Diagnostic: "smtp; " + f.diagnostic})
+			Status: f.status, RemoteMTA: f.remoteMTA, Diagnostic: "smtp; " + f.diagnostic, Category: f.category})
 		if f.expired {
 			reason = "The message could not be delivered before it expired."
 		}

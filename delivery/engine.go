@@ -342,7 +342,7 @@ func (e *Engine) route(ctx context.Context, j *job) {
 	att := j.att
 	cfg := att.policy.Config
 	if s, ok := e.tenantSuspended(att.env); ok {
-		j.deferAll(s.Until, suspendedReply(s.Reason))
+		j.holdAll(s)
 		return
 	}
 	hop, err := e.nextHop(ctx, cfg, att.env, j.domain)

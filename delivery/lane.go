@@ -151,7 +151,7 @@ func (l *lane) push(j *job) {
 	keys := l.susKeys
 	l.mu.Unlock()
 	if s, ok := e.suspendedAny(keys, now); ok {
-		j.deferAll(s.Until, suspendedReply(s.Reason))
+		j.holdAll(s)
 		return
 	}
 	l.mu.Lock()
@@ -230,7 +230,7 @@ func (l *lane) drainIfSuspended() {
 	l.overflow, l.inTransit = nil, 0
 	l.mu.Unlock()
 	for _, j := range jobs {
-		j.deferAll(s.Until, suspendedReply(s.Reason))
+		j.holdAll(s)
 	}
 }
 

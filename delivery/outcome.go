@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cuemta/cuemta/category"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/rules"
@@ -22,8 +23,10 @@ func (l *lane) evaluate(j *job, host string, r smtpclient.Reply) rules.ResponseD
 	}
 	d := e.rulesFor(pol).EvalResponse(in, eff.Chain)
 	if d.Rule == "" && r.Code == 0 {
-		// A connection failure is transient unless a rule says otherwise.
+		// A connection failure is transient unless a rule says otherwise;
+		// no server answered it.
 		d.Classify = rules.Transient
+		d.Category = category.NoAnswer
 	}
 	return d
 }
@@ -86,7 +89,7 @@ func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.Resp
 	}
 	outs := make([]outcome, len(rcpts))
 	for i, rc := range rcpts {
-		outs[i] = outcome{rcpt: rc, class: final, reply: r, retryAt: retryAt, remoteMTA: l.lastMX(), rule: d.Rule}
+		outs[i] = outcome{rcpt: rc, class: final, reply: r, retryAt: retryAt, remoteMTA: l.lastMX(), rule: d.Rule, category: d.Category}
 	}
 	return outs
 }

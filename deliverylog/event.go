@@ -20,31 +20,34 @@ const (
 // Event is one line of the delivery log. Empty fields are omitted, so each
 // type carries only what applies to it; README.md lists which.
 type Event struct {
-	Time       time.Time `json:"time"` // set by Log when zero; written as RFC 3339 with nanoseconds, UTC
-	Type       string    `json:"type"`
-	MessageID  string    `json:"message_id,omitempty"`
-	From       string    `json:"from,omitempty"`
-	Rcpt       string    `json:"rcpt,omitempty"`
-	Rcpts      []string  `json:"rcpts,omitempty"`
-	Site       string    `json:"site,omitempty"`
-	MX         string    `json:"mx,omitempty"`
-	Source     string    `json:"source,omitempty"`
-	Pool       string    `json:"pool,omitempty"`
-	Tenant     string    `json:"tenant,omitempty"`
-	Campaign   string    `json:"campaign,omitempty"`
-	Reply      string    `json:"reply,omitempty"`
-	Class      string    `json:"class,omitempty"`
-	Rule       string    `json:"rule,omitempty"`
-	Attempt    int       `json:"attempt,omitempty"`
-	DurationMS int64     `json:"duration_ms,omitempty"`
-	QueueMS    int64     `json:"queue_ms,omitempty"`
-	Size       int64     `json:"size,omitempty"`
-	Listener   string    `json:"listener,omitempty"`
-	ClientIP   string    `json:"client_ip,omitempty"`
-	Generation uint64    `json:"generation,omitempty"`
-	Action     string    `json:"action,omitempty"`
-	Actor      string    `json:"actor,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
+	Time      time.Time `json:"time"` // set by Log when zero; written as RFC 3339 with nanoseconds, UTC
+	Type      string    `json:"type"`
+	MessageID string    `json:"message_id,omitempty"`
+	From      string    `json:"from,omitempty"`
+	Rcpt      string    `json:"rcpt,omitempty"`
+	Rcpts     []string  `json:"rcpts,omitempty"`
+	Site      string    `json:"site,omitempty"`
+	MX        string    `json:"mx,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	Pool      string    `json:"pool,omitempty"`
+	Tenant    string    `json:"tenant,omitempty"`
+	Campaign  string    `json:"campaign,omitempty"`
+	Reply     string    `json:"reply,omitempty"`
+	Class     string    `json:"class,omitempty"`
+	Rule      string    `json:"rule,omitempty"`
+	// Category is why a transient, bounce or expiry happened: one of
+	// package category's names (docs/categories.md).
+	Category   string `json:"category,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	QueueMS    int64  `json:"queue_ms,omitempty"`
+	Size       int64  `json:"size,omitempty"`
+	Listener   string `json:"listener,omitempty"`
+	ClientIP   string `json:"client_ip,omitempty"`
+	Generation uint64 `json:"generation,omitempty"`
+	Action     string `json:"action,omitempty"`
+	Actor      string `json:"actor,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // Millis converts a duration to the whole milliseconds of duration_ms and

@@ -63,8 +63,8 @@ func New(opts ...Option) *Metrics {
 	}
 	m.received = counter("messages_received_total", "Messages accepted and stored, by listener (http for the injection API).", "listener")
 	m.delivered = counter("recipients_delivered_total", "Recipients delivered, by site.", "site")
-	m.transient = counter("recipients_transient_failures_total", "Delivery attempts that failed temporarily, by site and reply class.", "site", "class")
-	m.bounced = counter("recipients_bounced_total", "Recipients that failed permanently, by site and reply class.", "site", "class")
+	m.transient = counter("recipients_transient_failures_total", "Delivery attempts that failed temporarily, by site, reply class and bounce category.", "site", "class", "category")
+	m.bounced = counter("recipients_bounced_total", "Recipients that failed permanently, by site, reply class and bounce category.", "site", "class", "category")
 	m.expired = counter("recipients_expired_total", "Recipients given up after retry.maxAge, by site.", "site")
 	m.ruleHits = counter("rule_hits_total", "Times a rule matched, by kind (message or response) and rule name.", "kind", "rule")
 	m.ruleErrors = counter("rule_errors_total", "Times a rule failed to evaluate, by kind and rule name.", "kind", "rule")

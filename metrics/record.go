@@ -1,6 +1,10 @@
 package metrics
 
-import "time"
+import (
+	"time"
+
+	"github.com/cuemta/cuemta/category"
+)
 
 // Received counts a message accepted on a listener ("http" for injection).
 func (m *Metrics) Received(listener string) {
@@ -17,17 +21,20 @@ func (m *Metrics) Delivered(site string) {
 }
 
 // Transient counts a temporary failure at site, classified as class by the
-// response rules ("" when no rule classified it).
-func (m *Metrics) Transient(site, class string) {
+// response rules ("" when no rule classified it), of bounce category cat
+// (package category; anything else counts as "other", so the label's
+// values are the enum's).
+func (m *Metrics) Transient(site, class, cat string) {
 	if m != nil {
-		m.transient.WithLabelValues(m.sites.label(site), class).Inc()
+		m.transient.WithLabelValues(m.sites.label(site), class, category.Bounded(cat)).Inc()
 	}
 }
 
-// Bounced counts a permanent failure at site.
-func (m *Metrics) Bounced(site, class string) {
+// Bounced counts a permanent failure at site, of bounce category cat (as
+// for Transient).
+func (m *Metrics) Bounced(site, class, cat string) {
 	if m != nil {
-		m.bounced.WithLabelValues(m.sites.label(site), class).Inc()
+		m.bounced.WithLabelValues(m.sites.label(site), class, category.Bounded(cat)).Inc()
 	}
 }
 

@@ -208,6 +208,7 @@ func checkResponse(e config.TestExpect, d ResponseDecision) []string {
 		}
 	}
 	m.bool("bounce", e.Bounce, d.Bounce)
+	m.str("category", e.Category, d.Category)
 	if e.Throttle != nil {
 		if d.Throttle == nil {
 			m.add("expected a throttle, got none")
@@ -260,6 +261,9 @@ func replyOnly(e config.TestExpect) []string {
 	}
 	if e.Bounce != nil {
 		f = append(f, "bounce")
+	}
+	if e.Category != nil {
+		f = append(f, "category")
 	}
 	if e.Throttle != nil {
 		f = append(f, "throttle")

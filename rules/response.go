@@ -10,6 +10,7 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/cuemta/cuemta/category"
 	"github.com/cuemta/cuemta/config"
 )
 
@@ -58,6 +59,10 @@ type ResponseDecision struct {
 	Throttle   *config.Throttle
 	RetryAfter *time.Duration
 	Bounce     bool
+	// Category is why the reply failed or deferred the delivery (package
+	// category): the deciding rule's `category`, or else derived from the
+	// reply's code (CategoryOf). "" for a reply classified delivered.
+	Category string
 	// Matched names every rule whose condition held, in evaluation order
 	// (below-threshold matches included).
 	Matched []string
@@ -165,17 +170,36 @@ func (s *Set) evalResponse(in *ResponseInput, profiles []string, linear bool, tr
 				trace(Step{Rule: r.name, Profile: g.profile, Matched: true, Decided: true})
 			}
 			r.stats.decisions.Add(1)
-			r.decide(&d, in.Code)
+			r.decide(&d, in.Code, in.Enhanced)
 			return d
 		}
 	}
 	d.Classify = ClassifyCode(in.Code)
+	d.Category = CategoryOf(d.Classify, in.Code, in.Enhanced)
 	return d
 }
 
+// CategoryOf is the category of a reply no rule categorised: none for a
+// reply classified delivered, rate-limited for one a rule classified
+// throttled, and otherwise the category of its code (category.Of).
+func CategoryOf(class string, code int, enhanced string) string {
+	switch class {
+	case Delivered:
+		return ""
+	case Throttled:
+		return category.RateLimited
+	}
+	if c := category.Of(code, enhanced); c != "" {
+		return c
+	}
+	// A positive code a rule classified as a failure.
+	return category.Other
+}
+
 // decide applies the rule's actions. A rule that does not classify leaves
-// the class of the code, except that bounce means permanent.
-func (r *responseRule) decide(d *ResponseDecision, code int) {
+// the class of the code, except that bounce means permanent; one that
+// does not categorise leaves the category of its class and code.
+func (r *responseRule) decide(d *ResponseDecision, code int, enhanced string) {
 	c := r.cfg
 	d.Rule = r.name
 	d.Profile = r.profile
@@ -190,6 +214,10 @@ func (r *responseRule) decide(d *ResponseDecision, code int) {
 	d.Throttle = c.Throttle
 	d.RetryAfter = r.retryAfter
 	d.Bounce = c.Bounce
+	d.Category = c.Category
+	if d.Category == "" {
+		d.Category = CategoryOf(d.Classify, code, enhanced)
+	}
 }
 
 // Response variables, as indexes into responseActivation.vals.

@@ -148,7 +148,7 @@ func (b backend) Message(_ context.Context, id string) (*admin.MessageInfo, erro
 		NextAttempt: env.NextAttempt, Size: env.Size, Tenant: env.Tenant, Campaign: env.Campaign, Pool: env.Pool}
 	for _, r := range env.Recipients {
 		info.Recipients = append(info.Recipients, admin.RecipientInfo{Address: r.Addr, Status: r.Status.String(),
-			Site: b.siteOf(r.Addr), LastReply: r.LastReply})
+			Site: b.siteOf(r.Addr), LastReply: r.LastReply, Category: delivery.LastCategory(r)})
 	}
 	return info, nil
 }

@@ -345,15 +345,15 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 		level = slog.LevelInfo
 	}
 	s.logger.Log(context.Background(), level, "delivery", "type", ev.Type, "id", ev.MessageID, "rcpt", ev.Rcpt, "site", ev.Site,
-		"mx", ev.MX, "source", ev.Source, "reply", ev.Reply, "rule", ev.Rule, "attempt", ev.Attempt,
+		"mx", ev.MX, "source", ev.Source, "reply", ev.Reply, "rule", ev.Rule, "category", ev.Category, "attempt", ev.Attempt,
 		"generation", ev.Generation)
 	switch ev.Type {
 	case delivery.EventDelivery:
 		s.metrics.Delivered(ev.Site)
 	case delivery.EventTransient:
-		s.metrics.Transient(ev.Site, ev.Class)
+		s.metrics.Transient(ev.Site, ev.Class, ev.Category)
 	case delivery.EventBounce:
-		s.metrics.Bounced(ev.Site, ev.Class)
+		s.metrics.Bounced(ev.Site, ev.Class, ev.Category)
 	case delivery.EventExpiry:
 		s.metrics.Expired(ev.Site)
 	}
@@ -362,7 +362,7 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 	}
 	s.event(deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
 		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
-		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Attempt: ev.Attempt,
+		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Category: ev.Category, Attempt: ev.Attempt,
 		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation})
 	s.autoSuppress(ev)
 }

@@ -86,7 +86,7 @@ func (s *Server) autoSuppress(ev delivery.Event) {
 		return
 	}
 	cfg := s.Snapshot().Config.Suppression
-	category := suppress.CategoryOfEnhanced(reply.Enhanced) // stand-in until bounce categories are merged
+	category := ev.Category // the deciding rule's, or derived from the reply (package category)
 	if !slices.Contains(cfg.Categories, category) {
 		return
 	}

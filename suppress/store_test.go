@@ -267,15 +267,6 @@ func TestCollisionIsChecked(t *testing.T) {
 	}
 }
 
-func TestCategoryOfEnhanced(t *testing.T) {
-	for code, want := range map[string]string{"5.1.1": "bad-mailbox", "5.1.10": "bad-mailbox", "5.1.2": "bad-domain",
-		"5.2.1": "inactive-mailbox", "5.2.2": "other", "4.1.1": "other", "": "other"} {
-		if got := CategoryOfEnhanced(code); got != want {
-			t.Errorf("CategoryOfEnhanced(%q) = %q, want %q", code, got, want)
-		}
-	}
-}
-
 func addr(i int) string { return "user" + string(rune('a'+i)) + "@example.com" }
 
 // Lookups run while entries are added, removed and compacted; run with

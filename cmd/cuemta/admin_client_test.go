@@ -61,7 +61,7 @@ func (b *cliBackend) Message(ctx context.Context, id string) (*admin.MessageInfo
 		ID: "m1", From: "news@example.com", Received: fixedNow.Add(-2 * time.Hour), Size: 5120, Attempts: 3,
 		NextAttempt: fixedNow.Add(10 * time.Minute), Pool: "bulk", Tenant: "acme",
 		Recipients: []admin.RecipientInfo{
-			{Address: "bob@gmail.com", Status: admin.RecipientDeferred, Site: "gmail", LastReply: "421 4.7.28 rate limited"},
+			{Address: "bob@gmail.com", Status: admin.RecipientDeferred, Site: "gmail", LastReply: "421 4.7.28 rate limited", Category: "rate-limited"},
 			{Address: "carol@yahoo.com", Status: admin.RecipientDelivered, Site: "yahoo", LastReply: "250 ok"},
 		},
 	}, nil

@@ -213,6 +213,7 @@ func explainReply(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Writ
 		fmt.Fprintf(tw, "  retryAfter\t%s\n", *d.RetryAfter)
 	}
 	fmt.Fprintf(tw, "  bounce\t%t\n", d.Bounce)
+	fmt.Fprintf(tw, "  category\t%s\n", orDash(d.Category))
 	fmt.Fprintf(tw, "  matched\t%s\n", orDash(strings.Join(d.Matched, ", ")))
 	return tw.Flush()
 }

@@ -234,9 +234,9 @@ func writeMessage(w io.Writer, m *admin.MessageInfo, now time.Time) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECIPIENT\tSTATUS\tSITE\tLAST REPLY")
+	fmt.Fprintln(tw, "RECIPIENT\tSTATUS\tSITE\tCATEGORY\tLAST REPLY")
 	for _, r := range m.Recipients {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Address, r.Status, orDash(r.Site), orDash(r.LastReply))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Address, r.Status, orDash(r.Site), orDash(r.Category), orDash(r.LastReply))
 	}
 	tw.Flush()
 }

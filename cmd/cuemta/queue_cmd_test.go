@@ -45,9 +45,9 @@ next attempt  2026-03-14T15:10:00Z (in 10m)
 pool          bulk
 tenant        acme
 
-RECIPIENT        STATUS     SITE   LAST REPLY
-bob@gmail.com    deferred   gmail  421 4.7.28 rate limited
-carol@yahoo.com  delivered  yahoo  250 ok
+RECIPIENT        STATUS     SITE   CATEGORY      LAST REPLY
+bob@gmail.com    deferred   gmail  rate-limited  421 4.7.28 rate limited
+carol@yahoo.com  delivered  yahoo  -             250 ok
 `)
 	code, _, stderr = run(runQueue, append([]string{"show", "nope"}, args...)...)
 	if code != 1 || !strings.Contains(stderr, "message nope: not found") {

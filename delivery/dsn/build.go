@@ -237,6 +237,11 @@ func statusPart(p Params) (body []byte, global bool) {
 		if !r.WillRetryUntil.IsZero() && r.Action == ActionDelayed {
 			f("Will-Retry-Until", r.WillRetryUntil.Format(dateFormat)) // §2.3.8
 		}
+		if r.Category != "" {
+			// RFC 3464 §2.4: an extension field of the per-recipient part,
+			// named X- as it is not registered.
+			f("X-Cuemta-Category", r.Category)
+		}
 	}
 	return b.Bytes(), global
 }

@@ -39,11 +39,11 @@ func failedParams() Params {
 			{
 				Addr: "bob@b.test", Action: ActionFailed, Status: "5.1.1", RemoteMTA: "mx1.b.test",
 				Diagnostic:  "smtp; 550 5.1.1 The email account that you tried to reach does not exist. Please try\n double-checking the recipient's email address for typos or unnecessary spaces.",
-				LastAttempt: now.Add(-time.Minute),
+				LastAttempt: now.Add(-time.Minute), Category: "bad-mailbox",
 			},
 			{
 				Addr: "carol@b.test", OriginalAddr: "Carol@B.test", Action: ActionFailed, Status: "4.4.7",
-				RemoteMTA: "mx2.b.test", Diagnostic: "421 4.7.0 Try again later",
+				RemoteMTA: "mx2.b.test", Diagnostic: "421 4.7.0 Try again later", Category: "expired",
 			},
 		},
 		OriginalHeaders: []byte(original),

@@ -66,6 +66,9 @@ type Recipient struct {
 	LastAttempt time.Time
 	// WillRetryUntil is when a delayed message will be given up, if known.
 	WillRetryUntil time.Time
+	// Category is cuemta's bounce category of the failure (package
+	// category), written as X-Cuemta-Category; "" writes none.
+	Category string
 }
 
 func (p *Params) validate() error {
@@ -106,7 +109,7 @@ func (p *Params) validate() error {
 		if r.Addr == "" {
 			bad("recipient %d: empty address", i)
 		}
-		for _, v := range []string{r.Addr, r.OriginalAddr, r.RemoteMTA} {
+		for _, v := range []string{r.Addr, r.OriginalAddr, r.RemoteMTA, r.Category} {
 			if strings.ContainsAny(v, "\r\n") {
 				bad("recipient %d: line break in %q", i, v)
 			} else if strings.ContainsFunc(v, isControl) {
