@@ -32,6 +32,7 @@ type Config struct {
 	Tests     map[string]*PolicyTest `json:"tests"`
 	Log       Log                    `json:"log"`
 	Events    Events                 `json:"events"`
+	Feedback  Feedback               `json:"feedback"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -178,7 +179,7 @@ type Delivery struct {
 type Listener struct {
 	Name   string         `json:"name"`
 	Addr   string         `json:"addr"`
-	Mode   string         `json:"mode"` // "mx" or "submission"
+	Mode   string         `json:"mode"` // "mx", "submission" or "feedback"
 	TLS    *TLSFiles      `json:"tls,omitempty"`
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`
