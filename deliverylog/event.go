@@ -11,6 +11,7 @@ const (
 	TypeExpiry     = "expiry"     // a recipient was given up after retry.maxAge
 	TypeSuspension = "suspension" // a site, source, tenant or campaign was suspended or resumed
 	TypeAdmin      = "admin"      // an operator acted through the admin API
+	TypeComplaint  = "complaint"  // a recipient complained (an ARF abuse or fraud report)
 )
 
 // Event is one line of the delivery log. Empty fields are omitted, so each
