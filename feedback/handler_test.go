@@ -87,7 +87,7 @@ func TestHandlerGolden(t *testing.T) {
 
 // TestStoreKeepsBounded: the unmatched store keeps the newest Keep files.
 func TestStoreKeepsBounded(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
+	s := &Store{Dir: filepath.Join(t.TempDir(), "feedback", "unmatched")}
 	s.SetKeep(3)
 	t0 := time.Unix(1700000000, 0)
 	for i := range 5 {
@@ -99,6 +99,12 @@ func TestStoreKeepsBounded(t *testing.T) {
 	var got []string
 	for _, e := range ents {
 		got = append(got, e.Name()[21:])
+		if fi, _ := e.Info(); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", e.Name(), fi.Mode().Perm())
+		}
+	}
+	if fi, _ := os.Stat(s.Dir); fi.Mode().Perm() != 0o700 {
+		t.Errorf("directory mode %v, want 0700", fi.Mode().Perm())
 	}
 	if want := []string{"r2.eml", "r3.eml", "r4.eml"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("kept %v, want %v", got, want)

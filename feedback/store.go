@@ -13,8 +13,9 @@ import (
 )
 
 // Store keeps the reports that matched nothing, one file each, named by
-// arrival time so that the oldest sorts first; beyond Keep files the
-// oldest are removed.
+// arrival time so that the oldest sorts first; beyond the bound the
+// oldest are removed. Reports hold addresses: the directory is 0700 and
+// the files 0600, as the spool's.
 type Store struct {
 	Dir string
 
@@ -34,12 +35,12 @@ func (s *Store) SetKeep(n int) {
 func (s *Store) Put(now time.Time, id string, msg []byte) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return "", fmt.Errorf("feedback: unmatched dir: %w", err)
 	}
 	name := fmt.Sprintf("%020d-%s.eml", now.UnixNano(), id)
 	path := filepath.Join(s.Dir, name)
-	if err := atomicfile.Write(path, msg, 0o640); err != nil {
+	if err := atomicfile.Write(path, msg, 0o600); err != nil {
 		return "", fmt.Errorf("feedback: keep unmatched report: %w", err)
 	}
 	s.trim()
