@@ -8,12 +8,13 @@ import "github.com/cuemta/cuemta/internal/verp"
 // "bounce+" and a base32hex queue id make a dot-atom local part). The
 // null sender stays <>: a DSN or other notification must not draw one
 // back (RFC 5321 §4.5.5).
-func (l *lane) mailFrom(j *job) string {
+func mailFrom(j *job) string {
 	from := j.att.env.From
 	if from == "" {
 		return ""
 	}
-	pol := l.site.engine.opts.Policy()
+	// The attempt's own policy, as every other decision of the attempt.
+	pol := j.att.policy
 	if pol == nil || pol.Config == nil {
 		return from
 	}

@@ -31,8 +31,9 @@ type Index struct {
 	pos   int
 }
 
-// DefaultIndexSize is the number of messages an Index keeps.
-const DefaultIndexSize = 200000
+// DefaultIndexSize is the number of messages an Index keeps: about 260
+// bytes each (measured with 50-byte Message-IDs), 26 MB in all.
+const DefaultIndexSize = 100000
 
 // NewIndex returns an Index of at most size messages.
 func NewIndex(size int) *Index {

@@ -39,8 +39,21 @@ func (s *Server) feedbackState() *feedbackState {
 // it is accepted: the webhooks' header cache and the feedback index.
 func (s *Server) stored(id string, body []byte) {
 	s.hooks.Remember(id, body)
-	s.feedbackState().index.Stored(id, body)
+	if feedbackOn(s.Snapshot()) {
+		s.feedbackState().index.Stored(id, body)
+	}
 }
+
+// remember notes an accepted message's envelope in the feedback index.
+func (s *Server) remember(id, from, tenant, campaign string) {
+	if feedbackOn(s.Snapshot()) {
+		s.feedbackState().index.Accepted(id, from, tenant, campaign)
+	}
+}
+
+// feedbackOn reports whether reports can arrive, so that a server
+// without feedback domains keeps no index.
+func feedbackOn(snap *Snapshot) bool { return len(snap.Config.Feedback.Domains) > 0 }
 
 // feedbackListener adapts a listener of mode "feedback": it accepts
 // feedback.domains only (no relay network, whoever connects) and its sink

@@ -324,7 +324,7 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 		"listener", env.Listener, "client", env.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
 		"dkim", env.DKIM, "generation", snap.Generation)
 	s.metrics.Received(env.Listener)
-	s.feedbackState().index.Accepted(id, env.From, env.Tenant, env.Campaign)
+	s.remember(id, env.From, env.Tenant, env.Campaign)
 	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
 		ClientIP: env.ClientIP, Generation: snap.Generation})
