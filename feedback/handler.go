@@ -136,7 +136,9 @@ func (h *Handler) Accept(_ context.Context, sub *reception.Submission) (string, 
 func (h *Handler) emit(rep *Report, m Match, sub *reception.Submission, now time.Time) int {
 	base := deliverylog.Event{Time: now, MessageID: m.ID, From: m.From, Tenant: m.Tenant, Campaign: m.Campaign,
 		Listener: sub.Listener, ClientIP: sub.ClientIP}
-	if base.From == "" {
+	if _, ours := verp.ID(rep.OriginalMailFrom, h.o.VERPDomain); base.From == "" && !ours {
+		// Unknown to the index: the reported envelope sender, unless it
+		// is only our own VERP return path.
 		base.From = rep.OriginalMailFrom
 	}
 	n := 0
