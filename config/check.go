@@ -154,6 +154,7 @@ func (c *Config) check() Errors {
 	c.checkCodes(add)
 	c.checkTests(add)
 	c.checkHooks(add)
+	c.checkFeedback(add)
 	return errs
 }
 

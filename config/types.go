@@ -34,6 +34,7 @@ type Config struct {
 	Events    Events                 `json:"events"`
 	// Suppression is the suppression list's policy (package suppress).
 	Suppression Suppression `json:"suppression"`
+	Feedback    Feedback    `json:"feedback"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -180,7 +181,7 @@ type Delivery struct {
 type Listener struct {
 	Name   string         `json:"name"`
 	Addr   string         `json:"addr"`
-	Mode   string         `json:"mode"` // "mx" or "submission"
+	Mode   string         `json:"mode"` // "mx", "submission" or "feedback"
 	TLS    *TLSFiles      `json:"tls,omitempty"`
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`

@@ -283,7 +283,7 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 			return true // nothing was sent
 		}
 	}
-	res, err := conn.SendWith(ctx, j.att.env.From, j.rcpts, body, smtpclient.MailOptions{SMTPUTF8: j.att.env.SMTPUTF8, DSN: j.dsnOptions()})
+	res, err := conn.SendWith(ctx, mailFrom(j), j.rcpts, body, smtpclient.MailOptions{SMTPUTF8: j.att.env.SMTPUTF8, DSN: j.dsnOptions()})
 	if errors.Is(err, smtpclient.ErrSMTPUTF8Unsupported) {
 		return l.sendUTF8Elsewhere(ctx, conn, host, j, err)
 	}

@@ -15,6 +15,7 @@ const (
 	// suppression list (at RCPT, at intake or at injection), or a bounce
 	// added it to the list (Action "add").
 	TypeSuppression = "suppression"
+	TypeComplaint   = "complaint" // a recipient complained (an ARF abuse or fraud report)
 )
 
 // Event is one line of the delivery log. Empty fields are omitted, so each

@@ -36,6 +36,7 @@ type Metrics struct {
 	limited     *prometheus.CounterVec
 	authFailed  prometheus.Counter
 	authRefused *prometheus.CounterVec
+	feedback    *prometheus.CounterVec
 }
 
 // Option adjusts New.
@@ -91,6 +92,7 @@ func New(opts ...Option) *Metrics {
 	m.limited = counter("reception_limited_total", "Reception refusals by a limit, by limit (messages, recipients, connections) and key (client_ip, user, tenant, listener).", "limit", "key")
 	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
+	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
 	m.reg.MustRegister(
@@ -99,7 +101,7 @@ func New(opts ...Option) *Metrics {
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
-		m.limited, m.authFailed, m.authRefused,
+		m.limited, m.authFailed, m.authRefused, m.feedback,
 	)
 	return m
 }
@@ -120,4 +122,13 @@ func (m *Metrics) Registry() *prometheus.Registry {
 		return nil
 	}
 	return m.reg
+}
+
+// FeedbackReports is cuemta_feedback_reports_total{kind, matched}, which
+// the feedback listeners count into; nil for a nil Metrics.
+func (m *Metrics) FeedbackReports() *prometheus.CounterVec {
+	if m == nil {
+		return nil
+	}
+	return m.feedback
 }

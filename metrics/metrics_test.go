@@ -46,6 +46,9 @@ func exercise(m *Metrics) {
 	m.ReceptionLimited("recipients", "tenant")
 	m.AuthFailed()
 	m.AuthRefused("client_ip")
+	if r := m.FeedbackReports(); r != nil {
+		r.WithLabelValues("arf", "true").Inc()
+	}
 	m.HookSent("crm", 25)
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })

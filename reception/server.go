@@ -112,6 +112,10 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 	}
 	switch l.Mode {
 	case "", "mx":
+	case "feedback":
+		// As mx: the caller's Policy.Relay lists the feedback domains and
+		// no network, so nothing is relayed, and its Sink handles the
+		// reports instead of queueing them.
 	case "submission":
 		s.submission = true
 		s.submissionAuth = l.Auth.Enabled

@@ -69,7 +69,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	if err != nil {
 		return "", admin.Refusal(*intake.StorageReply(err))
 	}
-	b.s.hooks.Remember(id, body)
+	b.s.stored(id, body)
 	b.s.accepted(&snap.Policy, id, env, len(body), matched)
 	b.s.delivery.Wake()
 	return id, nil

@@ -134,13 +134,17 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
 	pol.Suppressions = rcptSuppressor{s}
 	acc := &intake.Acceptor{Policy: func() *intake.Policy { return &snap.Policy }, Spool: s.spool, Logger: s.logger, Guard: s.guard,
-		Admit: s.admitHooks, Stored: s.hooks.Remember,
+		Admit: s.admitHooks, Stored: s.stored,
 		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
 			s.accepted(p, id, env, size, matched)
 			s.delivery.Wake()
 		},
 		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake}
-	srv, err := reception.New(cfg, pol, acc, s.logger)
+	var sink reception.Sink = acc
+	if cfg.Mode == config.ModeFeedback {
+		sink = s.feedbackListener(cfg, snap, &pol)
+	}
+	srv, err := reception.New(cfg, pol, sink, s.logger)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}

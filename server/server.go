@@ -42,6 +42,7 @@ type Server struct {
 	guard   *reception.Guard
 	dlog    *deliverylog.Writer
 	hooks   *hooks.Manager // the webhooks' queues: every event goes through event
+	fb      feedbackState  // feedback listeners' index and counter (feedback.go)
 	admin   *admin.Server
 	started time.Time
 	version string
@@ -332,6 +333,7 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 		"listener", env.Listener, "client", env.ClientIP, "pool", env.Pool, "tenant", env.Tenant,
 		"dkim", env.DKIM, "generation", snap.Generation)
 	s.metrics.Received(env.Listener)
+	s.remember(id, env.From, env.Tenant, env.Campaign)
 	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
 		ClientIP: env.ClientIP, Generation: snap.Generation})

@@ -90,18 +90,39 @@ func (s *Server) autoSuppress(ev delivery.Event) {
 	if !slices.Contains(cfg.Categories, category) {
 		return
 	}
-	if _, ok := s.suppressions.Lookup(ev.Tenant, ev.Rcpt); ok {
-		return
-	}
 	e := suppress.Entry{Tenant: ev.Tenant, Address: ev.Rcpt, Source: suppress.SourceBounce,
 		Reason: category + ": " + strconv.Itoa(reply.Code) + " " + reply.Enhanced}
 	if d := cfg.ExpireAfter.D(); d > 0 {
 		e.Expires = time.Now().Add(d)
 	}
-	if err := s.suppressions.Add(e); err != nil {
+	if err := s.addSuppression(e, ev.MessageID, ev.Reply); err != nil {
 		s.logger.Error("suppression list: cannot add a bounced recipient", "rcpt", ev.Rcpt, "tenant", ev.Tenant, "err", err)
-		return
 	}
-	s.event(deliverylog.Event{Type: deliverylog.TypeSuppression, Action: "add", MessageID: ev.MessageID, Rcpt: ev.Rcpt,
-		Tenant: ev.Tenant, Reply: ev.Reply, Reason: e.Source + ": " + e.Reason, Generation: ev.Generation})
+}
+
+// addSuppression adds an entry the server decided on (a bounce, a
+// complaint) unless the address is suppressed for that tenant already,
+// and records the addition as a suppression event.
+func (s *Server) addSuppression(e suppress.Entry, messageID, reply string) error {
+	if _, ok := s.suppressions.Lookup(e.Tenant, e.Address); ok {
+		return nil
+	}
+	if err := s.suppressions.Add(e); err != nil {
+		return err
+	}
+	s.event(deliverylog.Event{Type: deliverylog.TypeSuppression, Action: "add", MessageID: messageID, Rcpt: e.Address,
+		Tenant: e.Tenant, Reply: reply, Reason: e.Source + ": " + e.Reason, Generation: s.Snapshot().Generation})
+	return nil
+}
+
+// feedbackSuppressor is the suppression list as feedback intake adds to
+// it: a complaint or an asynchronous hard bounce, under the tenant of the
+// message the report matched ("" when the report could not say).
+type feedbackSuppressor struct{ s *Server }
+
+// Suppress implements feedback.Suppressor: its reason ("complaint" or
+// "bounce") is the entry's source, its source (what reported it) the
+// entry's reason.
+func (f feedbackSuppressor) Suppress(tenant, addr, reason, source string) error {
+	return f.s.addSuppression(suppress.Entry{Tenant: tenant, Address: suppress.Normalize(addr), Reason: source, Source: reason}, "", "")
 }
