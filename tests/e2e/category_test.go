@@ -97,7 +97,9 @@ profiles: isp.profiles
 			if ev.Type == "reception" && id == "" {
 				id = ev.MessageID
 			}
-			if ev.Rcpt != "" && ev.MessageID == id {
+			// A bounce may add its recipient to the suppression list:
+			// that event follows, and is not the outcome.
+			if ev.Rcpt != "" && ev.MessageID == id && ev.Type != "suppression" {
 				byRcpt[ev.Rcpt] = event{ev.Type, ev.MessageID, ev.Rcpt, ev.Reply, ev.Rule, ev.Category}
 			}
 		}
