@@ -81,9 +81,10 @@ Diagnostic-Code: smtp; 550 5.1.1 mailbox no longer exists
 // message leaves with MAIL FROM bounce+<queue id>@fb.test; an ARF
 // complaint naming that return path and an asynchronous DSN sent to it,
 // both received by the feedback listener, reach the webhook as complaint
-// and bounce events of that queue id, with its tenant and campaign. The
-// feedback listener relays nothing, and a report it cannot match is kept
-// on disk and counted.
+// and bounce events of that queue id, with its tenant and campaign, and
+// the complaint suppresses the reader for that tenant. The feedback
+// listener relays nothing, and a report it cannot match is kept on disk
+// and counted.
 func TestFeedbackVERPComplaintAndBounceReachHook(t *testing.T) {
 	s := startSim(t, map[string]*sim.Site{
 		"bigmail": {Domains: []string{"bigmail.test"}, MX: []sim.MXHost{{Host: "mx.bigmail.test", IP: "127.0.0.2"}}},
@@ -167,6 +168,20 @@ events: hooks: crm: {
 		t.Errorf("bad requests: %v", rcv.bad)
 	}
 	rcv.mu.Unlock()
+
+	// The complaint put the reader on acme's suppression list: acme's
+	// next message to them is refused (intake drops the recipient, and
+	// none is left). The entry was added before the report's 250.
+	c2, err := dialSMTP(srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, text, _ := c2.send("news@origin.test", []string{"reader@bigmail.test"},
+		"From: <news@origin.test>\nSubject: again\nX-Tenant: acme\n\nhello again\n")
+	c2.close()
+	if code != 550 || !strings.Contains(text, "5.7.1") {
+		t.Errorf("acme's next message to the complainer: %d %s, want 550 5.7.1 (suppressed)", code, text)
+	}
 
 	// The unmatched report: kept as received, logged and counted.
 	kept, _ := filepath.Glob(filepath.Join(spoolOf(t, dir), "feedback", "unmatched", "*.eml"))
