@@ -5,7 +5,7 @@ PKGS      := ./...
 # The race detector slows CUE evaluation a lot on 2 cores; the packages
 # with concurrency of their own run under it, and the end-to-end tests run
 # again against a binary built with -race (CUEMTA_E2E_RACE).
-RACE_PKGS := ./queue/... ./reception/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./sim/... ./tests/e2e/...
+RACE_PKGS := ./queue/... ./reception/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./sim/... ./tests/e2e/...
 
 .PHONY: all build deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
 
@@ -65,7 +65,7 @@ FUZZ_TARGETS := \
 	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
-	internal/mime7bit:FuzzConvert
+	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \
