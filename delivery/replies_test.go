@@ -44,18 +44,18 @@ func TestThrottleBackoffSeries(t *testing.T) {
 	const lane = "source:mx:mx.a.test/default"
 	tests := []struct {
 		name     string
-		throttle string   // the profile's throttle settings
-		rule     bool     // a rule classifies the reply as throttled
-		pauses   []string // of each consecutive throttle; "" none (the retry schedule's 2m)
+		throttle string          // the profile's throttle settings
+		rule     bool            // a rule classifies the reply as throttled
+		pauses   []time.Duration // of each consecutive throttle; 0: none (the retry schedule's 2m)
 	}{
 		{name: "factor 2 up to 5m", throttle: `{initial: "1m", max: "5m", factor: 2}`, rule: true,
-			pauses: []string{"1m0s", "2m0s", "4m0s", "5m0s", "5m0s"}},
+			pauses: []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute}},
 		{name: "factor 3 up to 10m", throttle: `{initial: "30s", max: "10m", factor: 3}`, rule: true,
-			pauses: []string{"30s", "1m30s", "4m30s", "10m0s", "10m0s"}},
+			pauses: []time.Duration{30 * time.Second, 90 * time.Second, 270 * time.Second, 10 * time.Minute, 10 * time.Minute}},
 		{name: "factor 1 stays at initial", throttle: `{initial: "3m", max: "1h", factor: 1}`, rule: true,
-			pauses: []string{"3m0s", "3m0s", "3m0s"}},
+			pauses: []time.Duration{3 * time.Minute, 3 * time.Minute, 3 * time.Minute}},
 		{name: "421 4.7.0 without a rule is transient", throttle: `{initial: "1m", max: "5m", factor: 2}`,
-			pauses: []string{"", "", ""}},
+			pauses: []time.Duration{0, 0, 0}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,17 +80,16 @@ profiles: a: {match: mx: ["mx.a.test"], throttle: ` + tc.throttle + `}
 				now := r.clock.Now().Sub(clockStart)
 				sus := r.suspensions()
 				next := r.nextAttempt(id) - now
-				if want == "" {
+				if want == 0 {
 					if len(sus) != 0 || next != 2*time.Minute {
 						t.Fatalf("throttle %d: suspensions %v, retry in %v; want none and the schedule's 2m", i+1, sus, next)
 					}
 				} else {
-					d, _ := time.ParseDuration(want)
-					if got, w := sus[lane], fmt.Sprintf("+%v %s", now+d, originBackoff); got != w || len(sus) != 1 {
+					if got, w := sus[lane], fmt.Sprintf("+%v %s", now+want, originBackoff); got != w || len(sus) != 1 {
 						t.Fatalf("throttle %d: suspensions %v, want only %s until %s", i+1, sus, lane, w)
 					}
-					if next != d {
-						t.Errorf("throttle %d: retried in %v, want when the pause ends (%v)", i+1, next, d)
+					if next != want {
+						t.Errorf("throttle %d: retried in %v, want when the pause ends (%v)", i+1, next, want)
 					}
 				}
 				r.clock.Advance(next)
@@ -106,7 +105,7 @@ profiles: a: {match: mx: ["mx.a.test"], throttle: ` + tc.throttle + `}
 			// initial again.
 			id2 := r.send(queue.Envelope{Recipients: rcpts("v@a.test")})
 			r.waitAttempted(1, id2)
-			d, _ := time.ParseDuration(tc.pauses[0])
+			d := tc.pauses[0]
 			now := r.clock.Now().Sub(clockStart)
 			if got, w := r.suspensions()[lane], fmt.Sprintf("+%v %s", now+d, originBackoff); got != w {
 				t.Errorf("throttle after a delivery: %q, want %q (initial)", got, w)
