@@ -52,6 +52,13 @@ func cueLabel(s string) string {
 // A value that only the schema gave (a default) is reported at the
 // nearest enclosing value the user wrote instead.
 func (c *Config) posAt(path string) Pos {
+	c.cueMu.Lock()
+	defer c.cueMu.Unlock()
+	return c.posAtLocked(path)
+}
+
+// posAtLocked is posAt with cueMu held.
+func (c *Config) posAtLocked(path string) Pos {
 	if !c.value.Exists() {
 		return Pos{} // built in Go (tests), not loaded from CUE
 	}
@@ -69,6 +76,8 @@ func (c *Config) posAt(path string) Pos {
 // labelPosAt is the position of the label of the field at a CUE path
 // (the name of a profile or test), where the user wrote it.
 func (c *Config) labelPosAt(path string) Pos {
+	c.cueMu.Lock()
+	defer c.cueMu.Unlock()
 	if !c.value.Exists() {
 		return Pos{}
 	}
@@ -79,7 +88,7 @@ func (c *Config) labelPosAt(path string) Pos {
 			return posIn(p, c.wd)
 		}
 	}
-	return c.posAt(path)
+	return c.posAtLocked(path)
 }
 
 // valuePos picks, among the conjuncts that make up v, the position of the

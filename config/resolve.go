@@ -140,6 +140,8 @@ func routeHost(route string) string {
 
 // resolve layers the settings into e (see Resolve and ResolveRoute).
 func (c *Config) resolve(e *Effective, matched []MatchedProfile, mxHosts []string, relay bool) (*Effective, error) {
+	c.cueMu.Lock()
+	defer c.cueMu.Unlock()
 	var base ProfileSettings
 	if err := c.base.Decode(&base); err != nil {
 		return nil, fmt.Errorf("config: base profile: %w", err)
@@ -149,7 +151,7 @@ func (c *Config) resolve(e *Effective, matched []MatchedProfile, mxHosts []strin
 	})
 	retry := ProfileSettings{Retry: &RetrySettings{Schedule: c.Retry.Schedule, MaxAge: &c.Retry.MaxAge, Jitter: &c.Retry.Jitter}}
 	overlay(&e.Settings, &retry, func(field string) {
-		e.Origin[field] = Origin{Layer: LayerRetry, At: c.posAt(field).String()}
+		e.Origin[field] = Origin{Layer: LayerRetry, At: c.posAtLocked(field).String()}
 	})
 	if relay {
 		var r ProfileSettings
@@ -165,13 +167,13 @@ func (c *Config) resolve(e *Effective, matched []MatchedProfile, mxHosts []strin
 		e.Chain = append(e.Chain, m.Name)
 		path := "profiles." + cueLabel(m.Name)
 		overlay(&e.Settings, &m.ProfileSettings, func(field string) {
-			p := c.posAt(path + "." + field)
+			p := c.posAtLocked(path + "." + field)
 			e.Origin[field] = Origin{Layer: "profile " + m.Name, Level: m.Level, Pos: p, At: p.String()}
 		})
 		if s, ok := m.Sources[e.Source]; ok && e.Source != "" {
 			spath := path + ".sources." + cueLabel(e.Source)
 			overlay(&e.Settings, s, func(field string) {
-				p := c.posAt(spath + "." + field)
+				p := c.posAtLocked(spath + "." + field)
 				e.Origin[field] = Origin{Layer: "profile " + m.Name + " source " + e.Source, Level: m.Level, Pos: p, At: p.String()}
 			})
 		}
@@ -185,7 +187,7 @@ func (c *Config) resolve(e *Effective, matched []MatchedProfile, mxHosts []strin
 		if p.Provider != nil {
 			path := "profiles." + cueLabel(p.Name) + ".provider"
 			overlay(&e.ProviderLimits, p.Provider, func(field string) {
-				pos := c.posAt(path + "." + field)
+				pos := c.posAtLocked(path + "." + field)
 				e.Origin["provider."+field] = Origin{Layer: "profile " + p.Name, Level: LevelProvider, Pos: pos, At: pos.String()}
 			})
 		}

@@ -142,3 +142,50 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestResolveConcurrently: delivery resolves the profiles of many lanes at
+// once (a backlog to many sites at start). CUE values evaluate lazily, in
+// place, so under -race this caught Resolve reading them unguarded; every
+// result must also equal the one resolved alone.
+func TestResolveConcurrently(t *testing.T) {
+	cfg := loadString(t, `import "cuemta.dev/isp"
+profiles: isp.profiles
+pools: default: sources: {s1: addr: "192.0.2.1", s2: addr: "192.0.2.2", s3: addr: "192.0.2.3"}
+`)
+	// Concurrently first, on a fresh load whose values are not evaluated
+	// yet; then each alone, for comparison.
+	type dest struct{ domain, mx, source string }
+	var dests []dest
+	for _, d := range []dest{{"gmail.com", "gmail-smtp-in.l.google.com", ""}, {"yahoo.com", "mta5.am0.yahoodns.net", ""},
+		{"example.org", "mx.example.org", ""}, {"outlook.com", "outlook-com.olc.protection.outlook.com", ""}} {
+		for _, s := range []string{"s1", "s2", "s3"} {
+			d.source = s
+			dests = append(dests, d)
+		}
+	}
+	got := make([]int, len(dests))
+	done := make(chan int)
+	for i, d := range dests {
+		go func() {
+			eff, err := cfg.Resolve(d.domain, []string{d.mx}, d.source)
+			if err != nil {
+				t.Error(err)
+			} else {
+				got[i] = eff.MaxConnections()
+			}
+			done <- i
+		}()
+	}
+	for range dests {
+		<-done
+	}
+	for i, d := range dests {
+		eff, err := cfg.Resolve(d.domain, []string{d.mx}, d.source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i] != eff.MaxConnections() {
+			t.Errorf("%+v: maxConnections %d resolved concurrently, %d alone", d, got[i], eff.MaxConnections())
+		}
+	}
+}

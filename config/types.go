@@ -49,6 +49,10 @@ type Config struct {
 	namesOnce sync.Once
 	names     []string // profile names, sorted (see profileNames)
 
+	// cueMu serialises reads of the CUE values below after the load: a
+	// cue.Value evaluates lazily (Expr and Decode finalise its vertices in
+	// place), so lanes resolving their profiles at once would race.
+	cueMu sync.Mutex
 	dir   string    // the config's directory: relative recipientsFile paths
 	value cue.Value // the unified, validated config
 	wd    string    // the working directory at load, for relative positions

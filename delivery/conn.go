@@ -73,12 +73,13 @@ func (l *lane) work(p *provider) {
 	conn.Quit()
 }
 
-// waitConnect waits for the lane's and the provider's connection rates.
+// waitConnect waits for the lane's and the provider's connection rates,
+// on the engine's clock.
 func (l *lane) waitConnect(ctx context.Context, p *provider) error {
 	l.mu.Lock()
 	lim := l.connLim
 	l.mu.Unlock()
-	if err := lim.Wait(ctx); err != nil {
+	if err := l.site.engine.waitToken(ctx, lim); err != nil {
 		return err
 	}
 	if p != nil {
@@ -87,12 +88,13 @@ func (l *lane) waitConnect(ctx context.Context, p *provider) error {
 	return nil
 }
 
-// waitMessage waits for the lane's and the provider's message rates.
+// waitMessage waits for the lane's and the provider's message rates, on
+// the engine's clock.
 func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 	l.mu.Lock()
 	lim := l.msgLim
 	l.mu.Unlock()
-	if err := lim.Wait(ctx); err != nil {
+	if err := l.site.engine.waitToken(ctx, lim); err != nil {
 		return err
 	}
 	if p != nil {

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,123 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
 )
-
-// fakeMX is a real SMTP server on loopback that offers the given EHLO
-// keywords, accepts every message and records what it was sent.
-type fakeMX struct {
-	addr string
-	exts []string
-
-	mu    sync.Mutex
-	mails []string // MAIL FROM lines
-	data  [][]byte // bodies, dot-stuffing undone
-}
-
-func startFakeMX(t *testing.T, exts ...string) *fakeMX {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	f := &fakeMX{addr: ln.Addr().String(), exts: exts}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.serve(c)
-		}
-	}()
-	return f
-}
-
-func (f *fakeMX) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	say := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
-	say("220 fake.test ESMTP")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
-		switch verb {
-		case "EHLO":
-			lines := append([]string{"fake.test"}, f.exts...)
-			for i, l := range lines {
-				sep := "-"
-				if i == len(lines)-1 {
-					sep = " "
-				}
-				w.WriteString("250" + sep + l + "\r\n")
-			}
-			w.Flush()
-		case "MAIL":
-			f.mu.Lock()
-			f.mails = append(f.mails, line)
-			f.mu.Unlock()
-			say("250 2.1.0 ok")
-		case "RCPT", "RSET", "NOOP":
-			say("250 2.0.0 ok")
-		case "DATA":
-			say("354 go ahead")
-			var body bytes.Buffer
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				body.WriteString(strings.TrimPrefix(l, "."))
-			}
-			f.mu.Lock()
-			f.data = append(f.data, body.Bytes())
-			f.mu.Unlock()
-			say("250 2.0.0 queued")
-		case "QUIT":
-			say("221 2.0.0 bye")
-			return
-		default:
-			say("502 5.5.2 unknown command")
-		}
-	}
-}
-
-func (f *fakeMX) received() (mails []string, data [][]byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.mails...), append([][]byte(nil), f.data...)
-}
-
-// fakeDNS answers LookupMX from a table and LookupHost from another.
-type fakeDNS struct {
-	mx    map[string][]string
-	hosts map[string]string
-}
-
-func (d fakeDNS) LookupMX(_ context.Context, domain string) (*mx.Result, error) {
-	var r mx.Result
-	for i, h := range d.mx[domain] {
-		r.Hosts = append(r.Hosts, mx.Host{Name: h, Pref: uint16(10 * (i + 1))})
-	}
-	return &r, nil
-}
-
-func (d fakeDNS) LookupHost(_ context.Context, host string) ([]netip.Addr, error) {
-	return []netip.Addr{netip.MustParseAddr(d.hosts[host])}, nil
-}
 
 // bodyStore is a memStore whose messages have a given body.
 type bodyStore struct {

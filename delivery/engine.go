@@ -58,7 +58,12 @@ type Options struct {
 	Policy func() *Policy
 	// Dial opens an SMTP connection; default smtpclient.Dial.
 	Dial func(ctx context.Context, o smtpclient.Options) (*smtpclient.Conn, error)
-	Now  func() time.Time
+	// Now is the engine's clock (clock.go); default time.Now.
+	Now func() time.Time
+	// After returns a channel that receives once d has passed on the
+	// clock of Now; default time.After. The rate limits of lanes and
+	// providers wait on it, so inject it together with Now.
+	After func(d time.Duration) <-chan time.Time
 	// Events receives one Event per delivery outcome, for logs and metrics.
 	Events func(Event)
 	// OnConn is told when a connection to a site opens (+1) and closes (-1).
@@ -136,6 +141,9 @@ const (
 func New(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.After == nil {
+		opts.After = time.After
 	}
 	if opts.Dial == nil {
 		opts.Dial = smtpclient.Dial

@@ -108,14 +108,15 @@ func (l *lane) profileLocked() *config.Effective {
 // tuneLocked sets the token buckets from the profile and any throttle.
 func (l *lane) tuneLocked(now time.Time) {
 	r := l.eff.MessageRate()
-	setLimiter(&l.msgLim, *l.thr.rateOr(&r, now))
-	setLimiter(&l.connLim, l.eff.ConnectionRate())
+	setLimiter(&l.msgLim, *l.thr.rateOr(&r, now), now)
+	setLimiter(&l.connLim, l.eff.ConnectionRate(), now)
 }
 
 // setLimiter makes lim a token bucket for r. The burst is a tenth of a
 // second's worth (at least one), so a rate is kept over any window of a
-// second or more.
-func setLimiter(lim **rate.Limiter, r config.Rate) {
+// second or more. A change takes effect at now, the engine's clock
+// (SetLimit and SetBurst would read the wall clock).
+func setLimiter(lim **rate.Limiter, r config.Rate, now time.Time) {
 	limit := rate.Limit(r.PerSecond())
 	burst := max(1, int(r.PerSecond()/10))
 	if *lim == nil {
@@ -123,8 +124,8 @@ func setLimiter(lim **rate.Limiter, r config.Rate) {
 		return
 	}
 	if (*lim).Limit() != limit || (*lim).Burst() != burst {
-		(*lim).SetLimit(limit)
-		(*lim).SetBurst(burst)
+		(*lim).SetLimitAt(now, limit)
+		(*lim).SetBurstAt(now, burst)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 // profile has no provider entry, and its lanes are limited by their own
 // settings alone.
 type provider struct {
+	engine       *Engine // its clock times the rate waits
 	name, source string
 
 	mu      sync.Mutex
@@ -56,7 +57,7 @@ func (e *Engine) providerFor(name, source string, limits *config.ProviderLimits)
 	e.mu.Lock()
 	p, ok := e.providers[key]
 	if !ok {
-		p = &provider{name: name, source: source, wanted: make(chan struct{})}
+		p = &provider{engine: e, name: name, source: source, wanted: make(chan struct{})}
 		e.providers[key] = p
 	}
 	restored, hasThrottle := e.restoredThrottles[ScopeProvider+":"+key]
@@ -79,12 +80,12 @@ func (e *Engine) providerFor(name, source string, limits *config.ProviderLimits)
 // throttle in force.
 func (p *provider) tuneLocked(now time.Time) {
 	if r := p.thr.rateOr(p.limits.MessageRate, now); r != nil {
-		setLimiter(&p.msgLim, *r)
+		setLimiter(&p.msgLim, *r, now)
 	} else {
 		p.msgLim = nil
 	}
 	if r := p.limits.ConnectionRate; r != nil {
-		setLimiter(&p.connLim, *r)
+		setLimiter(&p.connLim, *r, now)
 	} else {
 		p.connLim = nil
 	}
@@ -155,30 +156,27 @@ func (p *provider) over(now time.Time) bool {
 	return c > 0 && p.conns > c
 }
 
-// waitMessage waits for the provider's message rate, if it has one.
+// waitMessage waits for the provider's message rate, if it has one, on
+// the engine's clock.
 func (p *provider) waitMessage(ctx context.Context) error {
+	now := p.engine.opts.Now()
 	p.mu.Lock()
-	if p.thr.expired(time.Now()) {
+	if p.thr.expired(now) {
 		p.thr = throttle{}
-		p.tuneLocked(time.Now())
+		p.tuneLocked(now)
 	}
 	lim := p.msgLim
 	p.mu.Unlock()
-	if lim == nil {
-		return nil
-	}
-	return lim.Wait(ctx)
+	return p.engine.waitToken(ctx, lim)
 }
 
-// waitConnect waits for the provider's connection rate, if it has one.
+// waitConnect waits for the provider's connection rate, if it has one, on
+// the engine's clock.
 func (p *provider) waitConnect(ctx context.Context) error {
 	p.mu.Lock()
 	lim := p.connLim
 	p.mu.Unlock()
-	if lim == nil {
-		return nil
-	}
-	return lim.Wait(ctx)
+	return p.engine.waitToken(ctx, lim)
 }
 
 // setThrottle applies a rule's provider-scope throttle.
