@@ -41,7 +41,7 @@ type SuspensionInfo struct {
 // "NAME/SOURCE"), a tenant or a campaign. Messages it holds back are
 // deferred with a reply that names the suspension, so Resume can release
 // them. The suspension is saved before Suspend returns.
-func (e *Engine) Suspend(scope, key string, until time.Time, reason, origin string) error {
+func (e *Scheduler) Suspend(scope, key string, until time.Time, reason, origin string) error {
 	switch scope {
 	case ScopeSite:
 		key = e.siteKey(key)
@@ -66,7 +66,7 @@ func (e *Engine) Suspend(scope, key string, until time.Time, reason, origin stri
 // a site also those of its lanes, for a source also those of the source
 // at each site, for a provider also those of each of its sources. It
 // reports whether one was in force.
-func (e *Engine) Resume(scope, key string) bool {
+func (e *Scheduler) Resume(scope, key string) bool {
 	if scope == ScopeSite {
 		key = e.siteKey(key)
 	}
@@ -100,7 +100,7 @@ func (e *Engine) Resume(scope, key string) bool {
 }
 
 // Suspensions lists every suspension in force, admin and rule made.
-func (e *Engine) Suspensions() []SuspensionInfo {
+func (e *Scheduler) Suspensions() []SuspensionInfo {
 	now := e.opts.Now()
 	var out []SuspensionInfo
 	e.mu.Lock()
@@ -117,21 +117,21 @@ func (e *Engine) Suspensions() []SuspensionInfo {
 
 // SiteOf is the site a recipient domain was last routed to, or "" if no
 // message to it has been tried yet.
-func (e *Engine) SiteOf(domain string) string {
+func (e *Scheduler) SiteOf(domain string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.domainSite[strings.ToLower(domain)]
 }
 
 // siteKey accepts a site key or a domain routed to it.
-func (e *Engine) siteKey(key string) string {
+func (e *Scheduler) siteKey(key string) string {
 	if s := e.SiteOf(key); s != "" {
 		return s
 	}
 	return key
 }
 
-func (e *Engine) allLanes() []*lane {
+func (e *Scheduler) allLanes() []*lane {
 	e.mu.Lock()
 	sites := make([]*site, 0, len(e.sites))
 	for _, s := range e.sites {
@@ -156,7 +156,7 @@ func suspensionReason(scope, key, reason string) string {
 
 // Reserve marks a message as busy for an admin action, so no delivery
 // attempt starts on it meanwhile; release with Release.
-func (e *Engine) Reserve(id string) error {
+func (e *Scheduler) Reserve(id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, busy := e.inflight[id]; busy {
@@ -167,12 +167,12 @@ func (e *Engine) Reserve(id string) error {
 }
 
 // Release ends a reservation made by Reserve.
-func (e *Engine) Release(id string) { e.done(id) }
+func (e *Scheduler) Release(id string) { e.done(id) }
 
 // Bounce fails every pending recipient of a message now, sends the DSN
 // and removes the message from the spool. If the DSN cannot be queued
 // nothing changes and the error says why.
-func (e *Engine) Bounce(id, reason string) error {
+func (e *Scheduler) Bounce(id, reason string) error {
 	if err := e.Reserve(id); err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (e *Engine) Bounce(id, reason string) error {
 		return fmt.Errorf("bounce %s: %w", id, queue.ErrNotFound)
 	}
 	pol := e.opts.Policy()
-	att := &attempt{engine: e, env: env, policy: pol, started: e.opts.Now()}
+	att := &attempt{sched: e, env: env, policy: pol, started: e.opts.Now()}
 	var failures []failure
 	var results []queue.RecipientResult
 	reply := smtpreply.New(550, "5.0.0", "Bounced by the operator")

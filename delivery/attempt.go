@@ -55,7 +55,7 @@ type Event struct {
 // domain, whose outcomes are gathered and written back to the spool when
 // the last job finishes.
 type attempt struct {
-	engine  *Engine
+	sched   *Scheduler
 	env     queue.Envelope
 	policy  *Policy
 	started time.Time
@@ -151,7 +151,7 @@ type outcome struct {
 // last job.
 func (j *job) complete(outs []outcome) {
 	att := j.att
-	e := att.engine
+	e := att.sched
 	now := e.opts.Now()
 	eff := j.effective()
 	// Before its MX hosts are known a destination is named by its domain.
@@ -289,7 +289,7 @@ func (j *job) deferAll(until time.Time, reply smtpreply.Reply) {
 // (retryStateWrite), so the message is neither stranded with a stale
 // schedule nor delivered again while its delivery goes unrecorded.
 func (att *attempt) finish() {
-	e := att.engine
+	e := att.sched
 	att.mu.Lock()
 	results, next, failures, parked := att.results, att.next, att.failures, att.parked
 	successes, delays, delayUntil := att.successes, att.delays, att.delayUntil
@@ -438,10 +438,10 @@ func (w *stateWrite) apply(st Store, now time.Time) error {
 }
 
 // retryStateWrite retries a refused state write with back-off, keeping
-// the message reserved so no other attempt starts on it. If the engine
+// the message reserved so no other attempt starts on it. If the scheduler
 // stops first the message is released unrecorded: the spool still has it
 // due, so it is tried again (at worst delivered twice, never lost).
-func (e *Engine) retryStateWrite(w *stateWrite) {
+func (e *Scheduler) retryStateWrite(w *stateWrite) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

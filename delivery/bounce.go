@@ -13,7 +13,7 @@ import (
 // body reads the message body once per attempt, for all its jobs.
 func (att *attempt) body() ([]byte, error) {
 	att.bodyOnce.Do(func() {
-		att.bodyData, att.bodyErr = att.engine.opts.Store.Body(att.env.ID)
+		att.bodyData, att.bodyErr = att.sched.opts.Store.Body(att.env.ID)
 	})
 	return att.bodyData, att.bodyErr
 }
@@ -40,7 +40,7 @@ func (att *attempt) bounce(failures []failure) error {
 		}
 	}
 	if len(rcpts) < len(failures) {
-		att.engine.opts.Logger.Info("no DSN for some failed recipients (NOTIFY or dsn: \"none\")", "id", att.env.ID,
+		att.sched.opts.Logger.Info("no DSN for some failed recipients (NOTIFY or dsn: \"none\")", "id", att.env.ID,
 			"failed", len(failures), "reported", len(rcpts))
 	}
 	// RFC 3461 §4.3: RET=FULL returns the whole message; RET=HDRS, or no
@@ -65,7 +65,7 @@ func (att *attempt) notifySuccess(succ []success) {
 			Status: s.status, RemoteMTA: s.remoteMTA, Diagnostic: "smtp; " + s.diagnostic, LastAttempt: s.at})
 	}
 	if _, err := att.notify(rcpts, "", false, "success DSN"); err != nil {
-		att.engine.opts.Logger.Error("spool a success DSN; not sent", "id", att.env.ID, "err", err)
+		att.sched.opts.Logger.Error("spool a success DSN; not sent", "id", att.env.ID, "err", err)
 	}
 }
 
@@ -86,7 +86,7 @@ func (att *attempt) notifyDelay(delays []failure, until map[string]time.Time) (t
 			Status: f.status, RemoteMTA: f.remoteMTA, Diagnostic: "smtp; " + f.diagnostic, WillRetryUntil: until[f.rcpt]})
 	}
 	if _, err := att.notify(rcpts, "", false, "delay DSN"); err != nil {
-		att.engine.opts.Logger.Error("spool a delay DSN; trying again at the next attempt", "id", att.env.ID, "err", err)
+		att.sched.opts.Logger.Error("spool a delay DSN; trying again at the next attempt", "id", att.env.ID, "err", err)
 		return nil
 	}
 	return told
@@ -125,7 +125,7 @@ func (att *attempt) orcpt(rcpt string) string {
 // nothing when rcpts is empty or the sender must never get one (RFC
 // 5321 §4.5.5). full returns the whole message, else its headers.
 func (att *attempt) notify(rcpts []dsn.Recipient, reason string, full bool, what string) (string, error) {
-	e := att.engine
+	e := att.sched
 	if len(rcpts) == 0 {
 		return "", nil
 	}

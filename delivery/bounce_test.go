@@ -50,7 +50,7 @@ func TestDSNForQueuedMessage(t *testing.T) {
 	e := New(Options{Store: sp, Now: func() time.Time { return now }, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
 	fails := []failure{{rcpt: "gone@example.net", status: "5.1.1", diagnostic: "550 5.1.1 no such user", remoteMTA: "mx.example.net", category: "bad-mailbox"}}
 	for range 2 {
-		att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now}
+		att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now}
 		if err := att.bounce(fails); err != nil {
 			t.Fatal(err)
 		}

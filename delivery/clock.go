@@ -7,7 +7,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// The engine's clock is Options.Now with Options.After. Every time that
+// The scheduler's clock is Options.Now with Options.After. Every time that
 // decides shaping is read from it: suspensions, throttles, back-off and
 // greylist delays, due times, and the token buckets of lanes and
 // providers, whose waits go through waitToken (rate.Limiter.Wait would
@@ -21,11 +21,11 @@ import (
 // the back-off of spool writes the disk refused (retryStateWrite), and the
 // network timeouts of smtpclient.
 
-// waitToken takes one token from lim (nil: no limit) on the engine's
+// waitToken takes one token from lim (nil: no limit) on the scheduler's
 // clock. It returns early only when ctx ends, giving the token back so
 // that the connections still running are not held up by one that never
 // sent.
-func (e *Engine) waitToken(ctx context.Context, lim *rate.Limiter) error {
+func (e *Scheduler) waitToken(ctx context.Context, lim *rate.Limiter) error {
 	if lim == nil {
 		return nil
 	}

@@ -20,7 +20,7 @@ import (
 // message limit, QUIT. p is the provider whose connection slot it holds
 // (nil for none); the slot is given back when the connection ends.
 func (l *lane) work(p *provider) {
-	e := l.site.engine
+	e := l.site.sched
 	ctx := e.runContext()
 	defer func() {
 		l.mu.Lock()
@@ -74,12 +74,12 @@ func (l *lane) work(p *provider) {
 }
 
 // waitConnect waits for the lane's and the provider's connection rates,
-// on the engine's clock.
+// on the scheduler's clock.
 func (l *lane) waitConnect(ctx context.Context, p *provider) error {
 	l.mu.Lock()
 	lim := l.connLim
 	l.mu.Unlock()
-	if err := l.site.engine.waitToken(ctx, lim); err != nil {
+	if err := l.site.sched.waitToken(ctx, lim); err != nil {
 		return err
 	}
 	if p != nil {
@@ -89,12 +89,12 @@ func (l *lane) waitConnect(ctx context.Context, p *provider) error {
 }
 
 // waitMessage waits for the lane's and the provider's message rates, on
-// the engine's clock.
+// the scheduler's clock.
 func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 	l.mu.Lock()
 	lim := l.msgLim
 	l.mu.Unlock()
-	if err := l.site.engine.waitToken(ctx, lim); err != nil {
+	if err := l.site.sched.waitToken(ctx, lim); err != nil {
 		return err
 	}
 	if p != nil {
@@ -121,7 +121,7 @@ func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
 
 // dialHosts is dial over the given hosts of the lane's hop.
 func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn, string, error) {
-	e := l.site.engine
+	e := l.site.sched
 	pol := e.opts.Policy()
 	cfg := pol.Config
 	eff := l.profile()
@@ -215,7 +215,7 @@ func (l *lane) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a}, nil
 	}
-	return l.site.engine.opts.Resolver.LookupHost(ctx, host)
+	return l.site.sched.opts.Resolver.LookupHost(ctx, host)
 }
 
 func sourceOf(cfg *config.Config, pool, source string) config.Source {
@@ -243,7 +243,7 @@ func (l *lane) lastMX() string {
 // job is retried, and after the profile's threshold of consecutive
 // failures the whole site waits instead of every message trying alone.
 func (l *lane) connectFailed(j *job, host string, err error) {
-	e := l.site.engine
+	e := l.site.sched
 	if errors.Is(err, errMailLoop) {
 		// Permanent and ours, not the remote's: no rule or retry changes
 		// that the next hop is this server.
@@ -272,7 +272,7 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 	body, err := j.att.body()
 	if err != nil {
 		// The spool could not give the body: retry later, never lose it.
-		l.site.engine.opts.Logger.Error("spool: read body", "id", j.att.env.ID, "err", err)
+		l.site.sched.opts.Logger.Error("spool: read body", "id", j.att.env.ID, "err", err)
 		j.deferAll(time.Time{}, smtpreply.New(451, "4.3.0", "local spool read error"))
 		return true
 	}
@@ -327,7 +327,7 @@ func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *
 	if err != nil {
 		return false
 	}
-	_, suspended := l.suspension(l.site.engine.opts.Now())
+	_, suspended := l.suspension(l.site.sched.opts.Now())
 	return !suspended
 }
 
@@ -373,7 +373,7 @@ func recorded(r smtpreply.Reply) smtpreply.Reply {
 }
 
 // runContext is the context deliveries run under.
-func (e *Engine) runContext() context.Context {
+func (e *Scheduler) runContext() context.Context {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx == nil {

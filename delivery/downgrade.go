@@ -45,7 +45,7 @@ func (att *attempt) body7bit() ([]byte, error) {
 // (cause wraps smtpclient.ErrSMTPUTF8Unsupported; nothing was sent). It
 // returns whether conn may carry more messages.
 func (l *lane) sendUTF8Elsewhere(ctx context.Context, conn *smtpclient.Conn, host string, j *job, cause error) bool {
-	e := l.site.engine
+	e := l.site.sched
 	var others []string
 	l.mu.Lock()
 	for _, h := range l.hop.hosts {

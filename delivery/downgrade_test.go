@@ -24,7 +24,7 @@ type bodyStore struct {
 
 func (b *bodyStore) Body(string) ([]byte, error) { return b.body, nil }
 
-// TestDowngradeAndLoopClassification runs the engine against real SMTP
+// TestDowngradeAndLoopClassification runs the scheduler against real SMTP
 // servers on loopback, reached through an injected dialer that maps the
 // fake DNS's documentation addresses to them: what is sent to a hop that
 // lacks 8BITMIME or SMTPUTF8, what is bounced at once (5.6.7, 5.6.3,

@@ -45,7 +45,7 @@ func runDSNCase(t *testing.T, tc dsnCase) (*memStore, queue.Envelope) {
 	}
 	st := newMemStore(env)
 	e := New(Options{Store: st, Now: func() time.Time { return now }, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
-	att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
+	att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
 	j := &job{att: att, domain: "example.net", rcpts: []string{rc.Addr}}
 	var reply smtpreply.Reply
 	switch tc.class {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// fakeClock is the engine's clock in tests (Options.Now and After): time
+// fakeClock is the scheduler's clock in tests (Options.Now and After): time
 // stands still until the test advances it, and a channel from After
 // receives when the clock reaches its deadline. Nothing in a test that
 // uses it waits for the wall clock to decide behaviour.

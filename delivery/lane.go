@@ -56,7 +56,7 @@ func newLane(s *site, h *hop, source, pool string) *lane {
 	return l
 }
 
-// suspensionKeys lists the keys of Engine.suspended that hold the lane:
+// suspensionKeys lists the keys of Scheduler.suspended that hold the lane:
 // its site, its source anywhere, its source at the site, its provider and
 // its source at the provider.
 func (l *lane) suspensionKeys(provider string) []string {
@@ -76,7 +76,7 @@ func (l *lane) profile() *config.Effective {
 }
 
 func (l *lane) profileLocked() *config.Effective {
-	e := l.site.engine
+	e := l.site.sched
 	pol := e.opts.Policy()
 	if l.eff != nil && l.gen == pol.Generation {
 		return l.eff
@@ -114,7 +114,7 @@ func (l *lane) tuneLocked(now time.Time) {
 
 // setLimiter makes lim a token bucket for r. The burst is a tenth of a
 // second's worth (at least one), so a rate is kept over any window of a
-// second or more. A change takes effect at now, the engine's clock
+// second or more. A change takes effect at now, the scheduler's clock
 // (SetLimit and SetBurst would read the wall clock).
 func setLimiter(lim **rate.Limiter, r config.Rate, now time.Time) {
 	limit := rate.Limit(r.PerSecond())
@@ -144,7 +144,7 @@ func (l *lane) wakeIdleLocked() {
 // push queues a job and opens a connection for it if the limits allow.
 func (l *lane) push(j *job) {
 	j.lane = l
-	e := l.site.engine
+	e := l.site.sched
 	now := e.opts.Now()
 	l.mu.Lock()
 	l.hop = j.hop // the latest resolution of the site's MX hosts
@@ -193,7 +193,7 @@ func (l *lane) notify() {
 // spawnLocked opens connections while there are more queued jobs than
 // idle connections and both the lane's cap and its provider's allow.
 func (l *lane) spawnLocked(now time.Time) {
-	e := l.site.engine
+	e := l.site.sched
 	for l.active < l.capLocked(now) && len(l.queue) > l.idle {
 		if l.prov != nil && !l.prov.acquire(l, now) {
 			return // the provider wakes the lane when a slot frees
@@ -213,13 +213,13 @@ func (l *lane) suspension(now time.Time) (suspension, bool) {
 	l.mu.Lock()
 	keys := l.susKeys
 	l.mu.Unlock()
-	return l.site.engine.suspendedAny(keys, now)
+	return l.site.sched.suspendedAny(keys, now)
 }
 
 // drainIfSuspended hands every queued job back to the spool, due when the
 // suspension ends: a suspended lane holds nothing in memory.
 func (l *lane) drainIfSuspended() {
-	now := l.site.engine.opts.Now()
+	now := l.site.sched.opts.Now()
 	s, ok := l.suspension(now)
 	if !ok {
 		return
@@ -242,7 +242,7 @@ func (l *lane) next(ctx context.Context, idle time.Duration) *job {
 	timer := time.NewTimer(idle)
 	defer timer.Stop()
 	for {
-		now := l.site.engine.opts.Now()
+		now := l.site.sched.opts.Now()
 		if _, ok := l.suspension(now); ok {
 			return nil
 		}

@@ -37,7 +37,7 @@ func TestOpportunisticFallbackIsRemembered(t *testing.T) {
 			return nil, refused // the plaintext session is the site speaking
 		},
 	})
-	l := newLane(&site{engine: e, key: "mx:mx.example.net", lanes: map[string]*lane{}},
+	l := newLane(&site{sched: e, key: "mx:mx.example.net", lanes: map[string]*lane{}},
 		&hop{key: "mx:mx.example.net", hosts: []string{"192.0.2.25"}, port: "25", domain: "example.net"}, "default", "default")
 
 	for round, want := range [][]string{{"opportunistic", "none"}, {"none"}} {
@@ -78,7 +78,7 @@ smarthost: {username: "app1", password: "secret", tls: "required"}
 		{key: "route:smtp.example.com:587", hosts: []string{"192.0.2.5"}, port: "587", static: true, domain: "any.example"},
 		{key: "route:192.0.2.7:25", hosts: []string{"192.0.2.7"}, port: "25", static: true, domain: "partner.example"},
 	} {
-		l := newLane(&site{engine: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
+		l := newLane(&site{sched: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
 		l.dial(context.Background())
 	}
 	if len(got) != 2 {

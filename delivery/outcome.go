@@ -12,7 +12,7 @@ import (
 
 // evaluate runs the response rules on a reply.
 func (l *lane) evaluate(j *job, host string, r smtpclient.Reply) rules.ResponseDecision {
-	e := l.site.engine
+	e := l.site.sched
 	pol := e.opts.Policy()
 	eff := l.profile()
 	in := &rules.ResponseInput{
@@ -34,7 +34,7 @@ func (l *lane) evaluate(j *job, host string, r smtpclient.Reply) rules.ResponseD
 // outcomes applies a decision to the recipients that got the reply, and
 // its side effects (suspension, throttling, backoff) to the lane.
 func (l *lane) outcomes(j *job, rcpts []string, r smtpclient.Reply, d rules.ResponseDecision) []outcome {
-	e := l.site.engine
+	e := l.site.sched
 	now := e.opts.Now()
 	eff := l.profile()
 	class := d.Classify
@@ -108,7 +108,7 @@ func (l *lane) throttled(now time.Time, eff *config.Effective, reason string) ti
 	l.backoff++
 	l.mu.Unlock()
 	until := now.Add(d)
-	e := l.site.engine
+	e := l.site.sched
 	e.suspend(ScopeSource+":"+l.key, until, "throttled: "+reason, originBackoff)
 	e.opts.Events(Event{Time: now, Type: EventSuspension, Site: l.site.key, Source: l.source, Class: ScopeSource,
 		Reply: "throttled: " + reason, NextRetry: &until, Generation: e.opts.Policy().Generation})
@@ -122,7 +122,7 @@ func (l *lane) resetBackoff() {
 	l.backoff = 0
 	l.mu.Unlock()
 	if was > 0 {
-		l.site.engine.saveState()
+		l.site.sched.saveState()
 	}
 }
 
@@ -131,7 +131,7 @@ func (l *lane) resetBackoff() {
 // and rate until the throttle ends. Nothing pauses. A provider scope on a
 // destination that matches no provider profile throttles the lane.
 func (l *lane) slowDown(t *config.Throttle, rule string, now time.Time) {
-	e := l.site.engine
+	e := l.site.sched
 	thr := throttle{Until: now.Add(t.For.D()), MaxConnections: t.MaxConnections, MessageRate: t.MessageRate, Rule: rule}
 	l.mu.Lock()
 	p := l.prov
@@ -149,7 +149,7 @@ func (l *lane) slowDown(t *config.Throttle, rule string, now time.Time) {
 	e.saveState()
 }
 
-// scopeKey is the Engine.suspended key a rule's suspension scope names
+// scopeKey is the Scheduler.suspended key a rule's suspension scope names
 // for this lane and job ("" when the scope does not apply, such as a
 // tenant scope for mail without a tenant). A provider scope on a
 // destination that matches no provider profile suspends the lane.

@@ -34,7 +34,7 @@ const (
 // parkLocked parks a job at a full lane. The lease is taken before the ID
 // joins the overflow list, so a release can never be overtaken by it.
 func (l *lane) parkLocked(j *job, now time.Time) {
-	e := l.site.engine
+	e := l.site.sched
 	e.opts.Store.Lease(j.att.env.ID, now.Add(parkLease))
 	if len(l.overflow) == 0 {
 		e.opts.Logger.Info("lane full: further mail waits in the spool until it has room",
@@ -83,7 +83,7 @@ func (l *lane) release(ids []string, now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
-	e := l.site.engine
+	e := l.site.sched
 	for i, id := range ids {
 		e.opts.Store.Lease(id, now.Add(time.Duration(i)))
 	}

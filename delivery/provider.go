@@ -27,12 +27,12 @@ import (
 //   - a throttle (a rule's `throttle: {scope: "provider"}`) that lowers
 //     the cap and the message rate for a while.
 //
-// Provider-scope suspensions are kept with the others (Engine.suspended,
+// Provider-scope suspensions are kept with the others (Scheduler.suspended,
 // keyed "provider:NAME/SOURCE"). A destination that matches no provider
 // profile has no provider entry, and its lanes are limited by their own
 // settings alone.
 type provider struct {
-	engine       *Engine // its clock times the rate waits
+	sched        *Scheduler // its clock times the rate waits
 	name, source string
 
 	mu      sync.Mutex
@@ -50,14 +50,14 @@ type provider struct {
 // providerKey names a provider entry: the provider and the source.
 func providerKey(name, source string) string { return name + "/" + source }
 
-// providerFor returns the engine's entry for a provider and source,
+// providerFor returns the scheduler's entry for a provider and source,
 // creating it, and brings its limits up to date with the profile's.
-func (e *Engine) providerFor(name, source string, limits *config.ProviderLimits) *provider {
+func (e *Scheduler) providerFor(name, source string, limits *config.ProviderLimits) *provider {
 	key := providerKey(name, source)
 	e.mu.Lock()
 	p, ok := e.providers[key]
 	if !ok {
-		p = &provider{engine: e, name: name, source: source, wanted: make(chan struct{})}
+		p = &provider{sched: e, name: name, source: source, wanted: make(chan struct{})}
 		e.providers[key] = p
 	}
 	restored, hasThrottle := e.restoredThrottles[ScopeProvider+":"+key]
@@ -157,9 +157,9 @@ func (p *provider) over(now time.Time) bool {
 }
 
 // waitMessage waits for the provider's message rate, if it has one, on
-// the engine's clock.
+// the scheduler's clock.
 func (p *provider) waitMessage(ctx context.Context) error {
-	now := p.engine.opts.Now()
+	now := p.sched.opts.Now()
 	p.mu.Lock()
 	if p.thr.expired(now) {
 		p.thr = throttle{}
@@ -167,16 +167,16 @@ func (p *provider) waitMessage(ctx context.Context) error {
 	}
 	lim := p.msgLim
 	p.mu.Unlock()
-	return p.engine.waitToken(ctx, lim)
+	return p.sched.waitToken(ctx, lim)
 }
 
 // waitConnect waits for the provider's connection rate, if it has one, on
-// the engine's clock.
+// the scheduler's clock.
 func (p *provider) waitConnect(ctx context.Context) error {
 	p.mu.Lock()
 	lim := p.connLim
 	p.mu.Unlock()
-	return p.engine.waitToken(ctx, lim)
+	return p.sched.waitToken(ctx, lim)
 }
 
 // setThrottle applies a rule's provider-scope throttle.

@@ -53,7 +53,7 @@ profiles: prov: {match: mx: ["*.prov.test"], provider: {messageRate: "10/s", max
 				servers[ip] = f
 				sites = append(sites, f)
 			}
-			r := newEngineRig(t, rateBase+tc.config, dns, servers)
+			r := newSchedulerRig(t, rateBase+tc.config, dns, servers)
 			const seconds = 3
 			for i := range tc.burst + seconds*tc.rate + 2*tc.conns {
 				r.send(queue.Envelope{Recipients: rcpts(fmt.Sprintf("u%d@%s", i, tc.domains[i%len(tc.domains)]))})

@@ -68,7 +68,7 @@ func TestPerRecipientOutcomes(t *testing.T) {
 					return ""
 				}})
 			dns := fakeDNS{mx: map[string][]string{"x.test": {"mx.x.test"}, "y.test": {"mx.x.test"}}, hosts: map[string]string{"mx.x.test": "192.0.2.1"}}
-			r := newEngineRig(t, `hostname: "mta.example"
+			r := newSchedulerRig(t, `hostname: "mta.example"
 profiles: default: {tls: "none", connectionRate: "1000/s", retry: {schedule: ["1m"], jitter: 0}}
 `, dns, map[string]*fakeMX{"192.0.2.1": f})
 			id := r.send(queue.Envelope{Recipients: rcpts("a@x.test", "b@x.test", "c@x.test", "d@y.test")})

@@ -50,7 +50,7 @@ profiles: default: {tls: "none", connectionRate: "1000/s", maxMessagesPerConnect
 					}
 					return ""
 				}})
-			r := newEngineRig(t, base+tc.before, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
+			r := newSchedulerRig(t, base+tc.before, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
 			const seconds = 3
 			total := tc.conns + 1 + seconds*tc.rate + 2*tc.reduced
 			for i := range total {

@@ -72,7 +72,7 @@ profiles: a: {match: mx: ["mx.a.test"], throttle: ` + tc.throttle + `}
 			}
 			replies = append(replies, "250 2.1.5 ok", "421 4.7.0 slow down")
 			f := startScriptedMX(t, mxScript{reply: replySeq("RCPT", replies...)})
-			r := newEngineRig(t, src, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
+			r := newSchedulerRig(t, src, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
 
 			id := r.send(queue.Envelope{Recipients: rcpts("u@a.test")})
 			for i, want := range tc.pauses {
@@ -137,7 +137,7 @@ profiles: a: {match: mx: ["*.a.test"], provider: messageRate: "1/s", rules: [` +
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startScriptedMX(t, mxScript{reply: replySeq("RCPT", "452 4.7.0 slow down please")})
-			r := newEngineRig(t, base+tc.config, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
+			r := newSchedulerRig(t, base+tc.config, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
 			// send queues n messages and returns when they are delivered,
 			// stepping the clock whenever the connection waits for a token.
 			send := func(n int) string {
@@ -205,7 +205,7 @@ pools: default: sources: {s1: addr: "127.0.0.2", s2: addr: "127.0.0.3", s3: addr
 					greylisted[rcpt] = true
 					return tc.reply
 				}})
-			r := newEngineRig(t, src, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
+			r := newSchedulerRig(t, src, oneSite(), map[string]*fakeMX{"192.0.2.1": f})
 			var ids []string
 			for i := range 3 {
 				ids = append(ids, r.send(queue.Envelope{Recipients: rcpts(fmt.Sprintf("grey%d@a.test", i))}))
@@ -276,7 +276,7 @@ profiles: default: {tls: "none", connectionRate: "1000/s", connectFailures: {thr
 				down = startScriptedMX(t, mxScript{reply: replySeq("CONNECT", repeat(tc.greeting, tc.failures)...)})
 			}
 			up := startFakeMX(t)
-			r := newEngineRig(t, src, dns, nil)
+			r := newSchedulerRig(t, src, dns, nil)
 			if down != nil {
 				r.setServer("192.0.2.1", down)
 			}

@@ -16,37 +16,37 @@ import (
 	"github.com/cuemta/cuemta/rules"
 )
 
-// engineRig runs a whole Engine, as serve does, on a real spool (a
+// schedulerRig runs a whole Scheduler, as serve does, on a real spool (a
 // queue.Spool in a temporary directory) with a fake clock, against
 // scripted SMTP servers on loopback. The injected dialer sends a
 // connection meant for an address of the fake DNS to the fakeMX serving
 // it, and one meant for any other address to a loopback port nothing
 // listens on, a real refusal. Senders are at example.org, whose MX is a
 // sink (rig.sink), so DSNs are delivered like any other mail.
-type engineRig struct {
+type schedulerRig struct {
 	t       *testing.T
 	clock   *fakeClock
 	spool   *queue.Spool
-	e       *Engine
+	e       *Scheduler
 	sink    *fakeMX
 	refused string // a loopback address nothing listens on
 	pol     atomic.Pointer[Policy]
 
 	mu      sync.Mutex
 	servers map[string]*fakeMX // by the address the fake DNS gives its host
-	dials   []string           // the address of every dial the engine made
+	dials   []string           // the address of every dial the scheduler made
 	events  []Event
 }
 
 // rigSender is the envelope sender of the rig's messages.
 const rigSender = "sender@example.org"
 
-// newEngineRig starts an engine on config src. dns gives the recipient
+// newSchedulerRig starts a scheduler on config src. dns gives the recipient
 // domains' MX hosts and their addresses; servers, the fakeMX at each
 // address.
-func newEngineRig(t *testing.T, src string, dns fakeDNS, servers map[string]*fakeMX) *engineRig {
+func newSchedulerRig(t *testing.T, src string, dns fakeDNS, servers map[string]*fakeMX) *schedulerRig {
 	t.Helper()
-	r := &engineRig{t: t, clock: newFakeClock(), servers: map[string]*fakeMX{}}
+	r := &schedulerRig{t: t, clock: newFakeClock(), servers: map[string]*fakeMX{}}
 	r.sink = startFakeMX(t)
 	for a, f := range servers {
 		r.setServer(a, f)
@@ -104,7 +104,7 @@ func newEngineRig(t *testing.T, src string, dns fakeDNS, servers map[string]*fak
 }
 
 // setServer puts a server, on the rig's clock, at an address.
-func (r *engineRig) setServer(addr string, f *fakeMX) {
+func (r *schedulerRig) setServer(addr string, f *fakeMX) {
 	f.setClock(r.clock.Now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -112,7 +112,7 @@ func (r *engineRig) setServer(addr string, f *fakeMX) {
 }
 
 // eventsOf are the events of one message, in order.
-func (r *engineRig) eventsOf(id string) []Event {
+func (r *schedulerRig) eventsOf(id string) []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Event
@@ -125,7 +125,7 @@ func (r *engineRig) eventsOf(id string) []Event {
 }
 
 // policy compiles a config as a reload does.
-func (r *engineRig) policy(src string, gen uint64) *Policy {
+func (r *schedulerRig) policy(src string, gen uint64) *Policy {
 	r.t.Helper()
 	cfg := loadTestConfig(r.t, src)
 	set, err := rules.Compile(cfg)
@@ -136,14 +136,14 @@ func (r *engineRig) policy(src string, gen uint64) *Policy {
 }
 
 // reload puts a new config in force, as serve does on a reload.
-func (r *engineRig) reload(src string) {
+func (r *schedulerRig) reload(src string) {
 	r.t.Helper()
 	r.pol.Store(r.policy(src, r.pol.Load().Generation+1))
 	r.e.Refresh()
 }
 
 // send queues a message from rigSender and wakes the scheduler.
-func (r *engineRig) send(env queue.Envelope) string {
+func (r *schedulerRig) send(env queue.Envelope) string {
 	r.t.Helper()
 	env.From = rigSender
 	id, err := r.spool.Enqueue(context.Background(), &env, []byte("Subject: test\r\n\r\nhello\r\n"))
@@ -166,7 +166,7 @@ func rcpts(addrs ...string) []queue.Recipient {
 // waitFor waits until cond holds, re-checking it every millisecond of
 // wall time; it fails the test after 10 s. Nothing is decided by the wait:
 // behaviour is timed by the fake clock.
-func (r *engineRig) waitFor(what string, cond func() bool) {
+func (r *schedulerRig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -184,7 +184,7 @@ func (r *engineRig) waitFor(what string, cond func() bool) {
 
 // attempted reports whether a message has had n attempts recorded (or is
 // finished) and no attempt of it is running.
-func (r *engineRig) attempted(id string, n int) bool {
+func (r *schedulerRig) attempted(id string, n int) bool {
 	r.e.mu.Lock()
 	_, busy := r.e.inflight[id]
 	r.e.mu.Unlock()
@@ -196,7 +196,7 @@ func (r *engineRig) attempted(id string, n int) bool {
 }
 
 // waitAttempted waits for the n-th attempt of every message to be over.
-func (r *engineRig) waitAttempted(n int, ids ...string) {
+func (r *schedulerRig) waitAttempted(n int, ids ...string) {
 	r.t.Helper()
 	for _, id := range ids {
 		r.waitFor("attempt "+strconv.Itoa(n)+" of "+id, func() bool { return r.attempted(id, n) })
@@ -205,7 +205,7 @@ func (r *engineRig) waitAttempted(n int, ids ...string) {
 
 // status is a recipient's state in the spool ("" once the message is
 // finished) and its last reply.
-func (r *engineRig) status(id, rcpt string) (string, string) {
+func (r *schedulerRig) status(id, rcpt string) (string, string) {
 	env, ok := r.spool.Get(id)
 	if !ok {
 		return "", ""
@@ -220,7 +220,7 @@ func (r *engineRig) status(id, rcpt string) (string, string) {
 
 // nextAttempt is when a queued message is due, relative to the start of
 // the fake clock.
-func (r *engineRig) nextAttempt(id string) time.Duration {
+func (r *schedulerRig) nextAttempt(id string) time.Duration {
 	env, ok := r.spool.Get(id)
 	if !ok {
 		r.t.Fatalf("message %s is not queued", id)
@@ -230,7 +230,7 @@ func (r *engineRig) nextAttempt(id string) time.Duration {
 
 // suspensions are the suspensions in force, "scope:key" to their end
 // relative to the start of the fake clock, with their origin.
-func (r *engineRig) suspensions() map[string]string {
+func (r *schedulerRig) suspensions() map[string]string {
 	out := map[string]string{}
 	for _, s := range r.e.Suspensions() {
 		out[s.Scope+":"+s.Key] = "+" + s.Until.Sub(clockStart).String() + " " + s.Origin
@@ -238,8 +238,8 @@ func (r *engineRig) suspensions() map[string]string {
 	return out
 }
 
-// dialCount is how many connections the engine has dialled.
-func (r *engineRig) dialCount() int {
+// dialCount is how many connections the scheduler has dialled.
+func (r *schedulerRig) dialCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.dials)
@@ -247,7 +247,7 @@ func (r *engineRig) dialCount() int {
 
 // dsnStatuses are the Status fields of the DSNs the sink received, in
 // order.
-func (r *engineRig) dsnStatuses() []string {
+func (r *schedulerRig) dsnStatuses() []string {
 	_, data := r.sink.received()
 	var out []string
 	for _, d := range data {

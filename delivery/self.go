@@ -27,7 +27,7 @@ type selfSet struct {
 // self returns the listeners' addresses as they are now (a reload may
 // add or drop listeners). Interface addresses are read only when a
 // listener is on an unspecified address.
-func (e *Engine) self() selfSet {
+func (e *Scheduler) self() selfSet {
 	s := selfSet{exact: map[netip.AddrPort]bool{}, any: map[uint16]bool{}}
 	if e.opts.Listeners == nil {
 		return s

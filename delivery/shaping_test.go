@@ -34,7 +34,7 @@ profiles: bigprov: {
 
 type shapingRig struct {
 	t     *testing.T
-	e     *Engine
+	e     *Scheduler
 	now   time.Time
 	st    *memStore
 	state StateFile
@@ -62,7 +62,7 @@ func (r *shapingRig) lane(mx string) *lane {
 
 // reply runs one reply through the rules and applies the decision.
 func (r *shapingRig) reply(l *lane, code int, enhanced, text string) []outcome {
-	att := &attempt{engine: r.e, env: queue.Envelope{ID: "m", Received: r.now}, policy: r.e.opts.Policy(), started: r.now}
+	att := &attempt{sched: r.e, env: queue.Envelope{ID: "m", Received: r.now}, policy: r.e.opts.Policy(), started: r.now}
 	j := &job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}, lane: l}
 	rep := smtpclient.Reply{Code: code, Enhanced: enhanced, Text: text, Stage: "rcpt"}
 	return l.outcomes(j, j.rcpts, rep, l.evaluate(j, "mx1.bigprov.test", rep))
@@ -184,7 +184,7 @@ func TestProviderScope(t *testing.T) {
 }
 
 // TestShapingStateSurvivesRestart: suspensions, throttles, back-off
-// levels and threshold windows saved by one engine are in force in the
+// levels and threshold windows saved by one scheduler are in force in the
 // next, with their remaining time.
 func TestShapingStateSurvivesRestart(t *testing.T) {
 	file := JSONStateFile{Path: filepath.Join(t.TempDir(), "shaping.json")}

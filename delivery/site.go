@@ -8,10 +8,10 @@ import (
 
 // site is one receiving site: the lanes to it (one per egress source and
 // profile) and the site's recent reply counts. Its suspensions are kept
-// with the others in Engine.suspended.
+// with the others in Scheduler.suspended.
 type site struct {
-	engine *Engine
-	key    string
+	sched *Scheduler
+	key   string
 
 	mu          sync.Mutex
 	lanes       map[string]*lane

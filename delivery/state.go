@@ -18,7 +18,7 @@ import (
 // response rules. A restart that forgot a Yahoo TSS04 two-hour suspension
 // would send again at once, which is what the suspension was for.
 //
-// The engine saves the whole state (it is small: what is in force now)
+// The scheduler saves the whole state (it is small: what is in force now)
 // every time a suspension, throttle or back-off level changes, before the
 // change takes effect for the caller: an admin Suspend that returned is on
 // disk. Threshold windows change with every matching reply, so they are
@@ -39,7 +39,7 @@ type State struct {
 
 const stateVersion = 1
 
-// StateFile is where the engine keeps its State.
+// StateFile is where the scheduler keeps its State.
 type StateFile interface {
 	Load() (*State, error)
 	Save(*State) error
@@ -49,7 +49,7 @@ type StateFile interface {
 type JSONStateFile struct{ Path string }
 
 // Load reads the state; a missing file is an empty state, a damaged one an
-// error that names the file (the engine does not start on a guess).
+// error that names the file (the scheduler does not start on a guess).
 func (f JSONStateFile) Load() (*State, error) {
 	b, err := os.ReadFile(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -89,7 +89,7 @@ const stateFlushInterval = time.Second
 
 // restore applies a loaded state: suspensions at once, lane and provider
 // state when they are first used, threshold windows to the tracker.
-func (e *Engine) restore(st *State) {
+func (e *Scheduler) restore(st *State) {
 	if st == nil {
 		return
 	}
@@ -114,7 +114,7 @@ func (e *Engine) restore(st *State) {
 }
 
 // claimLaneState gives a new lane its restored throttle and back-off.
-func (e *Engine) claimLaneState(l *lane) {
+func (e *Scheduler) claimLaneState(l *lane) {
 	e.mu.Lock()
 	t, hasT := e.restoredThrottles[ScopeSource+":"+l.key]
 	delete(e.restoredThrottles, ScopeSource+":"+l.key)
@@ -130,7 +130,7 @@ func (e *Engine) claimLaneState(l *lane) {
 }
 
 // snapshotState gathers the state in force now.
-func (e *Engine) snapshotState() *State {
+func (e *Scheduler) snapshotState() *State {
 	now := e.opts.Now()
 	st := &State{Version: stateVersion, Saved: now, Suspensions: map[string]suspension{},
 		Throttles: map[string]throttle{}, Backoff: map[string]int{}}
@@ -174,10 +174,10 @@ func (e *Engine) snapshotState() *State {
 	return st
 }
 
-// saveState writes the state in force now, if the engine has a file.
+// saveState writes the state in force now, if the scheduler has a file.
 // A failed save is logged (and retried by the next change or flush); the
 // change itself stays in force in memory.
-func (e *Engine) saveState() {
+func (e *Scheduler) saveState() {
 	if e.opts.State == nil {
 		return
 	}
@@ -200,7 +200,7 @@ func (e *Engine) saveState() {
 
 // flushState saves the state when threshold windows changed since the
 // last save, or when the last save failed.
-func (e *Engine) flushState() {
+func (e *Scheduler) flushState() {
 	if e.opts.State == nil {
 		return
 	}

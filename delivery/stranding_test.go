@@ -161,7 +161,7 @@ func TestFullLaneParksWithoutWriting(t *testing.T) {
 	e := New(Options{Store: st, Now: func() time.Time { return now }, Events: func(ev Event) { events = append(events, ev) },
 		Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
 	h := &hop{key: "mx:mx.example.net", hosts: []string{"mx.example.net"}, port: "25", domain: "example.net"}
-	l := newLane(&site{engine: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
+	l := newLane(&site{sched: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
 	for i := range maxLaneQueue {
 		l.queue = append(l.queue, &job{att: &attempt{env: queue.Envelope{ID: fmt.Sprintf("q%d", i)}}})
 	}
@@ -171,7 +171,7 @@ func TestFullLaneParksWithoutWriting(t *testing.T) {
 		id := fmt.Sprintf("p%d", i)
 		env := queue.Envelope{ID: id, Received: now, Recipients: []queue.Recipient{{Addr: "u@example.net"}}}
 		st.msgs[id] = env
-		att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
+		att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
 		e.inflight[id] = att
 		l.push(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}, hop: h})
 	}
@@ -272,7 +272,7 @@ func TestRefusedDSNKeepsOriginal(t *testing.T) {
 	st.failDSN = true
 	e := New(Options{Store: st, Now: func() time.Time { return now }, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
 
-	att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
+	att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
 	e.inflight["m1"] = att
 	j := &job{att: att, domain: "example.net", rcpts: []string{"gone@example.net", "ok@example.net"}}
 	j.complete([]outcome{
@@ -329,7 +329,7 @@ func TestRefusedStateWriteIsRetried(t *testing.T) {
 	defer cancel()
 	e.ctx = ctx
 
-	att := &attempt{engine: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
+	att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
 	e.inflight["m1"] = att
 	(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}}).complete(
 		[]outcome{{rcpt: "u@example.net", class: "delivered", reply: smtpreply.New(250, "", "ok")}})

@@ -66,7 +66,7 @@ delivery: defaultPool: "p1"
 			b := startFakeMX(t)
 			dns := fakeDNS{mx: map[string][]string{"a.test": {"mx.a.prov.test"}, "b.test": {"mx.b.test"}},
 				hosts: map[string]string{"mx.a.prov.test": "192.0.2.1", "mx.b.test": "192.0.2.2"}}
-			r := newEngineRig(t, src, dns, map[string]*fakeMX{"192.0.2.1": a, "192.0.2.2": b})
+			r := newSchedulerRig(t, src, dns, map[string]*fakeMX{"192.0.2.1": a, "192.0.2.2": b})
 			until := clockStart.Add(time.Hour)
 			if tc.rule == "" {
 				if err := r.e.Suspend(tc.scope, tc.key, until, "test", originAdmin); err != nil {

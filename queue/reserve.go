@@ -13,7 +13,7 @@ import (
 )
 
 // The spool reserve. A spool that fills its disk can no longer record what
-// its delivery engine does (RecordAttempt, Complete), nor what an operator
+// its delivery scheduler does (RecordAttempt, Complete), nor what an operator
 // asks (retry, delete), nor queue a bounce: the queue stops draining just
 // when it most needs to. So reception (Enqueue) keeps Options.Reserve bytes
 // free on the spool's filesystem, as Postfix's queue_minfree does, and

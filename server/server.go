@@ -27,14 +27,14 @@ import (
 )
 
 // Server runs cuemta on the current snapshot: the spool, one SMTP server
-// per listener, and the delivery engine.
+// per listener, and the delivery scheduler.
 type Server struct {
 	path   string // config path, "" for the embedded default
 	logger *slog.Logger
 	snap   atomic.Pointer[Snapshot]
 
 	spool    *queue.Spool
-	delivery *delivery.Engine
+	delivery *delivery.Scheduler
 	metrics  *metrics.Metrics
 	// guard is the reception state every listener and snapshot shares:
 	// AUTH throttling, bcrypt slots, rate-limit counts. It outlives

@@ -46,7 +46,7 @@ var messageIDRE = regexp.MustCompile(`(?m)^Message-ID: <(full\d+)@mta\.test>`)
 // TestFullDiskReserveAndHeal: with the next hop down, mail fills a small
 // spool filesystem until reception answers 452 4.3.1, keeping the spool
 // reserve free. /readyz then says 503, yet the queue can still be
-// administered and the delivery engine can still record its attempts.
+// administered and the delivery scheduler can still record its attempts.
 // Once the next hop comes up, every accepted message is delivered exactly
 // once, the spool frees its space by itself, /readyz is 200 again and new
 // mail is accepted: no restart, no operator.

@@ -50,7 +50,7 @@ type Policy struct {
 	Generation uint64
 }
 
-// Options configure an Engine.
+// Options configure a Scheduler.
 type Options struct {
 	Store    Store
 	Resolver Resolver
@@ -58,7 +58,7 @@ type Options struct {
 	Policy func() *Policy
 	// Dial opens an SMTP connection; default smtpclient.Dial.
 	Dial func(ctx context.Context, o smtpclient.Options) (*smtpclient.Conn, error)
-	// Now is the engine's clock (clock.go); default time.Now.
+	// Now is the scheduler's clock (clock.go); default time.Now.
 	Now func() time.Time
 	// After returns a channel that receives once d has passed on the
 	// clock of Now; default time.After. The rate limits of lanes and
@@ -94,8 +94,8 @@ type Options struct {
 	InterfaceAddrs func() ([]netip.Addr, error)
 }
 
-// Engine schedules deliveries from the spool.
-type Engine struct {
+// Scheduler schedules deliveries from the spool.
+type Scheduler struct {
 	opts Options
 	wake chan struct{}
 
@@ -137,8 +137,8 @@ const (
 	originBackoff         = "throttle-backoff"
 )
 
-// New returns an engine; Run starts it.
-func New(opts Options) *Engine {
+// New returns a scheduler; Run starts it.
+func New(opts Options) *Scheduler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -169,7 +169,7 @@ func New(opts Options) *Engine {
 	if opts.OnConn == nil {
 		opts.OnConn = func(string, int) {}
 	}
-	e := &Engine{
+	e := &Scheduler{
 		opts:              opts,
 		wake:              make(chan struct{}, 1),
 		inflight:          map[string]*attempt{},
@@ -185,10 +185,10 @@ func New(opts Options) *Engine {
 	return e
 }
 
-// rulesFor is the policy's rule set sharing the engine's threshold
+// rulesFor is the policy's rule set sharing the scheduler's threshold
 // tracker, so threshold windows survive reloads (and, through the state
 // file, restarts).
-func (e *Engine) rulesFor(pol *Policy) *rules.Set {
+func (e *Scheduler) rulesFor(pol *Policy) *rules.Set {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.rulesSet == nil || e.rulesGen != pol.Generation || e.rulesSet.Tracker() != e.tracker {
@@ -200,7 +200,7 @@ func (e *Engine) rulesFor(pol *Policy) *rules.Set {
 // Refresh makes every lane pick up the policy in force now: a raised
 // connection cap opens connections for queued mail at once (a lowered one
 // takes effect as connections finish their current message).
-func (e *Engine) Refresh() {
+func (e *Scheduler) Refresh() {
 	e.mu.Lock()
 	var lanes []*lane
 	for _, s := range e.sites {
@@ -224,7 +224,7 @@ func (e *Engine) Refresh() {
 }
 
 // Wake asks the scheduler to look at the spool now (after an enqueue).
-func (e *Engine) Wake() {
+func (e *Scheduler) Wake() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -233,7 +233,7 @@ func (e *Engine) Wake() {
 
 // Run schedules deliveries until ctx is done, then waits for attempts in
 // flight to finish their current message.
-func (e *Engine) Run(ctx context.Context) error {
+func (e *Scheduler) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.ctx = ctx
 	e.mu.Unlock()
@@ -274,7 +274,7 @@ const (
 	lease = 10 * time.Minute
 )
 
-func (e *Engine) dispatchDue(ctx context.Context) {
+func (e *Scheduler) dispatchDue(ctx context.Context) {
 	now := e.opts.Now()
 	e.mu.Lock()
 	room := e.opts.MaxInFlight - len(e.inflight)
@@ -304,9 +304,9 @@ func (e *Engine) dispatchDue(ctx context.Context) {
 
 // start begins one attempt of a message: its pending recipients are
 // grouped by domain, and each group is routed to a lane.
-func (e *Engine) start(ctx context.Context, env queue.Envelope) {
+func (e *Scheduler) start(ctx context.Context, env queue.Envelope) {
 	pol := e.opts.Policy()
-	att := &attempt{engine: e, env: env, policy: pol, started: e.opts.Now()}
+	att := &attempt{sched: e, env: env, policy: pol, started: e.opts.Now()}
 	byDomain := map[string][]string{}
 	var domains []string
 	for _, r := range env.Recipients {
@@ -346,7 +346,7 @@ func (e *Engine) start(ctx context.Context, env queue.Envelope) {
 }
 
 // route resolves a job's next hop and hands it to its lane.
-func (e *Engine) route(ctx context.Context, j *job) {
+func (e *Scheduler) route(ctx context.Context, j *job) {
 	att := j.att
 	cfg := att.policy.Config
 	if s, ok := e.tenantSuspended(att.env); ok {
@@ -381,7 +381,7 @@ type hop struct {
 	domain string
 }
 
-func (e *Engine) nextHop(ctx context.Context, cfg *config.Config, env queue.Envelope, domain string) (*hop, error) {
+func (e *Scheduler) nextHop(ctx context.Context, cfg *config.Config, env queue.Envelope, domain string) (*hop, error) {
 	route := env.Route
 	if route == "" {
 		route = cfg.Routes[domain]
@@ -425,11 +425,11 @@ func laneProfile(cfg *config.Config, h *hop) string {
 
 // lane returns the lane of a site for a source and profile, creating both
 // as needed.
-func (e *Engine) lane(h *hop, source, pool, profile string) *lane {
+func (e *Scheduler) lane(h *hop, source, pool, profile string) *lane {
 	e.mu.Lock()
 	s, ok := e.sites[h.key]
 	if !ok {
-		s = &site{engine: e, key: h.key, lanes: map[string]*lane{}}
+		s = &site{sched: e, key: h.key, lanes: map[string]*lane{}}
 		e.sites[h.key] = s
 	}
 	e.mu.Unlock()
@@ -447,7 +447,7 @@ func (e *Engine) lane(h *hop, source, pool, profile string) *lane {
 	return l
 }
 
-func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
+func (e *Scheduler) tenantSuspended(env queue.Envelope) (suspension, bool) {
 	var keys []string
 	if env.Tenant != "" {
 		keys = append(keys, ScopeTenant+":"+env.Tenant)
@@ -459,7 +459,7 @@ func (e *Engine) tenantSuspended(env queue.Envelope) (suspension, bool) {
 }
 
 // suspendedAny returns the longest suspension in force among keys.
-func (e *Engine) suspendedAny(keys []string, now time.Time) (suspension, bool) {
+func (e *Scheduler) suspendedAny(keys []string, now time.Time) (suspension, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var best suspension
@@ -474,7 +474,7 @@ func (e *Engine) suspendedAny(keys []string, now time.Time) (suspension, bool) {
 
 // suspend records a suspension (keeping a longer one already in force),
 // saves the state and hands back the queued mail of every lane it holds.
-func (e *Engine) suspend(key string, until time.Time, reason, origin string) {
+func (e *Scheduler) suspend(key string, until time.Time, reason, origin string) {
 	scope, k, _ := strings.Cut(key, ":")
 	e.mu.Lock()
 	if s, ok := e.suspended[key]; !ok || s.Until.Before(until) {
@@ -493,7 +493,7 @@ func (e *Engine) suspend(key string, until time.Time, reason, origin string) {
 }
 
 // done forgets a finished attempt so the message can be picked up again.
-func (e *Engine) done(id string) {
+func (e *Scheduler) done(id string) {
 	e.mu.Lock()
 	delete(e.inflight, id)
 	e.mu.Unlock()
