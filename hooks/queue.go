@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tidwall/wal"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // Queue is one hook's durable FIFO of event records, in a tidwall/wal log.
@@ -166,7 +168,7 @@ func (q *Queue) load() error {
 		}
 		q.bytes += int64(len(data) - entryHeader)
 	}
-	q.tail, _ = tailStart(q.dir)
+	q.tail, _ = walseg.TailStart(q.dir)
 	return nil
 }
 
@@ -233,7 +235,7 @@ func (q *Queue) commit(batch []*appendReq) error {
 	}
 	err := q.log.WriteBatch(&b)
 	if err == nil {
-		if t, terr := tailStart(q.dir); terr != nil {
+		if t, terr := walseg.TailStart(q.dir); terr != nil {
 			err = terr
 		} else if t != q.tail {
 			if err = syncDir(q.dir); err == nil {

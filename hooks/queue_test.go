@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 func appendN(t *testing.T, q *Queue, from, n int) {
@@ -116,7 +118,7 @@ func TestQueueTruncatesFront(t *testing.T) {
 
 // tailSegment is the path of the newest wal segment.
 func tailSegment(t *testing.T, dir string) string {
-	start, err := tailStart(dir)
+	start, err := walseg.TailStart(dir)
 	if err != nil || start == 0 {
 		t.Fatalf("no segment in %s: %v", dir, err)
 	}

@@ -4,45 +4,22 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // What this package knows of tidwall/wal v1.2.1's files (as queue/ does):
 // a segment is a file named by the 20-digit index of its first entry,
 // holding entries framed as uvarint(length) + data.
 
-// tailStart is the first index of the newest segment file (0 if none).
-func tailStart(dir string) (uint64, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return 0, err
-	}
-	var latest uint64
-	for _, name := range names {
-		if len(name) != 20 {
-			continue
-		}
-		if v, err := strconv.ParseUint(name, 10, 64); err == nil && v > latest {
-			latest = v
-		}
-	}
-	return latest, nil
-}
-
 // repairTail cuts the newest segment after its last entry that frames and
 // passes its CRC: what a crash in the middle of a write leaves behind.
 func repairTail(dir string) error {
-	start, err := tailStart(dir)
+	start, err := walseg.TailStart(dir)
 	if err != nil || start == 0 {
 		return err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%020d", start))
+	path := walseg.Path(dir, start)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // The committer is the one goroutine that writes: it owns the wal, the
@@ -350,7 +352,7 @@ func (s *Spool) write() error {
 	if s.tailBytes < s.opts.SegmentSize {
 		return nil
 	}
-	ts, err := tailStart(s.walDir)
+	ts, err := walseg.TailStart(s.walDir)
 	if err != nil {
 		return fmt.Errorf("list log: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // ready repairs storage after an earlier failure and rolls a full body file.
@@ -46,7 +48,7 @@ func (s *Spool) repair() error {
 		return fmt.Errorf("spool: repair: log ends at %d, want %d: %w", li, s.lastIdx, ErrCorrupt)
 	}
 	s.wal = l
-	if s.tailStart, err = tailStart(s.walDir); err == nil {
+	if s.tailStart, err = walseg.TailStart(s.walDir); err == nil {
 		s.tailBytes = segmentSize(s.walDir, s.tailStart)
 	}
 	if err != nil {

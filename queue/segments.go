@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/wal"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // Knowledge of tidwall/wal v1.2.1's files, needed because the library
@@ -59,34 +61,11 @@ func listSegments(dir string) (segs []segFile, pending bool, err error) {
 	return segs, pending, nil
 }
 
-// tailStart is the first index of the newest segment (0 if none).
-func tailStart(dir string) (uint64, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return 0, err
-	}
-	var max uint64
-	for _, name := range names {
-		if len(name) != 20 {
-			continue
-		}
-		if v, err := strconv.ParseUint(name, 10, 64); err == nil && v > max {
-			max = v
-		}
-	}
-	return max, nil
-}
-
 // segmentSize is the size of the segment that starts at index start, or
 // SegmentSize-scale large when it cannot be read, so that the caller looks
 // at the directory again after the next batch.
 func segmentSize(dir string, start uint64) int64 {
-	st, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%020d", start)))
+	st, err := os.Stat(walseg.Path(dir, start))
 	if err != nil {
 		return math.MaxInt64 / 2
 	}

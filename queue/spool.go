@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tidwall/wal"
+
+	"github.com/cuemta/cuemta/internal/walseg"
 )
 
 // Spool is a durable message queue in one directory. All methods are safe
@@ -145,7 +147,7 @@ func (s *Spool) load(created bool) error {
 	if li, _ := s.wal.LastIndex(); li != s.lastIdx {
 		return fmt.Errorf("spool: log ends at %d after replay, wal says %d: %w", s.lastIdx, li, ErrCorrupt)
 	}
-	if s.tailStart, err = tailStart(s.walDir); err == nil {
+	if s.tailStart, err = walseg.TailStart(s.walDir); err == nil {
 		s.tailBytes = segmentSize(s.walDir, s.tailStart)
 	}
 	if err != nil {
