@@ -1,11 +1,10 @@
 package feedback
 
 import (
-	"bufio"
-	"bytes"
-	"net/textproto"
 	"strings"
 	"sync"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Meta is what a report's events say about the message it matched.
@@ -113,11 +112,6 @@ func (x *Index) ByMessageID(mid string) (Meta, bool) {
 
 // headerMessageID is the Message-ID of a message's header block.
 func headerMessageID(msg []byte) string {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		msg = msg[:i+4]
-	} else if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
-		msg = msg[:i+2]
-	}
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
-	return strings.TrimSpace(h.Get("Message-Id"))
+	h, _ := msgheader.ParseHeader(msg)
+	return h.Get("Message-ID")
 }

@@ -1,15 +1,12 @@
 package hooks
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"net/textproto"
-	"strings"
 	"sync"
 
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Record is one event as a hook receives it: the delivery log's record
@@ -43,19 +40,14 @@ type msgHeaders struct {
 // start) and picks Message-ID and the names asked for. A malformed header
 // yields what parsed before the fault: the event matters more.
 func parseHeaders(msg []byte, names []string) msgHeaders {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		msg = msg[:i+4]
-	} else if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
-		msg = msg[:i+2]
-	}
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
-	out := msgHeaders{messageID: strings.TrimSpace(h.Get("Message-Id"))}
+	h, _ := msgheader.ParseHeader(msg)
+	out := msgHeaders{messageID: h.Get("Message-ID")}
 	for _, n := range names {
 		if v := h.Values(n); len(v) > 0 {
 			if out.headers == nil {
 				out.headers = map[string]string{}
 			}
-			out.headers[n] = strings.TrimSpace(v[0])
+			out.headers[n] = v[0]
 		}
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Result is the outcome of one transaction.
@@ -348,11 +350,6 @@ func utf8Need(from string, rcpts []string, body []byte, smtputf8 bool) string {
 // headerOf is the header section of a message: up to its first empty
 // line, or all of it.
 func headerOf(msg []byte) []byte {
-	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		return nil
-	}
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		return msg[:i+2]
-	}
-	return msg
+	end, _ := msgheader.End(msg)
+	return msg[:end]
 }
