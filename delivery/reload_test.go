@@ -73,6 +73,16 @@ profiles: default: {tls: "none", connectionRate: "1000/s", maxMessagesPerConnect
 				})
 				r.clock.AdvanceToNext()
 			}
+			// A transaction begun on the last token may still be on the
+			// wire (slow under the race detector): let it end.
+			r.waitFor("every transaction begun to be delivered", func() bool {
+				for _, txn := range f.transactions() {
+					if !txn.delivered {
+						return false
+					}
+				}
+				return true
+			})
 
 			// Connections finishing their message at the same moment each see
 			// the lane over its new cap before any has closed (a connection
