@@ -136,7 +136,7 @@ type job struct {
 // outcome is what happened to one recipient in this attempt.
 type outcome struct {
 	rcpt      string
-	class     string // rules.Delivered, rules.Permanent or rules.Transient
+	class     rules.Class // rules.Delivered, rules.Permanent or rules.Transient
 	reply     smtpreply.Reply
 	retryAt   time.Time // for transient outcomes; zero: by the retry schedule
 	remoteMTA string
@@ -177,7 +177,7 @@ func (j *job) complete(outs []outcome) {
 		}
 		switch o.class {
 		case rules.Delivered:
-			ev.Type, ev.Class = EventDelivery, rules.Delivered
+			ev.Type, ev.Class = EventDelivery, string(rules.Delivered)
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptDelivered, Reply: o.reply.String()})
 			if !o.hopDSN && att.recipient(o.rcpt).Notify&queue.NotifySuccess != 0 {
 				st := o.reply.Status()
@@ -187,13 +187,13 @@ func (j *job) complete(outs []outcome) {
 				att.successes = append(att.successes, success{rcpt: o.rcpt, status: st, diagnostic: o.reply.String(), remoteMTA: o.remoteMTA, at: now})
 			}
 		case rules.Permanent:
-			ev.Type, ev.Class, ev.Category = EventBounce, rules.Permanent, cat
+			ev.Type, ev.Class, ev.Category = EventBounce, string(rules.Permanent), cat
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
 			att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, false))
 		default:
 			expiry := att.env.Received.Add(eff.MaxAge())
 			if !now.Before(expiry) {
-				ev.Type, ev.Class, ev.Category = EventExpiry, rules.Permanent, category.Expired
+				ev.Type, ev.Class, ev.Category = EventExpiry, string(rules.Permanent), category.Expired
 				att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptFailed, Reply: o.reply.String()})
 				att.failures = append(att.failures, failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, true))
 				break
@@ -205,7 +205,7 @@ func (j *job) complete(outs []outcome) {
 			if at.After(expiry) {
 				at = expiry
 			}
-			ev.Type, ev.Class, ev.NextRetry, ev.Category = EventTransient, rules.Transient, &at, cat
+			ev.Type, ev.Class, ev.NextRetry, ev.Category = EventTransient, string(rules.Transient), &at, cat
 			att.results = append(att.results, queue.RecipientResult{Addr: o.rcpt, Status: queue.RcptPending, Reply: o.reply.String()})
 			if att.delayDue(o.rcpt, now) {
 				f := failureOfReply(o.rcpt, o.reply, o.remoteMTA, cat, false)
@@ -264,7 +264,7 @@ func (j *job) effective() *config.Effective {
 	return eff
 }
 
-func (j *job) all(class string, reply smtpreply.Reply, retryAt time.Time) []outcome {
+func (j *job) all(class rules.Class, reply smtpreply.Reply, retryAt time.Time) []outcome {
 	outs := make([]outcome, len(j.rcpts))
 	for i, r := range j.rcpts {
 		outs[i] = outcome{rcpt: r, class: class, reply: reply, retryAt: retryAt}

@@ -17,7 +17,7 @@ type dsnCase struct {
 	cfg     string // extra config
 	rcpt    queue.Recipient
 	env     func(*queue.Envelope)
-	class   string
+	class   rules.Class
 	hopDSN  bool
 	age     time.Duration // since reception
 	want    []string      // one entry per DSN: substrings it must hold

@@ -12,9 +12,9 @@ func TestResponseCategory(t *testing.T) {
 	cfg := newConfig()
 	addProfile(cfg, "default",
 		respRule("spam", `reply.code >= 500 && reply.text.contains("spam")`, func(r *config.ResponseRule) { r.Category = "spam-content" }),
-		respRule("slow", `reply.code == 421 && reply.text.contains("slow")`, func(r *config.ResponseRule) { r.Classify = Throttled }),
-		respRule("grey", `reply.code == 451 && reply.text.contains("grey")`, func(r *config.ResponseRule) { r.Classify = Greylisted }),
-		respRule("odd-ok", `reply.code == 250 && reply.text.contains("queued for review")`, func(r *config.ResponseRule) { r.Classify = Transient }),
+		respRule("slow", `reply.code == 421 && reply.text.contains("slow")`, func(r *config.ResponseRule) { r.Classify = string(Throttled) }),
+		respRule("grey", `reply.code == 451 && reply.text.contains("grey")`, func(r *config.ResponseRule) { r.Classify = string(Greylisted) }),
+		respRule("odd-ok", `reply.code == 250 && reply.text.contains("queued for review")`, func(r *config.ResponseRule) { r.Classify = string(Transient) }),
 		respRule("bounce-it", `reply.code == 452 && reply.text.contains("never")`, func(r *config.ResponseRule) { r.Bounce = true }),
 	)
 	s := mustCompile(t, cfg)

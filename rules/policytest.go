@@ -190,7 +190,7 @@ func checkMessage(e config.TestExpect, d MessageDecision) []string {
 
 func checkResponse(e config.TestExpect, d ResponseDecision) []string {
 	var m mismatches
-	m.str("classify", e.Classify, d.Classify)
+	m.str("classify", e.Classify, string(d.Classify))
 	m.str("rule", e.Rule, d.Rule)
 	if e.Suspend != nil {
 		if d.Suspend == nil {

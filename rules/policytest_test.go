@@ -135,7 +135,7 @@ func TestPolicyTestLines(t *testing.T) {
 	cfg.Rules.Response = append(cfg.Rules.Response, &config.ResponseRule{
 		Name:     "gmail-rate-limited",
 		When:     `reply.enhanced == "4.7.28" && reply.text.contains("rate limited. Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review") && size(reply.lines) == 2`,
-		Classify: Throttled,
+		Classify: string(Throttled),
 	})
 	in, _ := ReplyInput(cfg, cfg.Tests["gmail wrapped"].Reply)
 	wantText := "Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited. Please visit https://support.google.com/mail/?p=UnsolicitedRateLimitError to review our Bulk Email Senders Guidelines."

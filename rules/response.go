@@ -14,13 +14,17 @@ import (
 	"github.com/cuemta/cuemta/config"
 )
 
+// Class is the classification of a reply: what delivery does with it.
+// Its values are the schema's `classify` names.
+type Class string
+
 // Classifications of a reply.
 const (
-	Delivered  = "delivered"
-	Transient  = "transient"
-	Permanent  = "permanent"
-	Throttled  = "throttled"
-	Greylisted = "greylisted"
+	Delivered  Class = "delivered"
+	Transient  Class = "transient"
+	Permanent  Class = "permanent"
+	Throttled  Class = "throttled"
+	Greylisted Class = "greylisted"
 )
 
 // ResponseInput is one SMTP reply during delivery and its context.
@@ -54,7 +58,7 @@ type ResponseInput struct {
 type ResponseDecision struct {
 	Rule       string // the deciding rule, "" when none matched
 	Profile    string // the deciding rule's profile, "" for a global rule
-	Classify   string
+	Classify   Class
 	Suspend    *config.Suspend
 	Throttle   *config.Throttle
 	RetryAfter *time.Duration
@@ -85,7 +89,7 @@ type responseRule struct {
 // 3xx intermediate replies) delivered, 4xx transient, 5xx permanent. Codes
 // outside 200-599 violate RFC 5321 §4.2 and are treated as transient, so
 // that a broken server never causes a bounce on its own.
-func ClassifyCode(code int) string {
+func ClassifyCode(code int) Class {
 	switch {
 	case code >= 200 && code < 400:
 		return Delivered
@@ -182,7 +186,7 @@ func (s *Set) evalResponse(in *ResponseInput, profiles []string, linear bool, tr
 // CategoryOf is the category of a reply no rule categorised: none for a
 // reply classified delivered, rate-limited for one a rule classified
 // throttled, and otherwise the category of its code (category.Of).
-func CategoryOf(class string, code int, enhanced string) string {
+func CategoryOf(class Class, code int, enhanced string) string {
 	switch class {
 	case Delivered:
 		return ""
@@ -203,7 +207,7 @@ func (r *responseRule) decide(d *ResponseDecision, code int, enhanced string) {
 	c := r.cfg
 	d.Rule = r.name
 	d.Profile = r.profile
-	d.Classify = c.Classify
+	d.Classify = Class(c.Classify)
 	if d.Classify == "" {
 		d.Classify = ClassifyCode(code)
 		if c.Bounce {

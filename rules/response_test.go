@@ -19,17 +19,17 @@ func reply(code int, enhanced, text string) *ResponseInput {
 func TestResponseFirstMatchAndOrder(t *testing.T) {
 	cfg := newConfig()
 	cfg.Rules.Response = []*config.ResponseRule{
-		respRule("global-421", `reply.code == 421 && reply.text.contains("global")`, func(r *config.ResponseRule) { r.Classify = Throttled }),
+		respRule("global-421", `reply.code == 421 && reply.text.contains("global")`, func(r *config.ResponseRule) { r.Classify = string(Throttled) }),
 	}
 	addProfile(cfg, "yahoo",
 		respRule("yahoo-ts", `reply.code == 421 && reply.enhanced == "4.7.0"`, func(r *config.ResponseRule) {
-			r.Classify = Throttled
+			r.Classify = string(Throttled)
 			r.RetryAfter = ptr(dur(10 * time.Minute))
 		}),
-		respRule("yahoo-any", `reply.code >= 400`, func(r *config.ResponseRule) { r.Classify = Greylisted }),
+		respRule("yahoo-any", `reply.code >= 400`, func(r *config.ResponseRule) { r.Classify = string(Greylisted) }),
 	)
 	addProfile(cfg, "default",
-		respRule("default-4xx", `reply.code / 100 == 4`, func(r *config.ResponseRule) { r.Classify = Transient }),
+		respRule("default-4xx", `reply.code / 100 == 4`, func(r *config.ResponseRule) { r.Classify = string(Transient) }),
 	)
 	s := mustCompile(t, cfg)
 
@@ -37,7 +37,7 @@ func TestResponseFirstMatchAndOrder(t *testing.T) {
 		in       *ResponseInput
 		profiles []string
 		rule     string
-		classify string
+		classify Class
 		matched  []string
 	}{
 		{reply(421, "", "global throttle"), []string{"yahoo", "default"}, "global-421", Throttled, []string{"global-421"}},
@@ -71,7 +71,7 @@ func TestResponseActions(t *testing.T) {
 			r.Suspend = &config.Suspend{Scope: "site", For: dur(time.Hour)}
 		}),
 		respRule("throttle", `reply.enhanced in ["4.7.28", "4.7.27"]`, func(r *config.ResponseRule) {
-			r.Classify = Throttled
+			r.Classify = string(Throttled)
 			r.Throttle = &config.Throttle{MaxConnections: 2, MessageRate: &config.Rate{N: 10, Per: time.Minute}, For: dur(time.Hour)}
 		}),
 	}
@@ -172,11 +172,11 @@ func TestThreshold(t *testing.T) {
 	cfg := newConfig()
 	cfg.Rules.Response = []*config.ResponseRule{
 		respRule("burst", `reply.code == 421`, func(r *config.ResponseRule) {
-			r.Classify = Throttled
+			r.Classify = string(Throttled)
 			r.Suspend = &config.Suspend{Scope: "site", For: dur(10 * time.Minute)}
 			r.Threshold = &config.Threshold{Count: 3, Within: dur(time.Minute)}
 		}),
-		respRule("single", `reply.code == 421`, func(r *config.ResponseRule) { r.Classify = Transient }),
+		respRule("single", `reply.code == 421`, func(r *config.ResponseRule) { r.Classify = string(Transient) }),
 	}
 	clock := newFakeClock()
 	s := mustCompile(t, cfg, WithTracker(NewTracker(WithClock(clock.now))))
@@ -250,7 +250,7 @@ func TestTrackerBoundsAndPrevious(t *testing.T) {
 }
 
 func TestClassifyCode(t *testing.T) {
-	for code, want := range map[int]string{250: Delivered, 354: Delivered, 421: Transient, 452: Transient, 550: Permanent, 554: Permanent, 999: Transient, 0: Transient, 101: Transient} {
+	for code, want := range map[int]Class{250: Delivered, 354: Delivered, 421: Transient, 452: Transient, 550: Permanent, 554: Permanent, 999: Transient, 0: Transient, 101: Transient} {
 		if got := ClassifyCode(code); got != want {
 			t.Errorf("ClassifyCode(%d) = %q, want %q", code, got, want)
 		}
@@ -261,8 +261,8 @@ func TestClassifyCode(t *testing.T) {
 // carry: provider throttling texts, greylisting, code-class rules, a few
 // rules without any code guard, and thresholds.
 func realisticResponseRules() (global []*config.ResponseRule, profiles map[string][]*config.ResponseRule) {
-	classify := func(c string) func(*config.ResponseRule) {
-		return func(r *config.ResponseRule) { r.Classify = c }
+	classify := func(c Class) func(*config.ResponseRule) {
+		return func(r *config.ResponseRule) { r.Classify = string(c) }
 	}
 	threshold := func(n int) func(*config.ResponseRule) {
 		return func(r *config.ResponseRule) {
