@@ -49,6 +49,10 @@ type Event struct {
 	InQueue    time.Duration `json:"in_queue_ns,omitempty"`
 	NextRetry  *time.Time    `json:"next_retry,omitempty"`
 	Generation uint64        `json:"generation"`
+	// TLS is the TLS of the connection the outcome came over; nil when
+	// no connection carried the message (DNS, connection failures, held
+	// mail).
+	TLS *TLSOutcome `json:"tls,omitempty"`
 }
 
 // attempt is one delivery attempt of a message: one job per recipient
@@ -131,6 +135,9 @@ type job struct {
 	hop    *hop
 	lane   *lane
 	tries  int // connection attempts that failed before it was sent
+	// tls is the TLS of the connection the job was sent on; nil when it
+	// was never sent on one.
+	tls *TLSOutcome
 }
 
 // outcome is what happened to one recipient in this attempt.
@@ -165,7 +172,7 @@ func (j *job) complete(outs []outcome) {
 	}
 	att.mu.Lock()
 	for _, o := range outs {
-		ev := Event{Time: now, MessageID: att.env.ID, From: att.env.From, Rcpt: o.rcpt, Site: site, MX: mxHost,
+		ev := Event{Time: now, MessageID: att.env.ID, From: att.env.From, Rcpt: o.rcpt, Site: site, MX: mxHost, TLS: j.tls,
 			Source: source, Pool: att.env.Pool, Tenant: att.env.Tenant, Campaign: att.env.Campaign,
 			Reply: o.reply.String(), Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
 			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}

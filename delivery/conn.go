@@ -269,6 +269,8 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 // send delivers one job on an open connection and applies the replies.
 // It returns false when the connection must not be used again.
 func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *job) bool {
+	t := tlsOutcomeOf(conn)
+	j.tls = &t
 	body, err := j.att.body()
 	if err != nil {
 		// The spool could not give the body: retry later, never lose it.

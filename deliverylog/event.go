@@ -46,9 +46,15 @@ type Event struct {
 	Listener   string `json:"listener,omitempty"`
 	ClientIP   string `json:"client_ip,omitempty"`
 	Generation uint64 `json:"generation,omitempty"`
-	Action     string `json:"action,omitempty"`
-	Actor      string `json:"actor,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	// The TLS of the delivery's connection: its version ("TLS 1.3"),
+	// cipher suite, and what authenticated the server ("none" or
+	// "system-roots"); absent when no connection carried the message.
+	TLSVersion  string `json:"tls_version,omitempty"`
+	TLSCipher   string `json:"tls_cipher,omitempty"`
+	TLSVerified string `json:"tls_verified,omitempty"`
+	Action      string `json:"action,omitempty"`
+	Actor       string `json:"actor,omitempty"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // Millis converts a duration to the whole milliseconds of duration_ms and

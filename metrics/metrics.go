@@ -37,6 +37,7 @@ type Metrics struct {
 	authFailed  prometheus.Counter
 	authRefused *prometheus.CounterVec
 	feedback    *prometheus.CounterVec
+	tls         *prometheus.CounterVec
 }
 
 // Option adjusts New.
@@ -92,6 +93,7 @@ func New(opts ...Option) *Metrics {
 	m.limited = counter("reception_limited_total", "Reception refusals by a limit, by limit (messages, recipients, connections) and key (client_ip, user, tenant, listener).", "limit", "key")
 	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
+	m.tls = counter("recipients_delivered_tls_total", "Recipients delivered, by the TLS version of the connection (none without TLS) and what authenticated the server (none, system-roots).", "version", "verified")
 	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
@@ -101,7 +103,7 @@ func New(opts ...Option) *Metrics {
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
-		m.limited, m.authFailed, m.authRefused, m.feedback,
+		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls,
 	)
 	return m
 }
@@ -131,4 +133,16 @@ func (m *Metrics) FeedbackReports() *prometheus.CounterVec {
 		return nil
 	}
 	return m.feedback
+}
+
+// DeliveredTLS counts a delivered recipient by its connection's TLS
+// version ("" for none) and verification (see delivery.TLSVerified*).
+func (m *Metrics) DeliveredTLS(version, verified string) {
+	if m == nil {
+		return
+	}
+	if version == "" {
+		version = "none"
+	}
+	m.tls.WithLabelValues(version, verified).Inc()
 }

@@ -46,6 +46,8 @@ func exercise(m *Metrics) {
 	m.ReceptionLimited("recipients", "tenant")
 	m.AuthFailed()
 	m.AuthRefused("client_ip")
+	m.DeliveredTLS("TLS 1.3", "none")
+	m.DeliveredTLS("", "none")
 	if r := m.FeedbackReports(); r != nil {
 		r.WithLabelValues("arf", "true").Inc()
 	}

@@ -362,10 +362,17 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 	if ev.Rule != "" {
 		s.metrics.RuleHit("response", ev.Rule)
 	}
-	s.event(deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
+	rec := deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
 		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
 		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Category: ev.Category, Attempt: ev.Attempt,
-		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation})
+		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation}
+	if t := ev.TLS; t != nil {
+		rec.TLSVersion, rec.TLSCipher, rec.TLSVerified = t.Version, t.Cipher, t.Verified
+		if ev.Type == delivery.EventDelivery {
+			s.metrics.DeliveredTLS(t.Version, t.Verified)
+		}
+	}
+	s.event(rec)
 	s.autoSuppress(ev)
 }
 

@@ -1,0 +1,40 @@
+package delivery
+
+import (
+	"crypto/tls"
+
+	"github.com/cuemta/cuemta/delivery/smtpclient"
+)
+
+// How a delivery's TLS session was authenticated, as the delivery log
+// and metrics name it.
+const (
+	// TLSVerifiedNone: no TLS, or TLS whose certificate was not checked
+	// (opportunistic TLS, RFC 7435: encrypted, not authenticated).
+	TLSVerifiedNone = "none"
+	// TLSVerifiedSystemRoots: the server's certificate chained to the
+	// system's roots and named the MX host (tls: "required").
+	TLSVerifiedSystemRoots = "system-roots"
+)
+
+// TLSOutcome is the TLS of the connection a delivery used.
+type TLSOutcome struct {
+	Version  string // "TLS 1.3", or "" without TLS
+	Cipher   string // the cipher suite's IANA name
+	Verified string // one of the TLSVerified* names
+}
+
+// tlsOutcomeOf reads a connection's TLS state. A certificate counts as
+// verified only when Go built a chain for it (VerifiedChains), which it
+// does exactly when verification ran and passed.
+func tlsOutcomeOf(conn *smtpclient.Conn) TLSOutcome {
+	st := conn.TLSState()
+	if st == nil {
+		return TLSOutcome{Verified: TLSVerifiedNone}
+	}
+	o := TLSOutcome{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), Verified: TLSVerifiedNone}
+	if len(st.VerifiedChains) > 0 {
+		o.Verified = TLSVerifiedSystemRoots
+	}
+	return o
+}
