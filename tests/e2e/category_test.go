@@ -55,10 +55,7 @@ func testBounceCategories(t *testing.T, builtin bool, mailboxRule, quotaRule str
 log: file: "` + logFile + `"`
 	dir := mtaConfig(t, s, extra)
 	if builtin {
-		// The import goes first, so allowRoot (which writeConfig would
-		// put above it) is given here; it is harmless when not root.
 		dir = writeConfig(t, fmt.Sprintf(`import "cuemta.dev/isp"
-allowRoot: true
 hostname: "mta.test"
 listeners: mx: addr: "127.0.0.1:0"
 admin: addr: "127.0.0.1:0"

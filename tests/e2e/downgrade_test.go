@@ -27,28 +27,11 @@ import (
 // "BODY=8BITMIME" or "SMTPUTF8") and fails the test on any refusal.
 func sendWithParams(t *testing.T, addr, params, from string, rcpts []string, body string) {
 	t.Helper()
-	c, err := dialSMTP(addr)
-	if err != nil {
-		t.Fatal(err)
+	rs := make([]dsnRcpt, len(rcpts))
+	for i, r := range rcpts {
+		rs[i] = dsnRcpt{addr: r}
 	}
-	defer c.close()
-	if code, msg, err := c.cmd(250, "MAIL FROM:<%s> %s", from, params); err != nil {
-		t.Fatalf("MAIL: %d %s %v", code, msg, err)
-	}
-	for _, r := range rcpts {
-		if code, msg, err := c.cmd(250, "RCPT TO:<%s>", r); err != nil {
-			t.Fatalf("RCPT %s: %d %s %v", r, code, msg, err)
-		}
-	}
-	if code, msg, err := c.cmd(354, "DATA"); err != nil {
-		t.Fatalf("DATA: %d %s %v", code, msg, err)
-	}
-	w := c.tp.DotWriter()
-	io.WriteString(w, body)
-	w.Close()
-	if code, msg, err := c.tp.ReadResponse(250); err != nil {
-		t.Fatalf("end of data: %d %s %v", code, msg, err)
-	}
+	sendDSN(t, addr, " "+params, from, rs, body)
 }
 
 // textParts decodes every leaf part of a message with go-message (an

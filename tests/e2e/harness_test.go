@@ -171,8 +171,9 @@ var privilegeFieldRE = regexp.MustCompile(`(?m)^\s*(user|allowRoot)\s*:`)
 
 // writeConfig writes a config file into a new directory and returns it.
 // Run as root (as CI runs the suite), a config that names no user gets
-// allowRoot: true, which serve requires to go on as root; it goes first,
-// so a test that rewrites the file from its head keeps it.
+// allowRoot: true, which serve requires to go on as root; it goes right
+// after the package clause and imports (withField), so a test that
+// rewrites the file from its head keeps it.
 func writeConfig(t testing.TB, src string) string {
 	t.Helper()
 	dir := t.TempDir()
