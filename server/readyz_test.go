@@ -83,32 +83,7 @@ dns: servers: ["127.0.0.1:1"]
 		}
 	}
 	conf(1 << 50)
-	snap, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedWriter{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	srv, err := New(dir, snap, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not up")
-	}
+	srv, ctx, logs := runServer(t, dir)
 
 	code, body := readyz(t, admin)
 	var reply struct{ Error, Detail string }
@@ -140,6 +115,38 @@ dns: servers: ["127.0.0.1:1"]
 	if got := mailFrom(t, srv.ListenerAddr("mx")); !strings.HasPrefix(got, "250") {
 		t.Fatalf("MAIL FROM after the reserve fits: %q", got)
 	}
+}
+
+// runServer loads the config in dir and runs a Server on it until the
+// test ends, returning once it is ready; logs collects its process log.
+func runServer(t *testing.T, dir string) (*Server, context.Context, *lockedWriter) {
+	t.Helper()
+	snap, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedWriter{}
+	srv, err := New(dir, snap, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not up")
+	}
+	return srv, ctx, logs
 }
 
 // lockedWriter is a log sink safe for the server's goroutines.

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,31 +35,7 @@ dns: servers: ["127.0.0.1:1"]
 	must(t, os.Symlink("..2026_12_01_00_00_00.1", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/cuemta.cue", filepath.Join(dir, "cuemta.cue")))
 
-	snap, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedWriter{}
-	srv, err := New(dir, snap, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not up")
-	}
+	srv, _, logs := runServer(t, dir)
 
 	version("..2026_12_01_00_05_00.2", "two.test")
 	must(t, os.Symlink("..2026_12_01_00_05_00.2", filepath.Join(dir, "..data_tmp")))
