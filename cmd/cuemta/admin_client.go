@@ -99,6 +99,32 @@ func call(c *adminClient, method, path string, in, out any) ([]byte, error) {
 	return c.Do(context.Background(), method, path, in, out)
 }
 
+// adminSubcommand does what every `cuemta GROUP NAME [flags]` command of
+// the admin API does first: usage for no NAME (exit 2) or help (exit 0),
+// refusal of an unknown NAME (exit 2), and the flag set with the admin
+// flags registered. fs is nil when the command is over, with its exit
+// status in code.
+func adminSubcommand(group, usage string, args []string, known func(string) bool, stderr io.Writer) (name string, fs *flag.FlagSet, af *adminFlags, code int) {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return "", nil, nil, 2
+		}
+		return "", nil, nil, 0
+	}
+	name = args[0]
+	if !known(name) {
+		fmt.Fprintf(stderr, "cuemta %s: unknown command %q\n%s", group, name, usage)
+		return "", nil, nil, 2
+	}
+	fs = flag.NewFlagSet(group+" "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	af = &adminFlags{}
+	af.register(fs)
+	return name, fs, af, 0
+}
+
 // reportError prints err for a command and returns its exit status: 1, as
 // for every failed command.
 func reportError(stderr io.Writer, cmd string, err error) int {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -63,24 +62,11 @@ var queueCmds = map[string]queueCmd{
 // runQueue implements `cuemta queue`: inspect and control the queue of a
 // running server through its admin API.
 func runQueue(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, queueUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	name, fs, af, code := adminSubcommand("queue", queueUsage, args, func(n string) bool { _, ok := queueCmds[n]; return ok }, stderr)
+	if fs == nil {
+		return code
 	}
-	name := args[0]
-	cmd, ok := queueCmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "cuemta queue: unknown command %q\n%s", name, queueUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("queue "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, queueUsage) }
-	var af adminFlags
-	af.register(fs)
+	cmd := queueCmds[name]
 	q := &queueRun{stdout: stdout, now: cliNow()}
 	fs.BoolVar(&q.json, "json", false, "print the API's JSON reply")
 	switch name {

@@ -53,24 +53,11 @@ var suppressStdin io.Reader = os.Stdin
 // runSuppress implements `cuemta suppress`: the suppression list of a
 // running server, through its admin API.
 func runSuppress(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, suppressUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	name, fs, af, code := adminSubcommand("suppress", suppressUsage, args, func(n string) bool { _, ok := suppressCmds[n]; return ok }, stderr)
+	if fs == nil {
+		return code
 	}
-	name := args[0]
-	cmd, ok := suppressCmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "cuemta suppress: unknown command %q\n%s", name, suppressUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("suppress "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, suppressUsage) }
-	var af adminFlags
-	af.register(fs)
+	cmd := suppressCmds[name]
 	s := &suppressRun{stdin: suppressStdin, stdout: stdout, now: cliNow()}
 	fs.StringVar(&s.tenant, "tenant", "", "the `tenant` whose list; \"\" is the list for every tenant")
 	switch name {
