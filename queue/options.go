@@ -74,10 +74,15 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	o.Reserve = normReserve(o.Reserve)
-	if o.hooks == nil {
-		o.hooks = &hooks{}
+	// A copy: Options are passed by value, and two spools opened with the
+	// same Options (Salvage beside another Open) must not fill one shared
+	// hooks struct at once.
+	var h hooks
+	if o.hooks != nil {
+		h = *o.hooks
 	}
-	o.hooks.fill()
+	h.fill()
+	o.hooks = &h
 	return o
 }
 
