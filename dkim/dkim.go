@@ -21,9 +21,16 @@ import (
 
 // Key is one loaded signing key with its signing options.
 type Key struct {
-	Name    string
-	Domain  string
-	options msgdkim.SignOptions
+	Name     string
+	Domain   string // lower case
+	Selector string
+	// Algorithm is the a= tag: "rsa-sha256" or "ed25519-sha256" (RFC 8463).
+	Algorithm string
+	signer    crypto.Signer
+	// HeaderCanon and BodyCanon are "relaxed" or "simple" (RFC 6376 §3.4).
+	HeaderCanon, BodyCanon string
+	// HeaderKeys are the fields signed, From always among them.
+	HeaderKeys []string
 }
 
 // Keys are the loaded keys by name.
@@ -41,15 +48,12 @@ func Load(cfg *config.Config) (Keys, error) {
 			continue
 		}
 		hc, bc, _ := strings.Cut(k.Canonicalization, "/")
-		keys[name] = &Key{Name: name, Domain: strings.ToLower(k.Domain), options: msgdkim.SignOptions{
-			Domain:                 k.Domain,
-			Selector:               k.Selector,
-			Signer:                 signer,
-			Hash:                   crypto.SHA256,
-			HeaderCanonicalization: msgdkim.Canonicalization(hc),
-			BodyCanonicalization:   msgdkim.Canonicalization(bc),
-			HeaderKeys:             withFrom(k.Headers),
-		}}
+		alg := "rsa-sha256"
+		if _, ok := signer.(ed25519.PrivateKey); ok {
+			alg = "ed25519-sha256"
+		}
+		keys[name] = &Key{Name: name, Domain: strings.ToLower(k.Domain), Selector: k.Selector, Algorithm: alg,
+			signer: signer, HeaderCanon: hc, BodyCanon: bc, HeaderKeys: withFrom(k.Headers)}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -70,22 +74,41 @@ func (ks Keys) ForDomain(domain string) *Key {
 }
 
 // Sign returns the message with a DKIM-Signature header prepended.
-func (k *Key) Sign(msg []byte) ([]byte, error) {
-	opts := k.options
-	s, err := msgdkim.NewSigner(&opts)
-	if err != nil {
-		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
-	}
-	if _, err := s.Write(msg); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
-	}
-	if err := s.Close(); err != nil {
-		return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+func (k *Key) Sign(msg []byte) ([]byte, error) { return Sign(msg, []*Key{k}) }
+
+// Sign returns msg with one DKIM-Signature field per key prepended, in
+// the order of keys (the first key's signature ends up on top). Every
+// signature covers the message as given, not the other signatures.
+func Sign(msg []byte, keys []*Key) ([]byte, error) {
+	sigs := make([]string, len(keys))
+	for i, k := range keys {
+		s, err := msgdkim.NewSigner(&msgdkim.SignOptions{
+			Domain: k.Domain, Selector: k.Selector, Signer: k.signer, Hash: crypto.SHA256,
+			HeaderCanonicalization: msgdkim.Canonicalization(k.HeaderCanon),
+			BodyCanonicalization:   msgdkim.Canonicalization(k.BodyCanon),
+			HeaderKeys:             k.HeaderKeys,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+		}
+		if _, err := s.Write(msg); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+		}
+		if err := s.Close(); err != nil {
+			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
+		}
+		sigs[i] = s.Signature()
 	}
 	var out bytes.Buffer
-	out.Grow(len(msg) + 512)
-	out.WriteString(s.Signature())
+	n := len(msg)
+	for _, s := range sigs {
+		n += len(s)
+	}
+	out.Grow(n)
+	for _, s := range sigs {
+		out.WriteString(s)
+	}
 	out.Write(msg)
 	return out.Bytes(), nil
 }
