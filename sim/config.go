@@ -18,6 +18,7 @@ import (
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
+	"github.com/miekg/dns"
 
 	"github.com/cuemta/cuemta/schema"
 )
@@ -36,6 +37,11 @@ type DNSConfig struct {
 	TTL      Duration `json:"ttl"`
 	Servfail []string `json:"servfail"`
 	NullMX   []string `json:"nullMX"`
+	// Records are extra records in zone-file form, such as
+	// `_mta-sts.example.test. 300 IN TXT "v=STSv1; id=1"`.
+	Records []string `json:"records,omitempty"`
+	// DNSSEC lists the zones whose answers carry the AD bit.
+	DNSSEC []string `json:"dnssec,omitempty"`
 }
 
 // Site is one provider.
@@ -222,6 +228,11 @@ func schemaOverlay(dir string) (map[string]load.Source, error) {
 // one site each.
 func (c *Config) check() error {
 	var errs []error
+	for _, r := range c.DNS.Records {
+		if _, err := dns.NewRR(r); err != nil {
+			errs = append(errs, fmt.Errorf("dns.records: %q: %w", r, err))
+		}
+	}
 	ips := map[netip.Addr]string{}
 	domains := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Sites)) {

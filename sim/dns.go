@@ -49,8 +49,10 @@ func (s *Sim) startDNS() error {
 
 // serveDNS answers authoritatively for the sites' domains and MX hosts:
 // MX for each domain (preference 10, 20, ... in the order given), A for
-// each MX host, NODATA for other types of known names, NXDOMAIN for
-// unknown names under a known domain and REFUSED outside them.
+// each MX host, the configured extra records, NODATA for other types of
+// known names, NXDOMAIN for unknown names under a known domain and
+// REFUSED outside them. Answers from a dnssec zone carry the AD bit when
+// the query asks for it, as a validating resolver's would.
 func (s *Sim) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg).SetReply(req)
 	m.Authoritative = true
@@ -90,8 +92,13 @@ func (s *Sim) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Ns = append(m.Ns, &dns.SOA{Hdr: hdr(apex, dns.TypeSOA, ttl), Ns: "ns." + apex, Mbox: "hostmaster." + apex,
 			Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl})
 	}
-	if opt := req.IsEdns0(); opt != nil {
-		m.SetEdns0(opt.UDPSize(), false)
+	opt := req.IsEdns0()
+	if zone != "" && s.dnssecZone(zone) && m.Rcode != dns.RcodeServerFailure && m.Rcode != dns.RcodeRefused &&
+		(req.AuthenticatedData || (opt != nil && opt.Do())) {
+		m.AuthenticatedData = true // RFC 6840 §5.7: only to a client that asked
+	}
+	if opt != nil {
+		m.SetEdns0(opt.UDPSize(), opt.Do()) // RFC 3225 §3: DO is copied into the reply
 	}
 	if w.LocalAddr().Network() == "udp" {
 		size := dns.MinMsgSize
@@ -115,6 +122,12 @@ func (s *Sim) answer(m *dns.Msg, q dns.Question, name string, ttl uint32) {
 			}
 		}
 	}
+	for _, rr := range s.records {
+		h := rr.Header()
+		if h.Name == name && (h.Rrtype == q.Qtype || q.Qtype == dns.TypeANY || h.Rrtype == dns.TypeCNAME) {
+			m.Answer = append(m.Answer, dns.Copy(rr))
+		}
+	}
 	if q.Qtype != dns.TypeA && q.Qtype != dns.TypeANY {
 		return
 	}
@@ -135,6 +148,11 @@ func (s *Sim) answer(m *dns.Msg, q dns.Question, name string, ttl uint32) {
 func (s *Sim) knownName(name string) bool {
 	if s.nullMX[name] {
 		return true
+	}
+	for _, rr := range s.records {
+		if rr.Header().Name == name {
+			return true
+		}
 	}
 	for _, st := range s.sites {
 		if st.domains[strings.TrimSuffix(name, ".")] {
@@ -169,7 +187,24 @@ func (s *Sim) zoneOf(name string) string {
 	for z := range s.servfail {
 		consider(z)
 	}
+	for _, rr := range s.records {
+		consider(rr.Header().Name)
+	}
+	for z := range s.dnssec {
+		consider(z)
+	}
 	return best
+}
+
+// dnssecZone reports whether zone is, or is under, a zone configured as
+// DNSSEC-signed.
+func (s *Sim) dnssecZone(zone string) bool {
+	for z := range s.dnssec {
+		if zone == z || strings.HasSuffix(zone, "."+z) {
+			return true
+		}
+	}
+	return false
 }
 
 func hdr(name string, t uint16, ttl uint32) dns.RR_Header {

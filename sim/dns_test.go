@@ -108,3 +108,55 @@ func TestDNSOverTCPAndTruncation(t *testing.T) {
 		t.Fatalf("LookupMX: %d hosts, %v", len(res.Hosts), err)
 	}
 }
+
+// TestDNSRecordsAndAD: extra records are answered beside the sites'
+// own, and a dnssec zone's answers carry AD only to a query that asks
+// (AD or DO set), never for a zone that is not listed.
+func TestDNSRecordsAndAD(t *testing.T) {
+	s := start(t, `
+sites: big: {domains: ["big.test"], mx: [{host: "mx.big.test", ip: "127.0.32.1"}]}
+sites: other: {domains: ["other.test"], mx: [{host: "mx.other.test", ip: "127.0.32.2"}]}
+dns: {
+	dnssec: ["big.test"]
+	records: [
+		"_mta-sts.big.test. 300 IN TXT \"v=STSv1; id=20261202\"",
+		"_25._tcp.mx.big.test. 300 IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"_smtp._tls.other.test. 300 IN TXT \"v=TLSRPTv1; rua=mailto:tls@other.test\"",
+	]
+}`, nil)
+	tests := []struct {
+		name     string
+		qtype    uint16
+		ad, do   bool
+		wantRR   int
+		wantAD   bool
+		wantCode int
+	}{
+		{"_mta-sts.big.test.", dns.TypeTXT, true, false, 1, true, dns.RcodeSuccess},
+		{"_mta-sts.big.test.", dns.TypeTXT, false, false, 1, false, dns.RcodeSuccess},
+		{"_25._tcp.mx.big.test.", dns.TypeTLSA, false, true, 1, true, dns.RcodeSuccess},
+		{"_25._tcp.mx.big.test.", dns.TypeTXT, true, false, 0, true, dns.RcodeSuccess}, // NODATA, still validated
+		{"_25._tcp.nothere.big.test.", dns.TypeTLSA, true, false, 0, true, dns.RcodeNameError},
+		{"mx.big.test.", dns.TypeA, true, false, 1, true, dns.RcodeSuccess},
+		{"_smtp._tls.other.test.", dns.TypeTXT, true, false, 1, false, dns.RcodeSuccess}, // other.test is not signed
+		{"_smtp._tls.nowhere.example.", dns.TypeTXT, true, false, 0, false, dns.RcodeRefused},
+	}
+	for _, tt := range tests {
+		m := new(dns.Msg).SetQuestion(tt.name, tt.qtype)
+		m.AuthenticatedData = tt.ad
+		if tt.do {
+			m.SetEdns0(1232, true)
+		}
+		resp, _, err := (&dns.Client{}).Exchange(m, s.DNSAddr())
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.name, dns.TypeToString[tt.qtype], err)
+		}
+		if len(resp.Answer) != tt.wantRR || resp.AuthenticatedData != tt.wantAD || resp.Rcode != tt.wantCode {
+			t.Errorf("%s %s (AD %v, DO %v): %d answers, AD %v, rcode %s; want %d, %v, %s", tt.name, dns.TypeToString[tt.qtype], tt.ad, tt.do,
+				len(resp.Answer), resp.AuthenticatedData, dns.RcodeToString[resp.Rcode], tt.wantRR, tt.wantAD, dns.RcodeToString[tt.wantCode])
+		}
+		if tt.do && (resp.IsEdns0() == nil || !resp.IsEdns0().Do()) {
+			t.Errorf("%s: DO not copied into the reply", tt.name)
+		}
+	}
+}

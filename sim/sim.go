@@ -71,6 +71,8 @@ type Sim struct {
 	byIP     map[netip.Addr]*listenerInfo
 	servfail map[string]bool
 	nullMX   map[string]bool
+	records  []dns.RR        // cfg.DNS.Records, parsed
+	dnssec   map[string]bool // FQDNs of zones answered with AD
 	messages []Message
 	conns    map[net.Conn]struct{}
 	closed   bool
@@ -118,6 +120,7 @@ func New(cfg *Config, opts Options) (*Sim, error) {
 		byIP:     map[netip.Addr]*listenerInfo{},
 		servfail: map[string]bool{},
 		nullMX:   map[string]bool{},
+		dnssec:   map[string]bool{},
 		conns:    map[net.Conn]struct{}{},
 	}
 	for _, d := range cfg.DNS.Servfail {
@@ -125,6 +128,14 @@ func New(cfg *Config, opts Options) (*Sim, error) {
 	}
 	for _, d := range cfg.DNS.NullMX {
 		s.nullMX[fqdn(d)] = true
+	}
+	for _, d := range cfg.DNS.DNSSEC {
+		s.dnssec[fqdn(d)] = true
+	}
+	for _, r := range cfg.DNS.Records {
+		rr, _ := dns.NewRR(r) // checked by cfg.check
+		rr.Header().Name = strings.ToLower(rr.Header().Name)
+		s.records = append(s.records, rr)
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Sites)) {
 		st := newSite(name, *cfg.Sites[name])
