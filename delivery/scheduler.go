@@ -18,6 +18,7 @@ import (
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/tlsrpt"
 )
 
 // Store is the spool as delivery uses it.
@@ -92,6 +93,10 @@ type Options struct {
 	// unspecified address (0.0.0.0, [::]) is reached, loopback included;
 	// default: the host's interface addresses (net.InterfaceAddrs).
 	InterfaceAddrs func() ([]netip.Addr, error)
+	// TLSResults is told the TLS outcome of every session against the
+	// recipient domain's policy (MTA-STS, DANE or none), for TLS-RPT
+	// (RFC 8460); nil: not recorded.
+	TLSResults tlsrpt.Recorder
 }
 
 // Scheduler schedules deliveries from the spool.
