@@ -53,7 +53,8 @@ type Event struct {
 	TLSCipher   string `json:"tls_cipher,omitempty"`
 	TLSVerified string `json:"tls_verified,omitempty"`
 	// DKIM is the signatures put on the message at reception, in the
-	// order applied (reception, delivery, transient and bounce events).
+	// order applied (reception events, and the delivery, transient,
+	// bounce and expiry events of delivery attempts and operator bounces).
 	DKIM   []DKIMSignature `json:"dkim,omitempty"`
 	Action string          `json:"action,omitempty"`
 	Actor  string          `json:"actor,omitempty"`

@@ -164,6 +164,7 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 	waitFor(t, 20*time.Second, "every message at the ISP", func() bool { return len(messagesTo(s, "inbox")) >= len(cases) })
 
 	logged := map[string][]signature{} // by recipient, from the delivery events
+	lines := map[string]string{}
 	waitFor(t, 10*time.Second, "every delivery in the log", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(mustRead(t, logFile)))
 		for sc.Scan() {
@@ -185,12 +186,13 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 				sigs = append(sigs, signature{d.Domain, d.Selector, d.Algorithm, d.Aligned})
 			}
 			logged[ev.Rcpt] = sigs
-			if ev.Rcpt == rcptOf(len(cases)-1) {
-				t.Logf("delivery log: %s", sc.Text())
-			}
+			lines[ev.Rcpt] = sc.Text()
 		}
 		return len(logged) == len(cases)
 	})
+	for i := range cases {
+		t.Logf("delivery log: %s", lines[rcptOf(i)])
+	}
 
 	byRcpt := map[string]sim.Message{}
 	for _, m := range messagesTo(s, "inbox") {
@@ -221,8 +223,6 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 				if !r.Pass {
 					t.Errorf("signature d=%s s=%s does not verify with dkimpy:\n%s", r.D, r.S, m.Body)
 				}
-				t.Logf("Authentication-Results: inbox.test; dkim=%s header.d=%s header.s=%s header.a=%s",
-					map[bool]string{true: "pass", false: "fail"}[r.Pass], r.D, r.S, r.A)
 				got = append(got, signature{r.D, r.S, r.A, ""})
 			}
 			// The signatures on the message: the keys chosen, in order.
@@ -251,6 +251,14 @@ profiles: default: {messageRate: "1000/s", connectionRate: "100/s"}
 			if aligned != tc.dmarcAligned {
 				t.Errorf("DMARC relaxed alignment with From: %s is %v, want %v", fromDomain, aligned, tc.dmarcAligned)
 			}
+			// The results as a receiver would write them (RFC 8601),
+			// for the documentation.
+			ar := "Authentication-Results: inbox.test"
+			for _, r := range verified {
+				ar += fmt.Sprintf(";\n\tdkim=%s header.d=%s header.s=%s header.a=%s", map[bool]string{true: "pass", false: "fail"}[r.Pass], r.D, r.S, r.A)
+			}
+			ar += fmt.Sprintf(";\n\tdmarc=%s (DKIM, relaxed alignment; no policy record looked up) header.from=%s", map[bool]string{true: "pass", false: "fail"}[aligned], fromDomain)
+			t.Logf("MAIL FROM:<%s>\n%s", tc.sender, ar)
 			for _, l := range logged[rcptOf(i)] {
 				if (l.aligned != "none") != (orgDomain(l.domain) == orgDomain(fromDomain)) {
 					t.Errorf("logged aligned %q for d=%s and From: %s", l.aligned, l.domain, fromDomain)
