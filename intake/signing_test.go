@@ -48,6 +48,7 @@ dkim: {
 rules: message: [
 	{name: "two", when: "header(\"X-Two\") != \"\"", dkim: ["other", "esp"]},
 	{name: "none", when: "header(\"X-None\") != \"\"", dkim: "none"},
+	{name: "rewrite", when: "header(\"X-Rewrite\") != \"\"", removeHeaders: ["From"], addHeaders: From: "<news@customer.example>"},
 ]
 `, filepath.Join(dir, "spool"), keys)
 	cfgFile := filepath.Join(dir, "c.cue")
@@ -73,6 +74,8 @@ rules: message: [
 			"esp:esp.example:esp:ed25519-sha256:none"},
 		{"a rule's list", "a@customer.example", "From: <a@customer.example>\r\nX-Two: y\r\n", []string{"other.example", "esp.example"},
 			"other:other.example:other:ed25519-sha256:none,esp:esp.example:esp:ed25519-sha256:none"},
+		{"the From: a rule wrote decides", "a@nokey.example", "From: <a@nokey.example>\r\nX-Rewrite: y\r\n", []string{"customer.example", "customer.example"},
+			"cust-b:customer.example:cust-b:ed25519-sha256:strict,cust-a:customer.example:cust-a:ed25519-sha256:strict"},
 		{"a rule's none", "a@customer.example", "From: <a@customer.example>\r\nX-None: y\r\n", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
