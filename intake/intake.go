@@ -224,6 +224,8 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		From: m.From, Recipients: rcpts,
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route,
+		// Every signature with its d=, s=, a= and alignment, in the
+		// spool record's existing string field (see EncodeApplied).
 		DKIM:     dkim.EncodeApplied(applied),
 		Priority: d.Priority, Generation: snap.Generation,
 		// The 8BITMIME declaration stays only while the body still holds
