@@ -285,12 +285,9 @@ func (c *Config) checkSigning(add addFunc) {
 // key, is "none" beside other names, or is listed twice (a second
 // signature by the same key adds nothing).
 func (c *Config) checkKeyList(add addFunc, path, what string, l KeyList) {
-	at := func(i int) string {
-		if len(l) == 1 && path != "dkim.default" && !strings.HasPrefix(path, "dkim.domains.") {
-			return path // written as a single name
-		}
-		return fmt.Sprintf("%s[%d]", path, i)
-	}
+	// A rule's single name has no element i: the position falls back
+	// to the name itself (posAt).
+	at := func(i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 	for i, name := range l {
 		switch {
 		case name == NoSigning && len(l) > 1 && c.DKIM.Keys[name] == nil:
