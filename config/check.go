@@ -251,12 +251,11 @@ func (c *Config) checkReferences(add addFunc) {
 				add(path+".pool", "rule %q: no pool named %q (pools: %s)", r.Name, r.Pool, strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", "))
 			}
 		}
-		if r.DKIM != "" && r.DKIM != "none" {
-			if _, ok := c.DKIM.Keys[r.DKIM]; !ok {
-				add(path+".dkim", "rule %q: no DKIM key named %q", r.Name, r.DKIM)
-			}
+		if len(r.DKIM) > 0 && !r.DKIM.None() {
+			c.checkKeyList(add, path+".dkim", fmt.Sprintf("rule %q", r.Name), r.DKIM)
 		}
 	}
+	c.checkSigning(add)
 	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		for _, s := range slices.Sorted(maps.Keys(c.Profiles[name].Sources)) {
 			if !sources[s] {
@@ -264,6 +263,48 @@ func (c *Config) checkReferences(add addFunc) {
 			}
 		}
 	}
+}
+
+// checkSigning checks the key names of dkim.domains and dkim.default, and
+// that no domain is listed twice in different case (which one would sign
+// would depend on map order).
+func (c *Config) checkSigning(add addFunc) {
+	seen := map[string]string{}
+	for _, d := range slices.Sorted(maps.Keys(c.DKIM.Domains)) {
+		path := "dkim.domains." + cueLabel(d)
+		if other, ok := seen[strings.ToLower(d)]; ok {
+			add(path, "dkim.domains: %q and %q are the same domain", other, d)
+		}
+		seen[strings.ToLower(d)] = d
+		c.checkKeyList(add, path+".keys", fmt.Sprintf("dkim.domains %q", d), c.DKIM.Domains[d].Keys)
+	}
+	c.checkKeyList(add, "dkim.default", "dkim.default", c.DKIM.Default)
+}
+
+// checkKeyList reports each name of a list of keys to apply that is no
+// key, is "none" beside other names, or is listed twice (a second
+// signature by the same key adds nothing).
+func (c *Config) checkKeyList(add addFunc, path, what string, l KeyList) {
+	// A rule's single name has no element i: the position falls back
+	// to the name itself (posAt).
+	at := func(i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+	for i, name := range l {
+		switch {
+		case name == NoSigning && len(l) > 1 && c.DKIM.Keys[name] == nil:
+			add(at(i), "%s: \"none\" means do not sign: write it alone, not in a list of keys", what)
+		case c.DKIM.Keys[name] == nil:
+			add(at(i), "%s: no DKIM key named %q (%s)", what, name, keyNames(c.DKIM.Keys))
+		case slices.Index(l, name) < i:
+			add(at(i), "%s: DKIM key %q is listed twice", what, name)
+		}
+	}
+}
+
+func keyNames(keys map[string]*DKIMKey) string {
+	if len(keys) == 0 {
+		return "dkim.keys defines none"
+	}
+	return "keys: " + strings.Join(slices.Sorted(maps.Keys(keys)), ", ")
 }
 
 func (c *Config) checkTests(add addFunc) {

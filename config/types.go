@@ -222,9 +222,48 @@ type Source struct {
 	EHLO string `json:"ehlo"`
 }
 
+// DKIM mirrors the schema's dkim: the keys, which of them sign for which
+// domain, and the keys that sign what no domain claims (package dkim's
+// SigningTable reads it).
 type DKIM struct {
-	Keys           map[string]*DKIMKey `json:"keys"`
-	BySenderDomain bool                `json:"bySenderDomain"`
+	Keys map[string]*DKIMKey `json:"keys"`
+	// Domains lists, per domain, the keys applied (all, in order) to mail
+	// whose From: or envelope sender is that domain or below it.
+	Domains map[string]*DKIMDomain `json:"domains"`
+	// Default are the keys applied when no rule and no domain chose.
+	Default        KeyList `json:"default"`
+	BySenderDomain bool    `json:"bySenderDomain"`
+}
+
+// DKIMDomain is the signing of one domain.
+type DKIMDomain struct {
+	Keys KeyList `json:"keys"`
+}
+
+// KeyList is a list of DKIM key names, all applied in order. In a message
+// rule it is written as one name or a list; the name "none" alone (written
+// `dkim: "none"`) means do not sign.
+type KeyList []string
+
+// NoSigning is the rule value `dkim: "none"`.
+const NoSigning = "none"
+
+// None reports whether the list is the rule value "none": do not sign.
+func (l KeyList) None() bool { return len(l) == 1 && l[0] == NoSigning }
+
+// UnmarshalJSON accepts a name as a one-name list.
+func (l *KeyList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = KeyList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("dkim: want a key name or a list of key names: %w", err)
+	}
+	*l = KeyList(many)
+	return nil
 }
 
 type DKIMKey struct {
@@ -307,7 +346,7 @@ type MessageRule struct {
 	Tenant        *string           `json:"tenant,omitempty"`
 	Campaign      *string           `json:"campaign,omitempty"`
 	Priority      *int              `json:"priority,omitempty"`
-	DKIM          string            `json:"dkim,omitempty"`
+	DKIM          KeyList           `json:"dkim,omitempty"`
 	AddHeaders    map[string]string `json:"addHeaders,omitempty"`
 	RemoveHeaders []string          `json:"removeHeaders,omitempty"`
 	Reject        *Reject           `json:"reject,omitempty"`
@@ -416,8 +455,10 @@ type TestExpect struct {
 	Tenant   *string `json:"tenant,omitempty"`
 	Campaign *string `json:"campaign,omitempty"`
 	Priority *int    `json:"priority,omitempty"`
-	DKIM     *string `json:"dkim,omitempty"`
-	Reject   *struct {
+	// DKIM is the names of the keys applied, one name or a list; "none"
+	// or []: unsigned.
+	DKIM   *KeyList `json:"dkim,omitempty"`
+	Reject *struct {
 		Code     *int    `json:"code,omitempty"`
 		Enhanced *string `json:"enhanced,omitempty"`
 	} `json:"reject,omitempty"`

@@ -204,7 +204,7 @@ func (e *Scheduler) Bounce(id, reason string) error {
 	for _, r := range results {
 		e.opts.Events(Event{Time: e.opts.Now(), Type: EventBounce, MessageID: env.ID, From: env.From, Rcpt: r.Addr,
 			Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Reply: text, Class: string(rules.Permanent),
-			Category: category.Other, Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation})
+			Category: category.Other, Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation, DKIM: env.DKIM})
 	}
 	w := &stateWrite{id: id, results: results, outcome: queue.OutcomeBounced, reason: "bounced by the operator: " + reason}
 	return w.apply(e.opts.Store, e.opts.Now())

@@ -53,6 +53,9 @@ type Event struct {
 	// no connection carried the message (DNS, connection failures, held
 	// mail).
 	TLS *TLSOutcome `json:"tls,omitempty"`
+	// DKIM is the envelope's record of the signatures put on the
+	// message at reception (dkim.DecodeApplied reads it).
+	DKIM string `json:"dkim,omitempty"`
 }
 
 // attempt is one delivery attempt of a message: one job per recipient
@@ -175,7 +178,7 @@ func (j *job) complete(outs []outcome) {
 		ev := Event{Time: now, MessageID: att.env.ID, From: att.env.From, Rcpt: o.rcpt, Site: site, MX: mxHost, TLS: j.tls,
 			Source: source, Pool: att.env.Pool, Tenant: att.env.Tenant, Campaign: att.env.Campaign,
 			Reply: o.reply.String(), Rule: o.rule, Attempt: att.env.Attempts + 1, Duration: now.Sub(att.started),
-			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation}
+			InQueue: now.Sub(att.env.Received), Generation: att.policy.Generation, DKIM: att.env.DKIM}
 		cat := o.category
 		if cat == "" && o.class != rules.Delivered {
 			// A local outcome (failAll, retryAll, deferAll): its reply is

@@ -52,9 +52,28 @@ type Event struct {
 	TLSVersion  string `json:"tls_version,omitempty"`
 	TLSCipher   string `json:"tls_cipher,omitempty"`
 	TLSVerified string `json:"tls_verified,omitempty"`
-	Action      string `json:"action,omitempty"`
-	Actor       string `json:"actor,omitempty"`
-	Reason      string `json:"reason,omitempty"`
+	// DKIM is the signatures put on the message at reception, in the
+	// order applied (reception events, and the delivery, transient,
+	// bounce and expiry events of delivery attempts and operator bounces).
+	DKIM   []DKIMSignature `json:"dkim,omitempty"`
+	Action string          `json:"action,omitempty"`
+	Actor  string          `json:"actor,omitempty"`
+	Reason string          `json:"reason,omitempty"`
+}
+
+// DKIMSignature is one DKIM signature of a message: the key's name, its
+// d=, s= and a= tags, and how d= aligned with the From: header's domain
+// when the message was signed (RFC 7489 §3.1.1: "strict" the same
+// domain, "relaxed" the same organisational domain, "none"). A message
+// stored by a version that recorded only the key name has the rest of
+// the fields of the key of that name in the current config, if any, and
+// no aligned.
+type DKIMSignature struct {
+	Key       string `json:"key"`
+	Domain    string `json:"domain,omitempty"`
+	Selector  string `json:"selector,omitempty"`
+	Algorithm string `json:"algorithm,omitempty"`
+	Aligned   string `json:"aligned,omitempty"`
 }
 
 // Millis converts a duration to the whole milliseconds of duration_ms and

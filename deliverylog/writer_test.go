@@ -28,6 +28,11 @@ func fullEvent() Event {
 		Reply: `250 2.0.0 OK <id@x> "quoted"`, Class: "ok", Rule: "gmail-ok", Attempt: 2,
 		DurationMS: 1234, QueueMS: 56789, Size: 4096, Listener: "mx", ClientIP: "192.0.2.7",
 		Generation: 3, Action: "retry", Actor: "cli:root", Reason: "operator asked",
+		TLSVersion: "TLS 1.3", TLSCipher: "TLS_AES_128_GCM_SHA256", TLSVerified: "none",
+		DKIM: []DKIMSignature{
+			{Key: "acme-rsa", Domain: "acme.example", Selector: "s2026", Algorithm: "rsa-sha256", Aligned: "strict"},
+			{Key: "esp", Domain: "esp.example", Selector: "esp1", Algorithm: "ed25519-sha256", Aligned: "none"},
+		},
 	}
 }
 

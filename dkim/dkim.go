@@ -61,18 +61,6 @@ func Load(cfg *config.Config) (Keys, error) {
 	return keys, nil
 }
 
-// ForDomain returns the key that signs for a sender domain, if any.
-func (ks Keys) ForDomain(domain string) *Key {
-	domain = strings.ToLower(domain)
-	var best *Key
-	for _, k := range ks {
-		if k.Domain == domain && (best == nil || k.Name < best.Name) {
-			best = k
-		}
-	}
-	return best
-}
-
 // Sign returns the message with a DKIM-Signature header prepended.
 func (k *Key) Sign(msg []byte) ([]byte, error) { return Sign(msg, []*Key{k}) }
 

@@ -18,7 +18,6 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
-	"github.com/cuemta/cuemta/internal/maildomain"
 	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/queue"
@@ -32,6 +31,9 @@ type Policy struct {
 	Config *config.Config
 	Rules  *rules.Set
 	DKIM   dkim.Keys
+	// Signing chooses the keys of each message; nil: built from Config
+	// per message (tests that build a Policy by hand).
+	Signing *dkim.SigningTable
 	// Generation numbers snapshots in the order they were loaded; the
 	// envelope keeps the one its message was taken in under.
 	Generation uint64
@@ -187,22 +189,24 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		}
 		body = msg.Bytes()
 	}
-	keyName := d.DKIM
-	if keyName == "" && cfg.DKIM.BySenderDomain {
-		if k := snap.DKIM.ForDomain(maildomain.Of(m.From)); k != nil {
-			keyName = k.Name
-		}
+	fromDomain := dkim.FromDomain(msg.Header.Get("From"))
+	signing := snap.Signing
+	if signing == nil {
+		signing = dkim.NewSigningTable(&cfg.DKIM)
 	}
-	if k, ok := snap.DKIM[keyName]; ok {
-		body = sevenBitForSigning(body, m.SMTPUTF8)
-		signed, err := k.Sign(body)
+	var applied []dkim.Applied
+	if sel := signing.Select(d.DKIM, fromDomain, m.From); len(sel.Names) > 0 {
+		keys, as, err := snap.DKIM.Apply(sel.Names, fromDomain)
+		if err == nil {
+			body = sevenBitForSigning(body, m.SMTPUTF8)
+			body, err = dkim.Sign(body, keys)
+		}
 		if err != nil {
 			// Never lose or silently alter policy: refuse temporarily.
+			// RFC 5321 §4.2.3 451; RFC 3463 X.7.0 other security status.
 			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
 		}
-		body = signed
-	} else {
-		keyName = ""
+		applied = as
 	}
 	pool := d.Pool
 	if pool == "" {
@@ -219,7 +223,10 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		EnvID: m.DSN.EnvID, Ret: retOf(m.DSN.Ret),
 		From: m.From, Recipients: rcpts,
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
-		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route, DKIM: keyName,
+		Tenant: d.Tenant, Campaign: d.Campaign, Pool: pool, Route: d.Route,
+		// Every signature with its d=, s=, a= and alignment, in the
+		// spool record's existing string field (see EncodeApplied).
+		DKIM:     dkim.EncodeApplied(applied),
 		Priority: d.Priority, Generation: snap.Generation,
 		// The 8BITMIME declaration stays only while the body still holds
 		// 8-bit data (signing may have made it 7-bit).

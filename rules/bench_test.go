@@ -33,8 +33,8 @@ func realisticMessageRules() []*config.MessageRule {
 		msgRule("yahoo-pool", `recipient_domains.exists(d, d.startsWith("yahoo."))`, pool("yahoo")),
 		msgRule("ms-pool", `recipient_domains.exists(d, d in ["outlook.com", "hotmail.com", "live.com"])`, pool("microsoft")),
 		msgRule("internal-route", `recipient_domains.all(d, d == "corp.example")`, func(r *config.MessageRule) { r.Route = "10.0.0.25:25" }),
-		msgRule("dkim-acme", `tenant == "acme"`, func(r *config.MessageRule) { r.DKIM = "acme" }),
-		msgRule("dkim-none-bounces", `sender == ""`, func(r *config.MessageRule) { r.DKIM = "none" }),
+		msgRule("dkim-acme", `tenant == "acme"`, func(r *config.MessageRule) { r.DKIM = config.KeyList{"acme"} }),
+		msgRule("dkim-none-bounces", `sender == ""`, func(r *config.MessageRule) { r.DKIM = config.KeyList{"none"} }),
 		msgRule("strip-internal", `listener == "submission"`, func(r *config.MessageRule) { r.RemoveHeaders = []string{"X-Originating-IP"} }),
 		msgRule("add-feedback-id", `tenant != "" && campaign != ""`, func(r *config.MessageRule) {
 			r.AddHeaders = map[string]string{"Feedback-ID": "c:t:cuemta"}

@@ -37,8 +37,11 @@ type MessageDecision struct {
 	Route    string // static next hop, "" for MX delivery
 	Tenant   string
 	Campaign string
-	Priority int    // 0-9, default 5
-	DKIM     string // key name, "none", or "" (no rule chose: sign by sender domain if configured)
+	Priority int // 0-9, default 5
+	// DKIM is the keys the last rule that set dkim named, in order; "none"
+	// (KeyList.None) not to sign; nil when no rule chose, and the keys
+	// are chosen by domain (dkim.SigningTable).
+	DKIM config.KeyList
 	// AddHeaders in the order rules added them (within a rule, by name).
 	AddHeaders    []Header
 	RemoveHeaders []string
@@ -82,23 +85,45 @@ func HeadersFromMIME(h map[string][]string) map[string]string {
 // FillFromHeaders sets in.Tenant and in.Campaign, where empty, from the
 // headers that name them (config rules.tenantHeader and campaignHeader).
 func FillFromHeaders(in *MessageInput, tenantHeader, campaignHeader string) {
-	get := func(name string) string {
-		if name == "" {
-			return ""
-		}
-		for k, v := range in.Headers {
-			if strings.EqualFold(k, name) {
-				return strings.TrimSpace(v)
-			}
-		}
-		return ""
-	}
 	if in.Tenant == "" {
-		in.Tenant = get(tenantHeader)
+		in.Tenant = strings.TrimSpace(in.Header(tenantHeader))
 	}
 	if in.Campaign == "" {
-		in.Campaign = get(campaignHeader)
+		in.Campaign = strings.TrimSpace(in.Header(campaignHeader))
 	}
+}
+
+// Header is the value of the first field called name (any case), or "".
+func (in *MessageInput) Header(name string) string {
+	if name == "" {
+		return ""
+	}
+	if v, ok := in.Headers[name]; ok {
+		return v
+	}
+	for k, v := range in.Headers {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// HeaderAfter is the first field called name as the message is stored,
+// after the decision's header changes (intake removes the fields named,
+// then puts the added ones on top): what the DKIM signer sees.
+func (d *MessageDecision) HeaderAfter(in *MessageInput, name string) string {
+	for _, h := range d.AddHeaders {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	for _, r := range d.RemoveHeaders {
+		if strings.EqualFold(r, name) {
+			return ""
+		}
+	}
+	return in.Header(name)
 }
 
 // EvalMessage runs the message rules on m. It never fails: a rule that
@@ -160,7 +185,7 @@ func (s *Set) evalMessage(m *MessageInput, trace func(Step)) MessageDecision {
 		if c.Priority != nil {
 			d.Priority = *c.Priority
 		}
-		if c.DKIM != "" {
+		if len(c.DKIM) > 0 {
 			d.DKIM = c.DKIM
 		}
 		d.AddHeaders = append(d.AddHeaders, r.addHeaders...)

@@ -92,10 +92,10 @@ func TestMessageRules(t *testing.T) {
 		rules: []*config.MessageRule{
 			msgRule("fn", `header("x-MAILER") == "Bulk 1.0" && header("SUBJECT") == "hello"`, pool("fn")),
 			msgRule("map", `headers["x-mailer"] == "Bulk 1.0" && "list-unsubscribe" in headers`, func(r *config.MessageRule) { r.Route = "map:25" }),
-			msgRule("absent", `header("No-Such") == ""`, func(r *config.MessageRule) { r.DKIM = "none" }),
+			msgRule("absent", `header("No-Such") == ""`, func(r *config.MessageRule) { r.DKIM = config.KeyList{"none"} }),
 		},
 		check: func(t *testing.T, d MessageDecision) {
-			if d.Pool != "fn" || d.Route != "map:25" || d.DKIM != "none" || len(d.Errors) > 0 {
+			if d.Pool != "fn" || d.Route != "map:25" || !d.DKIM.None() || len(d.Errors) > 0 {
 				t.Errorf("got %+v", d)
 			}
 		},
@@ -105,7 +105,7 @@ func TestMessageRules(t *testing.T) {
 			msgRule("dom", `sender_domain == "example.com" && sender == "Alice@Example.COM"`, pool("dom")),
 			msgRule("rd", `recipient_domains == ["gmail.com", "yahoo.com"] && size(recipients) == 3`, func(r *config.MessageRule) { r.Route = "rd:25" }),
 			msgRule("conn", `listener == "mx" && client_ip.startsWith("192.0.2.") && user == ""`, func(r *config.MessageRule) { r.Priority = ptr(9) }),
-			msgRule("strings", `sender.lowerAscii().endsWith("@example.com")`, func(r *config.MessageRule) { r.DKIM = "k" }),
+			msgRule("strings", `sender.lowerAscii().endsWith("@example.com")`, func(r *config.MessageRule) { r.DKIM = config.KeyList{"k"} }),
 		},
 		check: func(t *testing.T, d MessageDecision) {
 			if !slices.Equal(d.Matched, []string{"dom", "rd", "conn", "strings"}) {

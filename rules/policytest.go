@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/smtpreply"
 )
 
@@ -45,7 +46,12 @@ func RunTests(cfg *config.Config, set *Set, w io.Writer) (passed, failed int) {
 func runTest(cfg *config.Config, set *Set, t *config.PolicyTest) []string {
 	switch {
 	case t.Message != nil && t.Reply == nil:
-		return checkMessage(t.Expect, set.EvalMessage(testMessageInput(cfg, t.Message)))
+		in := testMessageInput(cfg, t.Message)
+		d := set.EvalMessage(in)
+		// expect.dkim is the keys applied: the rules' choice, else the
+		// domains', else the default, as intake chooses them.
+		sel := dkim.NewSigningTable(&cfg.DKIM).Select(d.DKIM, dkim.FromDomain(d.HeaderAfter(in, "From")), in.Sender)
+		return checkMessage(t.Expect, d, sel.Names)
 	case t.Reply != nil && t.Message == nil:
 		in, profiles := ReplyInput(cfg, t.Reply)
 		tr := NewTracker(WithPrevious(t.Reply.Previous), WithClock(func() time.Time { return testEpoch }))
@@ -155,14 +161,22 @@ func quoteList(l []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-func checkMessage(e config.TestExpect, d MessageDecision) []string {
+func checkMessage(e config.TestExpect, d MessageDecision, signed []string) []string {
 	var m mismatches
 	m.str("pool", e.Pool, d.Pool)
 	m.str("route", e.Route, d.Route)
 	m.str("tenant", e.Tenant, d.Tenant)
 	m.str("campaign", e.Campaign, d.Campaign)
 	m.int("priority", e.Priority, d.Priority)
-	m.str("dkim", e.DKIM, d.DKIM)
+	if e.DKIM != nil {
+		want := []string(*e.DKIM)
+		if e.DKIM.None() {
+			want = nil
+		}
+		if !slices.Equal(want, signed) { // nil and [] are equal: unsigned
+			m.add("expected dkim %s, got %s", quoteList(want), quoteList(signed))
+		}
+	}
 	if e.Reject != nil {
 		if d.Reject == nil {
 			m.add("expected a reject, got accept")

@@ -18,6 +18,7 @@ import (
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/hooks"
 	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/metrics"
@@ -336,7 +337,30 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 	s.remember(id, env.From, env.Tenant, env.Campaign)
 	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
-		ClientIP: env.ClientIP, Generation: snap.Generation})
+		ClientIP: env.ClientIP, Generation: snap.Generation, DKIM: s.dkimSignatures(env.DKIM)})
+}
+
+// dkimSignatures is the delivery log's form of an envelope's DKIM record.
+// An entry with only a key name (a message stored before signatures were
+// recorded in full) takes the key's tags from the current config, when it
+// still has that key; its alignment is not known.
+func (s *Server) dkimSignatures(record string) []deliverylog.DKIMSignature {
+	applied := dkim.DecodeApplied(record)
+	if len(applied) == 0 {
+		return nil
+	}
+	out := make([]deliverylog.DKIMSignature, len(applied))
+	for i, a := range applied {
+		if a.Domain == "" {
+			if snap := s.snap.Load(); snap != nil {
+				if k := snap.DKIM[a.Key]; k != nil {
+					a.Domain, a.Selector, a.Algorithm = k.Domain, k.Selector, k.Algorithm
+				}
+			}
+		}
+		out[i] = deliverylog.DKIMSignature{Key: a.Key, Domain: a.Domain, Selector: a.Selector, Algorithm: a.Algorithm, Aligned: a.Aligned}
+	}
+	return out
 }
 
 // deliveryEvent records a delivery outcome in the process log, the
@@ -365,7 +389,8 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 	rec := deliverylog.Event{Time: ev.Time, Type: ev.Type, MessageID: ev.MessageID, From: ev.From, Rcpt: ev.Rcpt,
 		Site: ev.Site, MX: ev.MX, Source: ev.Source, Pool: ev.Pool, Tenant: ev.Tenant, Campaign: ev.Campaign,
 		Reply: ev.Reply, Class: ev.Class, Rule: ev.Rule, Category: ev.Category, Attempt: ev.Attempt,
-		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation}
+		DurationMS: ev.Duration.Milliseconds(), QueueMS: ev.InQueue.Milliseconds(), Generation: ev.Generation,
+		DKIM: s.dkimSignatures(ev.DKIM)}
 	if t := ev.TLS; t != nil {
 		rec.TLSVersion, rec.TLSCipher, rec.TLSVerified = t.Version, t.Cipher, t.Verified
 		if ev.Type == delivery.EventDelivery {

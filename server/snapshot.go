@@ -57,7 +57,7 @@ func compile(cfg *config.Config) (*Snapshot, error) {
 	if err := vet.CheckCertificates(cfg); err != nil {
 		return nil, err
 	}
-	return &Snapshot{Policy: intake.Policy{Config: cfg, Rules: set, DKIM: keys}}, nil
+	return &Snapshot{Policy: intake.Policy{Config: cfg, Rules: set, DKIM: keys, Signing: dkim.NewSigningTable(&cfg.DKIM)}}, nil
 }
 
 // ErrorLines formats a load error one problem per line.

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/rules"
 	"github.com/cuemta/cuemta/smtpreply"
 )
@@ -145,11 +146,7 @@ func explainMessage(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Wr
 	fmt.Fprintf(tw, "  tenant\t%s\n", orDash(d.Tenant))
 	fmt.Fprintf(tw, "  campaign\t%s\n", orDash(d.Campaign))
 	fmt.Fprintf(tw, "  priority\t%d\n", d.Priority)
-	dkim := d.DKIM
-	if dkim == "" {
-		dkim = "- (by sender domain, if configured)"
-	}
-	fmt.Fprintf(tw, "  dkim\t%s\n", dkim)
+	fmt.Fprintf(tw, "  dkim\t%s\n", explainSigning(cfg, in, &d))
 	var add []string
 	for _, h := range d.AddHeaders {
 		add = append(add, h.Name+": "+h.Value)
@@ -276,4 +273,36 @@ func quoteEmpty(s string) string {
 		return "<>"
 	}
 	return s
+}
+
+// explainSigning is the keys that sign the message and which step of the
+// selection chose them (dkim.SigningTable).
+func explainSigning(cfg *config.Config, in *rules.MessageInput, d *rules.MessageDecision) string {
+	from := dkim.FromDomain(d.HeaderAfter(in, "From"))
+	sel := dkim.NewSigningTable(&cfg.DKIM).Select(d.DKIM, from, in.Sender)
+	var why string
+	switch sel.By {
+	case dkim.ByRule:
+		why = "a message rule"
+	case dkim.ByFrom:
+		why = "the From: domain (keys of " + sel.Domain + ")"
+	case dkim.BySender:
+		why = "the envelope sender domain (keys of " + sel.Domain + ")"
+	case dkim.ByDefault:
+		why = "dkim.default"
+	}
+	if len(sel.Names) == 0 {
+		if why == "" {
+			why = "no key for the From: or sender domain, no dkim.default"
+		}
+		return "- (unsigned: " + why + ")"
+	}
+	parts := make([]string, len(sel.Names))
+	for i, n := range sel.Names {
+		parts[i] = n
+		if k := cfg.DKIM.Keys[n]; k != nil {
+			parts[i] += fmt.Sprintf(" (d=%s, %s)", k.Domain, dkim.Alignment(k.Domain, from))
+		}
+	}
+	return strings.Join(parts, ", ") + "; chosen by " + why
 }

@@ -25,6 +25,9 @@ func TestExplain(t *testing.T) {
 			"--domain", "example.net", "--stage", "rcpt"}},
 		{"bad-reply", []string{"--reply", "not a reply", "--domain", "example.net"}},
 		{"message", []string{"--message", "explain/message.eml", "--to", "bob@example.net"}},
+		// The signing keys chosen: the From: domain's parent's two keys,
+		// relaxed-aligned (the config of test/dkim-signing).
+		{"message-signed", []string{"-c", "test/dkim-signing", "--message", "explain/message-signed.eml", "--from", "bounce@esp.example", "--to", "bob@example.net"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
