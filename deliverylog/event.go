@@ -52,9 +52,14 @@ type Event struct {
 	TLSVersion  string `json:"tls_version,omitempty"`
 	TLSCipher   string `json:"tls_cipher,omitempty"`
 	TLSVerified string `json:"tls_verified,omitempty"`
-	Action      string `json:"action,omitempty"`
-	Actor       string `json:"actor,omitempty"`
-	Reason      string `json:"reason,omitempty"`
+	// The recipient domain's TLS policy that applied ("mta-sts/enforce",
+	// "mta-sts/testing"; absent: none) and why the session failed it
+	// (delivered all the same under testing, deferred under enforce).
+	TLSPolicy  string `json:"tls_policy,omitempty"`
+	TLSFailure string `json:"tls_failure,omitempty"`
+	Action     string `json:"action,omitempty"`
+	Actor      string `json:"actor,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // Millis converts a duration to the whole milliseconds of duration_ms and

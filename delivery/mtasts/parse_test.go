@@ -110,8 +110,8 @@ func TestMatchMX(t *testing.T) {
 		{"mail.example.com", "mail2.example.com", false},
 		{"*.example.com", "mx1.example.com", true},
 		{"*.example.com", "MX1.EXAMPLE.COM", true},
-		{"*.example.com", "example.com", false},         // §4.1: the wildcard is one label, not zero
-		{"*.example.com", "a.b.example.com", false},     // ... nor two
+		{"*.example.com", "example.com", false},          // §4.1: the wildcard is one label, not zero
+		{"*.example.com", "a.b.example.com", false},      // ... nor two
 		{"*.example.com", "mx1.example.com.evil", false}, // suffix only
 		{"*.example.com", "mx1example.com", false},
 		{"*.example.com", ".example.com", false},
