@@ -212,6 +212,7 @@ func (l *lane) stsDialFailed(j *job, host string, err error) (smtpreply.Reply, b
 	if !j.stsEnforced() {
 		return smtpreply.Reply{}, false
 	}
+	j.tls = &TLSOutcome{Verified: TLSVerifiedNone, Policy: "mta-sts/" + string(j.sts.Mode), Failure: err.Error()}
 	// RFC 3463 §3.8 X.7.5 cryptographic failure.
 	return smtpreply.New(451, "4.7.5", fmt.Sprintf("MTA-STS policy of %s (enforce) requires TLS, and %s: %v; not sent", j.domain, host, err)), true
 }
