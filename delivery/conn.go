@@ -145,6 +145,10 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 	// The handshake accepts any certificate; checkSTS verifies it for
 	// each job, so that the log says why a job was refused.
 	stsRequired := first.stsEnforced() && !h.static
+	// A profile that requires TLS keeps verifying in the handshake: the
+	// connection also carries the lane's other domains, which it promised
+	// a verified certificate.
+	skipVerify := tlsPolicy == smtpclient.TLSOpportunistic || stsRequired && tlsPolicy != smtpclient.TLSRequired
 	if stsRequired {
 		tlsPolicy = smtpclient.TLSRequired
 	}
@@ -187,13 +191,12 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 				continue
 			}
 			opts := smtpclient.Options{
-				Addr:       net.JoinHostPort(a.String(), h.port),
-				LocalAddr:  local,
-				ServerName: host,
-				EHLO:       ehlo,
-				TLS:        tlsPolicy,
-				TLSConfig: &tls.Config{ServerName: host, RootCAs: pol.TLSRoots,
-					InsecureSkipVerify: tlsPolicy == smtpclient.TLSOpportunistic || stsRequired},
+				Addr:           net.JoinHostPort(a.String(), h.port),
+				LocalAddr:      local,
+				ServerName:     host,
+				EHLO:           ehlo,
+				TLS:            tlsPolicy,
+				TLSConfig:      &tls.Config{ServerName: host, RootCAs: pol.TLSRoots, InsecureSkipVerify: skipVerify},
 				ConnectTimeout: eff.Settings.ConnectTimeout.D(),
 				CommandTimeout: eff.Settings.CommandTimeout.D(),
 				DataTimeout:    eff.Settings.DataTimeout.D(),

@@ -43,6 +43,9 @@ func (e *Scheduler) wantsSTS(cfg *config.Config, h *hop, eff *config.Effective) 
 // job joins its lane.
 func (e *Scheduler) lookupSTS(ctx context.Context, j *job) {
 	j.sts, j.stsErr = e.opts.MTASTS.Lookup(ctx, j.domain)
+	if ctx.Err() != nil {
+		j.stsErr = nil // shutting down: nothing will be sent, nothing to report
+	}
 	if j.sts != nil && j.sts.Mode == mtasts.None {
 		j.sts = nil // RFC 8461 §5: mode none is no policy
 	}

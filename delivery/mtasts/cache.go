@@ -162,8 +162,11 @@ func (c *Cache) Lookup(ctx context.Context, domain string) (*Policy, error) {
 
 // fetch gets, parses and stores domain's policy, one fetch per domain
 // at a time: concurrent callers share the first one's result.
+//
+// A caller whose context ends stops waiting; the fetch goes on (bounded
+// by the fetcher's timeout) for the others and the cache.
 func (c *Cache) fetch(ctx context.Context, domain, id string) (*Policy, error) {
-	v, err, _ := c.flight.Do(domain, func() (any, error) {
+	ch := c.flight.DoChan(domain, func() (any, error) {
 		// The fetch serves every waiter: it must not end with the
 		// first caller's context.
 		body, err := c.opts.Fetch(context.WithoutCancel(ctx), domain)
@@ -184,10 +187,15 @@ func (c *Cache) fetch(ctx context.Context, domain, id string) (*Policy, error) {
 		c.save()
 		return p, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Policy), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("mta-sts %s: %w", domain, ctx.Err())
 	}
-	return v.(*Policy), nil
 }
 
 // get returns domain's live entry, dropping an expired policy.
