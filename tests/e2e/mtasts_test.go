@@ -72,10 +72,12 @@ func stsSetup(t *testing.T, sites map[string]*sim.Site, extra string) (*sim.Sim,
 		t.Fatal(err)
 	}
 	logFile := filepath.Join(dir, "delivery.log")
+	if p := s.MTASTSPort(); p != 0 {
+		extra += fmt.Sprintf("\ndelivery: mtaSTS: port: %d", p)
+	}
 	srv := startServer(t, mtaConfig(t, s, fmt.Sprintf(`delivery: tlsRoots: %q
-delivery: mtaSTS: port: %d
 log: file: %q
-%s`, roots, s.MTASTSPort(), logFile, extra)), "mx")
+%s`, roots, logFile, extra)), "mx")
 	return s, srv, logFile
 }
 
@@ -192,5 +194,28 @@ func TestMTASTSPolicyCached(t *testing.T) {
 	waitFor(t, 20*time.Second, "the fourth delivery", func() bool { return len(messagesTo(s, "cached")) == 4 })
 	if n := s.PolicyFetches("cached"); n != before+1 {
 		t.Fatalf("policy fetched %d times after its max_age (%d before), want one more", n, before)
+	}
+}
+
+// TestTLSRootsForRequired: delivery.tlsRoots replaces the system roots
+// for tls "required": the fake ISP's certificate, which no system
+// trusts, verifies under it (tls_verified "system-roots"), for a domain
+// without an MTA-STS policy.
+func TestTLSRootsForRequired(t *testing.T) {
+	sites := map[string]*sim.Site{
+		"private": {Domains: []string{"private.test"}, MX: []sim.MXHost{{Host: "mx.private.test", IP: "127.0.40.31"}}, STARTTLS: true},
+	}
+	s, srv, logFile := stsSetup(t, sites, `profiles: default: tls: "required"`)
+	inject(t, srv.addrs["mx"], 1, 1, "alice@origin.test", func(int) []string { return []string{"a@private.test"} })
+	var got map[string]stsEvent
+	waitFor(t, 20*time.Second, "the outcome", func() bool {
+		got = stsEvents(t, logFile)
+		return len(got) == 1
+	})
+	if ev := got["a@private.test"]; ev.Type != "delivery" || ev.TLSVerified != "system-roots" || ev.TLSPolicy != "" {
+		t.Errorf("private.test: %+v; want delivered, tls_verified system-roots, no policy", ev)
+	}
+	if n := len(messagesTo(s, "private")); n != 1 {
+		t.Errorf("private.test received %d messages, want 1", n)
 	}
 }
