@@ -180,6 +180,19 @@ type Delivery struct {
 	// DelayWarning is how long a recipient waits before its sender gets a
 	// "delayed" DSN; 0: never.
 	DelayWarning Duration `json:"delayWarning"`
+	// TLSRoots is a PEM file of CA certificates used instead of the
+	// system roots for tls "required" and MTA-STS; "": the system roots.
+	TLSRoots string         `json:"tlsRoots"`
+	MTASTS   DeliveryMTASTS `json:"mtaSTS"`
+}
+
+// DeliveryMTASTS configures MTA-STS (RFC 8461) for MX deliveries.
+type DeliveryMTASTS struct {
+	// Enabled: look up policies for every MX delivery; false: only for
+	// profiles with tls "mta-sts".
+	Enabled   bool `json:"enabled"`
+	Port      int  `json:"port"` // the policy host's HTTPS port (443; others for tests)
+	CacheSize int  `json:"cacheSize"`
 }
 
 type Listener struct {

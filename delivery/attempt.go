@@ -10,6 +10,7 @@ import (
 
 	"github.com/cuemta/cuemta/category"
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/mtasts"
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
@@ -141,6 +142,10 @@ type job struct {
 	// tls is the TLS of the connection the job was sent on; nil when it
 	// was never sent on one.
 	tls *TLSOutcome
+	// sts is the domain's MTA-STS policy in force (enforce or testing),
+	// nil for none; stsErr why a published one could not be had.
+	sts    *mtasts.Policy
+	stsErr error
 }
 
 // outcome is what happened to one recipient in this attempt.

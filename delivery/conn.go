@@ -46,7 +46,7 @@ func (l *lane) work(p *provider) {
 		// the message due (its lease is in memory only).
 		return
 	}
-	conn, host, err := l.dial(ctx)
+	conn, host, err := l.dial(ctx, first)
 	if err != nil {
 		l.connectFailed(first, host, err)
 		return
@@ -54,6 +54,7 @@ func (l *lane) work(p *provider) {
 	e.opts.OnConn(l.site.key, 1)
 	defer e.opts.OnConn(l.site.key, -1)
 	defer conn.Close()
+	defer l.forget(conn)
 	l.mu.Lock()
 	l.connFailures = 0
 	l.lastHost = host
@@ -112,15 +113,20 @@ func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 // An address that is one of this MTA's own listeners is skipped (RFC 5321
 // §5.1: a host must not deliver to itself): when that leaves nothing to
 // try, the error wraps errMailLoop.
-func (l *lane) dial(ctx context.Context) (*smtpclient.Conn, string, error) {
+//
+// The connection is made for first (nil: no job in particular): when its
+// domain's MTA-STS policy is in enforce mode, only the MX hosts the
+// policy names are tried, and STARTTLS is required (the certificate is
+// checked per job, checkSTS), whatever the profile says.
+func (l *lane) dial(ctx context.Context, first *job) (*smtpclient.Conn, string, error) {
 	l.mu.Lock()
 	hosts := l.hop.hosts
 	l.mu.Unlock()
-	return l.dialHosts(ctx, hosts)
+	return l.dialHosts(ctx, stsHosts(first, hosts), first)
 }
 
 // dialHosts is dial over the given hosts of the lane's hop.
-func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn, string, error) {
+func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtpclient.Conn, string, error) {
 	e := l.site.sched
 	pol := e.opts.Policy()
 	cfg := pol.Config
@@ -128,10 +134,24 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn,
 	l.mu.Lock()
 	h := l.hop
 	tlsPolicy := eff.TLS()
+	if tlsPolicy == TLSProfileMTASTS || tlsPolicy == "" {
+		tlsPolicy = smtpclient.TLSOpportunistic // MTA-STS when published (checkSTS), else opportunistic
+	}
 	if tlsPolicy == smtpclient.TLSOpportunistic && e.opts.Now().Before(l.plainUntil) {
 		tlsPolicy = "none"
 	}
 	l.mu.Unlock()
+	// RFC 8461 §5: an enforce policy overrides the profile: TLS or nothing.
+	// The handshake accepts any certificate; checkSTS verifies it for
+	// each job, so that the log says why a job was refused.
+	stsRequired := first.stsEnforced() && !h.static
+	// A profile that requires TLS keeps verifying in the handshake: the
+	// connection also carries the lane's other domains, which it promised
+	// a verified certificate.
+	skipVerify := tlsPolicy == smtpclient.TLSOpportunistic || stsRequired && tlsPolicy != smtpclient.TLSRequired
+	if stsRequired {
+		tlsPolicy = smtpclient.TLSRequired
+	}
 	var auth *smtpclient.Auth
 	if h.static && cfg.Smarthost != nil && cfg.Routes["*"] != "" && h.key == "route:"+cfg.Routes["*"] {
 		tlsPolicy = cfg.Smarthost.TLS
@@ -176,7 +196,7 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn,
 				ServerName:     host,
 				EHLO:           ehlo,
 				TLS:            tlsPolicy,
-				TLSConfig:      &tls.Config{ServerName: host, InsecureSkipVerify: tlsPolicy == smtpclient.TLSOpportunistic},
+				TLSConfig:      &tls.Config{ServerName: host, RootCAs: pol.TLSRoots, InsecureSkipVerify: skipVerify},
 				ConnectTimeout: eff.Settings.ConnectTimeout.D(),
 				CommandTimeout: eff.Settings.CommandTimeout.D(),
 				DataTimeout:    eff.Settings.DataTimeout.D(),
@@ -250,6 +270,11 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 		j.failAll(loopReply(j, err))
 		return
 	}
+	if r, ok := l.stsDialFailed(j, host, err); ok {
+		j.tries++
+		j.deferAll(time.Time{}, r)
+		return
+	}
 	reply := replyOfError(err, smtpclient.StageConnect)
 	d := l.evaluate(j, host, reply)
 	outs := l.outcomes(j, j.rcpts, reply, d)
@@ -271,6 +296,9 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *job) bool {
 	t := tlsOutcomeOf(conn)
 	j.tls = &t
+	if !l.checkSTS(conn, host, j, &t) {
+		return true // deferred, nothing sent: the connection serves other mail
+	}
 	body, err := j.att.body()
 	if err != nil {
 		// The spool could not give the body: retry later, never lose it.

@@ -64,7 +64,7 @@ func (l *lane) sendUTF8Elsewhere(ctx context.Context, conn *smtpclient.Conn, hos
 	conn.Quit()
 	var unreachable error
 	for _, h := range others {
-		c, got, err := l.dialHosts(ctx, []string{h})
+		c, got, err := l.dialHosts(ctx, stsHosts(j, []string{h}), j)
 		if err != nil {
 			if !errors.Is(err, errMailLoop) {
 				unreachable = err
@@ -82,6 +82,7 @@ func (l *lane) sendUTF8Elsewhere(ctx context.Context, conn *smtpclient.Conn, hos
 		l.mu.Unlock()
 		l.send(ctx, c, got, j)
 		c.Quit()
+		l.forget(c)
 		e.opts.OnConn(l.site.key, -1)
 		return false
 	}

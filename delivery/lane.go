@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/delivery/smtpclient"
 )
 
 // lane is a site seen from one egress source: the unit of shaping. Its
@@ -42,6 +43,8 @@ type lane struct {
 	backoff      int      // consecutive throttling replies no rule acted on
 	connFailures int      // consecutive connection failures
 	plainUntil   time.Time
+	// secs is each open connection's certificate check (mtasts.go).
+	secs map[*smtpclient.Conn]*connSecurity
 
 	// Parked messages (overflow.go).
 	overflow   []string // IDs in arrival order

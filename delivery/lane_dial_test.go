@@ -42,7 +42,7 @@ func TestOpportunisticFallbackIsRemembered(t *testing.T) {
 
 	for round, want := range [][]string{{"opportunistic", "none"}, {"none"}} {
 		policies = nil
-		if _, _, err := l.dial(context.Background()); !errors.Is(err, refused) {
+		if _, _, err := l.dial(context.Background(), nil); !errors.Is(err, refused) {
 			t.Fatalf("round %d: dial error = %v, want the plaintext server's reply", round, err)
 		}
 		if len(policies) != len(want) || policies[0] != want[0] || policies[len(policies)-1] != want[len(want)-1] {
@@ -79,7 +79,7 @@ smarthost: {username: "app1", password: "secret", tls: "required"}
 		{key: "route:192.0.2.7:25", hosts: []string{"192.0.2.7"}, port: "25", static: true, domain: "partner.example"},
 	} {
 		l := newLane(&site{sched: e, key: h.key, lanes: map[string]*lane{}}, h, "default", "default")
-		l.dial(context.Background())
+		l.dial(context.Background(), nil)
 	}
 	if len(got) != 2 {
 		t.Fatalf("%d dials, want 2", len(got))

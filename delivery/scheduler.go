@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -49,6 +50,9 @@ type Policy struct {
 	Config     *config.Config
 	Rules      *rules.Set
 	Generation uint64
+	// TLSRoots are delivery.tlsRoots, trusted instead of the system
+	// roots where a certificate is verified; nil: the system roots.
+	TLSRoots *x509.CertPool
 }
 
 // Options configure a Scheduler.
@@ -97,6 +101,9 @@ type Options struct {
 	// recipient domain's policy (MTA-STS, DANE or none), for TLS-RPT
 	// (RFC 8460); nil: not recorded.
 	TLSResults tlsrpt.Recorder
+	// MTASTS gives recipient domains' MTA-STS policies (RFC 8461,
+	// mtasts.go); nil: MTA-STS is not used.
+	MTASTS STSPolicies
 }
 
 // Scheduler schedules deliveries from the spool.
@@ -374,6 +381,9 @@ func (e *Scheduler) route(ctx context.Context, j *job) {
 	sources := poolSources(cfg, att.env.Pool)
 	source := sources[stableIndex(att.env.ID+"\x00"+j.domain, len(sources))]
 	l := e.lane(hop, source, att.env.Pool, laneProfile(cfg, hop))
+	if e.wantsSTS(cfg, hop, l.profile()) {
+		e.lookupSTS(ctx, j)
+	}
 	l.push(j)
 }
 

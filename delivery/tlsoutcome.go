@@ -15,6 +15,11 @@ const (
 	// TLSVerifiedSystemRoots: the server's certificate chained to the
 	// system's roots and named the MX host (tls: "required").
 	TLSVerifiedSystemRoots = "system-roots"
+	// TLSVerifiedMTASTS: the recipient domain has an MTA-STS policy
+	// (enforce or testing) and the session satisfied it: the MX host
+	// matched the policy and its certificate was valid for it (RFC 8461
+	// §4).
+	TLSVerifiedMTASTS = "mta-sts"
 )
 
 // TLSOutcome is the TLS of the connection a delivery used.
@@ -22,6 +27,12 @@ type TLSOutcome struct {
 	Version  string // "TLS 1.3", or "" without TLS
 	Cipher   string // the cipher suite's IANA name
 	Verified string // one of the TLSVerified* names
+	// Policy is the recipient domain's policy that applied:
+	// "mta-sts/enforce", "mta-sts/testing", or "" for none.
+	Policy string
+	// Failure is why the session did not satisfy Policy: under testing
+	// the message was delivered all the same; under enforce it was not.
+	Failure string
 }
 
 // tlsOutcomeOf reads a connection's TLS state. A certificate counts as

@@ -52,6 +52,11 @@ type Event struct {
 	TLSVersion  string `json:"tls_version,omitempty"`
 	TLSCipher   string `json:"tls_cipher,omitempty"`
 	TLSVerified string `json:"tls_verified,omitempty"`
+	// The recipient domain's TLS policy that applied ("mta-sts/enforce",
+	// "mta-sts/testing"; absent: none) and why the session failed it
+	// (delivered all the same under testing, deferred under enforce).
+	TLSPolicy  string `json:"tls_policy,omitempty"`
+	TLSFailure string `json:"tls_failure,omitempty"`
 	// DKIM is the signatures put on the message at reception, in the
 	// order applied (reception events, and the delivery, transient,
 	// bounce and expiry events of delivery attempts and operator bounces).

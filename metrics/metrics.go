@@ -93,7 +93,7 @@ func New(opts ...Option) *Metrics {
 	m.limited = counter("reception_limited_total", "Reception refusals by a limit, by limit (messages, recipients, connections) and key (client_ip, user, tenant, listener).", "limit", "key")
 	m.authFailed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "auth_failures_total", Help: "AUTH attempts with wrong credentials."})
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
-	m.tls = counter("recipients_delivered_tls_total", "Recipients delivered, by the TLS version of the connection (none without TLS) and what authenticated the server (none, system-roots).", "version", "verified")
+	m.tls = counter("recipients_delivered_tls_total", "Recipients delivered, by the TLS version of the connection (none without TLS) and what authenticated the server (none, system-roots, mta-sts).", "version", "verified")
 	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)

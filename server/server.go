@@ -158,9 +158,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sts, err := s.openMTASTS(cfg, resolver)
+	if err != nil {
+		return err
+	}
 	s.delivery = delivery.New(delivery.Options{
 		Store:    spool,
 		Resolver: resolver,
+		MTASTS:   sts,
 		Policy:   s.policy,
 		State:    shaping,
 		Restore:  restored,
@@ -223,7 +228,7 @@ func (s *Server) policy() *delivery.Policy {
 
 func (snap *Snapshot) policy() *delivery.Policy {
 	snap.policyOnce.Do(func() {
-		snap.deliveryPolicy = &delivery.Policy{Config: snap.Config, Rules: snap.Rules, Generation: snap.Generation}
+		snap.deliveryPolicy = &delivery.Policy{Config: snap.Config, Rules: snap.Rules, Generation: snap.Generation, TLSRoots: snap.tlsRoots}
 	})
 	return snap.deliveryPolicy
 }
@@ -393,6 +398,7 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 		DKIM: s.dkimSignatures(ev.DKIM)}
 	if t := ev.TLS; t != nil {
 		rec.TLSVersion, rec.TLSCipher, rec.TLSVerified = t.Version, t.Cipher, t.Verified
+		rec.TLSPolicy, rec.TLSFailure = t.Policy, t.Failure
 		if ev.Type == delivery.EventDelivery {
 			s.metrics.DeliveredTLS(t.Version, t.Verified)
 		}

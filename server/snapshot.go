@@ -6,6 +6,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -27,6 +28,8 @@ type Snapshot struct {
 
 	policyOnce     sync.Once
 	deliveryPolicy *delivery.Policy
+	// tlsRoots are delivery.tlsRoots loaded; nil: the system roots.
+	tlsRoots *x509.CertPool
 }
 
 // Load builds a snapshot from the config at path ("" = embedded default).
@@ -57,7 +60,11 @@ func compile(cfg *config.Config) (*Snapshot, error) {
 	if err := vet.CheckCertificates(cfg); err != nil {
 		return nil, err
 	}
-	return &Snapshot{Policy: intake.Policy{Config: cfg, Rules: set, DKIM: keys, Signing: dkim.NewSigningTable(&cfg.DKIM)}}, nil
+	roots, err := vet.LoadTLSRoots(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Policy: intake.Policy{Config: cfg, Rules: set, DKIM: keys, Signing: dkim.NewSigningTable(&cfg.DKIM)}, tlsRoots: roots}, nil
 }
 
 // ErrorLines formats a load error one problem per line.

@@ -25,10 +25,13 @@ import (
 
 // Config mirrors #Sim in schema/sim.cue (json tags are the CUE names).
 type Config struct {
-	Hostname string           `json:"hostname"`
-	Port     int              `json:"port"` // 0 (Go only): any free port, shared by all MX hosts
-	DNS      DNSConfig        `json:"dns"`
-	Sites    map[string]*Site `json:"sites"`
+	Hostname string `json:"hostname"`
+	Port     int    `json:"port"` // 0 (Go only): any free port, shared by all MX hosts
+	// MTASTSPort is the HTTPS port of the MTA-STS policy hosts (sites
+	// with MTASTS); 0 (Go only): any free port, shared by all.
+	MTASTSPort int              `json:"mtaSTSPort"`
+	DNS        DNSConfig        `json:"dns"`
+	Sites      map[string]*Site `json:"sites"`
 }
 
 // DNSConfig is the sim's DNS server.
@@ -67,6 +70,22 @@ type Site struct {
 	// message (Message.MailParams, Message.RcptParams). Without it those
 	// parameters get 555 5.5.4, as a server without DSN answers.
 	OfferDSN bool `json:"offerDSN,omitempty"`
+	// MTASTS publishes an MTA-STS policy (RFC 8461) for the site's
+	// domains: mta-sts.<domain> resolves to the first MX host's address,
+	// where an HTTPS server (port Config.MTASTSPort, the STARTTLS
+	// certificate) serves it. The _mta-sts TXT record is the test's to
+	// publish (dns.records), so it controls the id.
+	MTASTS *SiteMTASTS `json:"mtaSTS,omitempty"`
+}
+
+// SiteMTASTS is what a site's policy host serves at
+// /.well-known/mta-sts.txt.
+type SiteMTASTS struct {
+	Policy string `json:"policy"` // the body, as served
+	// ContentType of the answer; default "text/plain".
+	ContentType string `json:"contentType,omitempty"`
+	// Redirect answers 302 to this URL instead (clients must not follow).
+	Redirect string `json:"redirect,omitempty"`
 }
 
 // Withholdable are the extensions Site.Withhold may name.
@@ -81,6 +100,9 @@ func (s *Site) offers(ext string) bool {
 type MXHost struct {
 	Host string `json:"host"`
 	IP   string `json:"ip"`
+	// BadCert: the STARTTLS certificate this host presents does not name
+	// it (nor its address), for testing clients that verify.
+	BadCert bool `json:"badCert,omitempty"`
 }
 
 // RateLimit allows Messages accepted messages per client address per Per.
@@ -299,6 +321,9 @@ func (c *Config) withDefaults() {
 		}
 		if s.Greylist != nil && s.Greylist.Reply == "" {
 			s.Greylist.Reply = defaultGreyText
+		}
+		if s.MTASTS != nil && s.MTASTS.ContentType == "" {
+			s.MTASTS.ContentType = "text/plain"
 		}
 	}
 }

@@ -55,7 +55,7 @@ func start(t *testing.T, src string, c *clock) *Sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Port, cfg.DNS.Addr = 0, "127.0.0.1:0"
+	cfg.Port, cfg.MTASTSPort, cfg.DNS.Addr = 0, 0, "127.0.0.1:0"
 	opts := Options{}
 	if c != nil {
 		opts.Now = c.Now

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -85,7 +86,14 @@ type Sim struct {
 	dnsSrv    []*dns.Server
 	tlsConfig *tls.Config
 	certPool  *x509.CertPool
+	certPEM   []byte
 	wg        sync.WaitGroup
+
+	// MTA-STS policy hosts (mtasts.go).
+	stsPort    int
+	httpSrv    []*http.Server
+	stsFetches map[string]int // by site
+
 }
 
 // listenerInfo is what an MX listener needs to know about itself.
@@ -140,6 +148,16 @@ func New(cfg *Config, opts Options) (*Sim, error) {
 	for _, name := range slices.Sorted(maps.Keys(cfg.Sites)) {
 		st := newSite(name, *cfg.Sites[name])
 		s.sites[name] = st
+		if st.cfg.MTASTS != nil {
+			// The policy host of each domain is the first MX host's address.
+			for _, d := range st.cfg.Domains {
+				rr, err := dns.NewRR(fmt.Sprintf("mta-sts.%s. %d IN A %s", strings.ToLower(d), int(time.Duration(cfg.DNS.TTL)/time.Second), st.cfg.MX[0].IP))
+				if err != nil {
+					return nil, fmt.Errorf("sim: site %s: %w", name, err)
+				}
+				s.records = append(s.records, rr)
+			}
+		}
 		for _, mx := range st.cfg.MX {
 			ip := netip.MustParseAddr(mx.IP) // checked by cfg.check
 			s.byIP[ip] = &listenerInfo{site: st, host: strings.ToLower(mx.Host), ip: ip}
@@ -151,17 +169,21 @@ func New(cfg *Config, opts Options) (*Sim, error) {
 // Start binds the DNS server and every MX listener and starts serving.
 func (s *Sim) Start() error {
 	if s.needsTLS() {
-		cfg, pool, err := selfSigned(s.cfg)
+		cfg, pool, pemData, err := selfSigned(s.cfg)
 		if err != nil {
 			return fmt.Errorf("sim: certificate: %w", err)
 		}
-		s.tlsConfig, s.certPool = cfg, pool
+		s.tlsConfig, s.certPool, s.certPEM = cfg, pool, pemData
 	}
 	if err := s.startDNS(); err != nil {
 		s.Close()
 		return err
 	}
 	if err := s.listenMX(); err != nil {
+		s.Close()
+		return err
+	}
+	if err := s.startMTASTS(); err != nil {
 		s.Close()
 		return err
 	}
@@ -178,7 +200,7 @@ func (s *Sim) Start() error {
 
 func (s *Sim) needsTLS() bool {
 	for _, st := range s.sites {
-		if st.cfg.STARTTLS {
+		if st.cfg.STARTTLS || st.cfg.MTASTS != nil {
 			return true
 		}
 	}
@@ -243,6 +265,9 @@ func (s *Sim) Close() error {
 	for _, d := range s.dnsSrv {
 		d.Shutdown()
 	}
+	for _, h := range s.httpSrv {
+		h.Close()
+	}
 	s.wg.Wait()
 	return nil
 }
@@ -265,6 +290,10 @@ func (s *Sim) MXAddrs() map[string]string {
 // CertPool trusts the certificate of STARTTLS sites (nil when none).
 func (s *Sim) CertPool() *x509.CertPool { return s.certPool }
 
+// CertPEM is the certificate of STARTTLS sites and policy hosts in PEM,
+// for a client's trust roots (cuemta's delivery.tlsRoots); nil when none.
+func (s *Sim) CertPEM() []byte { return s.certPEM }
+
 // Messages returns the accepted messages in order of acceptance.
 func (s *Sim) Messages() []Message {
 	s.mu.Lock()
@@ -282,6 +311,9 @@ func (s *Sim) Describe(w io.Writer) {
 		for _, mx := range st.cfg.MX {
 			fmt.Fprintf(w, "site %s mx %s %s (%s)\n", name, mx.Host,
 				net.JoinHostPort(mx.IP, strconv.Itoa(s.port)), strings.Join(st.cfg.Domains, ", "))
+		}
+		if st.cfg.MTASTS != nil {
+			fmt.Fprintf(w, "site %s mta-sts policy https://%s\n", name, net.JoinHostPort(st.cfg.MX[0].IP, strconv.Itoa(s.stsPort)))
 		}
 	}
 }

@@ -16,10 +16,12 @@ package vet
 import (
 	"cmp"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -98,6 +100,9 @@ func check(path string, opts Options) (problems, skipped, notes []string) {
 		if err := CheckCertificates(cfg); err != nil {
 			errs = append(errs, err)
 		}
+		if _, err := LoadTLSRoots(cfg); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errorLines(errs...), skipped, notes
 }
@@ -116,7 +121,34 @@ func skippedFiles(cfg *config.Config) []string {
 				fmt.Sprintf("skipped (offline): listener %q TLS key file %s not read", name, t.Key))
 		}
 	}
+	if f := cfg.Delivery.TLSRoots; f != "" {
+		out = append(out, fmt.Sprintf("skipped (offline): delivery.tlsRoots file %s not read", f))
+	}
 	return out
+}
+
+// LoadTLSRoots reads delivery.tlsRoots: the CA certificates trusted
+// instead of the system roots when delivery verifies a certificate. nil
+// (no error) when the field is empty: the system roots. A file that
+// cannot be read or holds no certificate is an error, never a silent
+// fall back to the system roots.
+func LoadTLSRoots(cfg *config.Config) (*x509.CertPool, error) {
+	f := cfg.Delivery.TLSRoots
+	if f == "" {
+		return nil, nil
+	}
+	fail := func(format string, args ...any) error {
+		return config.Errors{{Pos: cfg.PosOf("delivery.tlsRoots"), Msg: "delivery.tlsRoots: " + fmt.Sprintf(format, args...)}}
+	}
+	pemData, err := os.ReadFile(f)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fail("%s holds no PEM CERTIFICATE block", f)
+	}
+	return pool, nil
 }
 
 // CheckCertificates loads every listener's TLS certificate and key. The

@@ -14,7 +14,7 @@ import (
 	"github.com/cuemta/cuemta/sim"
 )
 
-// runSim implements `cuemta sim [-c PATH] [-v]`: it runs the fake
+// runSim implements `cuemta sim [-c PATH] [-v] [-cert FILE]`: it runs the fake
 // provider described by PATH until SIGINT or SIGTERM, then prints what it
 // observed as JSON on stdout.
 func runSim(args []string, stdout, stderr io.Writer) int {
@@ -22,8 +22,9 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "sim.cue", "sim config `PATH` (a .cue file or a directory)")
 	verbose := fs.Bool("v", false, "log every connection and refusal to stderr")
+	certFile := fs.String("cert", "", "write the STARTTLS and MTA-STS certificate (PEM) to `FILE`, for cuemta's delivery.tlsRoots")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cuemta sim [-c PATH] [-v]")
+		fmt.Fprintln(stderr, "usage: cuemta sim [-c PATH] [-v] [-cert FILE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -53,6 +54,13 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	if err := s.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if *certFile != "" {
+		if err := os.WriteFile(*certFile, s.CertPEM(), 0o644); err != nil {
+			fmt.Fprintln(stderr, err)
+			s.Close()
+			return 1
+		}
 	}
 	s.Describe(stdout)
 	fmt.Fprintln(stderr, "cuemta sim: running; interrupt (Ctrl-C) to stop and print the statistics")
