@@ -28,6 +28,10 @@ type Result struct {
 	Implicit bool
 	// TTL is how much longer the answer may be trusted.
 	TTL time.Duration
+	// Secure: the MX RRset (or, for an implicit MX, the authenticated
+	// NODATA) came validated from a trusted resolver (Options.TrustAD).
+	// Only then are the hosts' TLSA records looked up (RFC 7672 §2.2.1).
+	Secure bool
 }
 
 // LookupMX returns the MX hosts of domain.
@@ -46,7 +50,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 	if a.rcode == dns.RcodeNameError {
 		return nil, fail(ErrNoSuchDomain, nil)
 	}
-	res := &Result{Domain: domain, TTL: ttl}
+	res := &Result{Domain: domain, TTL: ttl, Secure: a.secure}
 	if len(a.rrs) == 0 {
 		// RFC 5321 §5.1: no MX records: an implicit MX of preference 0
 		// pointing at the domain (after CNAMEs) itself.
