@@ -15,6 +15,9 @@ const (
 	// TLSVerifiedSystemRoots: the server's certificate chained to the
 	// system's roots and named the MX host (tls: "required").
 	TLSVerifiedSystemRoots = "system-roots"
+	// TLSVerifiedDANE: the server's certificate chain matched the MX
+	// host's authenticated TLSA records (RFC 7672, dane.go).
+	TLSVerifiedDANE = "dane"
 )
 
 // TLSOutcome is the TLS of the connection a delivery used.
@@ -35,6 +38,9 @@ func tlsOutcomeOf(conn *smtpclient.Conn) TLSOutcome {
 	o := TLSOutcome{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), Verified: TLSVerifiedNone}
 	if len(st.VerifiedChains) > 0 {
 		o.Verified = TLSVerifiedSystemRoots
+	}
+	if a := conn.TLSAuth(); a != "" {
+		o.Verified = a // the handshake succeeded only if that check passed
 	}
 	return o
 }
