@@ -157,6 +157,16 @@ func (s *Sim) Start() error {
 		}
 		s.tlsConfig, s.certPool = cfg, pool
 	}
+	for _, st := range s.sites {
+		if st.cfg.TLSCert == "" {
+			continue
+		}
+		kp, err := tls.LoadX509KeyPair(st.cfg.TLSCert, st.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("sim: site %s: %w", st.name, err)
+		}
+		st.tlsConfig = &tls.Config{Certificates: []tls.Certificate{kp}}
+	}
 	if err := s.startDNS(); err != nil {
 		s.Close()
 		return err
