@@ -38,6 +38,10 @@ func TestLookupMXSecure(t *testing.T) {
 			"example.test. MX": {answer: []string{"example.test. 300 IN CNAME alias.other."}, ad: true},
 			"alias.other. MX":  {answer: []string{"alias.other. 300 IN MX 10 mx.test."}},
 		}, false},
+		{"trusted, CNAME chased here from an insecure alias to a secure zone", true, map[string]resp{
+			"example.test. MX": {answer: []string{"example.test. 300 IN CNAME alias.other."}},
+			"alias.other. MX":  {answer: []string{"alias.other. 300 IN MX 10 mx.test."}, ad: true},
+		}, false},
 		{"trusted, CNAME chased here, every link secure", true, map[string]resp{
 			"example.test. MX": {answer: []string{"example.test. 300 IN CNAME alias.other."}, ad: true},
 			"alias.other. MX":  {answer: []string{"alias.other. 300 IN MX 10 mx.test."}, ad: true},
