@@ -107,7 +107,7 @@ var (
 // the handshake) with records. names are the reference identifiers for
 // DANE-TA: the MX host name, and possibly the recipient domain (RFC 7672
 // §3.2.2); matching follows RFC 6125 as crypto/x509 does, a wildcard
-// standing for one whole left-most label (RFC 7672 §3.2.3). now is the
+// standing for one whole left-most label. now is the
 // time DANE-TA chains must be valid at.
 func Verify(chain []*x509.Certificate, records []Record, names []string, now time.Time) error {
 	if len(chain) == 0 {
