@@ -66,9 +66,12 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 			null = true
 			continue
 		}
-		if _, ok := dns.IsDomainName(mx.Mx); !ok || mx.Mx == "" {
+		if _, ok := dns.IsDomainName(mx.Mx); !ok || mx.Mx == "" || strings.ContainsRune(mx.Mx, '\\') {
 			// A record whose exchange did not unpack (rdata that holds
-			// only the preference) names no host to connect to.
+			// only the preference) names no host to connect to; nor does
+			// one with bytes that need escaping (a dot or a space inside
+			// a label): a host name is letters, digits and hyphens
+			// (RFC 5321 §2.3.5).
 			continue
 		}
 		hosts = append(hosts, Host{Name: display(strings.ToLower(mx.Mx)), Pref: mx.Preference})
