@@ -59,7 +59,6 @@ type daneHost struct {
 type daneError struct {
 	host     string
 	enhanced string // RFC 3463 code of the deferral
-	failure  tlsrpt.ResultType
 	err      error
 }
 
@@ -107,7 +106,7 @@ func (l *lane) daneFor(ctx context.Context, h *hop, host string, eff *config.Eff
 	}
 	res, err := tr.LookupTLSA(ctx, host, port)
 	if err != nil {
-		return nil, &daneError{host: host, enhanced: "4.4.3", failure: tlsrpt.DNSSECInvalid, err: fmt.Errorf("TLSA lookup failed: %w", err)}
+		return nil, &daneError{host: host, enhanced: "4.4.3", err: fmt.Errorf("TLSA lookup failed: %w", err)}
 	}
 	if !res.Secure || len(res.Records) == 0 {
 		return nil, nil // RFC 7672 §2.2: insecure or absent TLSA records: no DANE
@@ -174,7 +173,7 @@ func (l *lane) daneDialed(h *hop, d *daneHost, addr string, local netip.Addr, co
 	res.Failure = daneFailure(err)
 	res.Reason = err.Error()
 	l.recordTLS(res)
-	return &daneError{host: d.host, enhanced: "4.7.5", failure: res.Failure, err: err}
+	return &daneError{host: d.host, enhanced: "4.7.5", err: err}
 }
 
 // daneFailure is the RFC 8460 §4.3 result type of a failed DANE session.

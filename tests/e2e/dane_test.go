@@ -189,6 +189,9 @@ log: file: "`+logFile+`"`), "mx")
 			t.Errorf("%s: logged %s; want type %s, mx %q, tls_verified %q, reply %s...", w.rcpt, g.line, w.typ, w.mx, w.verified, w.replyPrefix)
 		}
 	}
+	if m, want := metricsText(t, srv), `cuemta_recipients_delivered_tls_total{verified="dane",version="TLS 1.3"} 3`; !strings.Contains(m, want) {
+		t.Errorf("metrics lack %s", want)
+	}
 	for _, m := range s.Messages() {
 		for _, r := range m.Rcpts {
 			if r == "d@bad.test" || r == "e@plain.test" {
