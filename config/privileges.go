@@ -4,7 +4,7 @@ package config
 // failing: how a route and relay.domains combine, and a server allowed
 // to run as root.
 func (c *Config) Notes() Errors {
-	return append(c.routeNotes(), c.privilegeNotes()...)
+	return append(append(c.routeNotes(), c.privilegeNotes()...), c.dnssecNotes()...)
 }
 
 // privilegeNotes note allowRoot: true, which lets a start as root go on

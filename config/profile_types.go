@@ -9,6 +9,7 @@ type ProfileSettings struct {
 	MessageRate              *Rate            `json:"messageRate,omitempty"`
 	ConnectionRate           *Rate            `json:"connectionRate,omitempty"`
 	TLS                      *string          `json:"tls,omitempty"`
+	DANE                     *bool            `json:"dane,omitempty"`
 	ConnectTimeout           *Duration        `json:"connectTimeout,omitempty"`
 	CommandTimeout           *Duration        `json:"commandTimeout,omitempty"`
 	DataTimeout              *Duration        `json:"dataTimeout,omitempty"`

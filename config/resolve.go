@@ -64,6 +64,10 @@ func (e *Effective) MaxMessagesPerConnection() int {
 func (e *Effective) MessageRate() Rate    { return *e.Settings.MessageRate }
 func (e *Effective) ConnectionRate() Rate { return *e.Settings.ConnectionRate }
 func (e *Effective) TLS() string          { return *e.Settings.TLS }
+
+// DANE reports whether DANE applies to the destination's MX hosts (only
+// effective with dns.dnssec "trusted").
+func (e *Effective) DANE() bool { return e.Settings.DANE == nil || *e.Settings.DANE }
 func (e *Effective) RetrySchedule() []time.Duration {
 	out := make([]time.Duration, len(e.Settings.Retry.Schedule))
 	for i, d := range e.Settings.Retry.Schedule {

@@ -92,7 +92,15 @@ func (c *Config) SpoolReserve() int64 {
 type DNS struct {
 	Servers []string `json:"servers"`
 	Timeout Duration `json:"timeout"`
+	// DNSSEC is "off" or "trusted" (DNSSECTrusted).
+	DNSSEC string `json:"dnssec"`
 }
+
+// DNSSECTrusted is dns.dnssec's value for resolvers whose AD bit is believed.
+const DNSSECTrusted = "trusted"
+
+// TrustAD reports whether the resolvers' AD bit counts (dns.dnssec "trusted").
+func (d DNS) TrustAD() bool { return d.DNSSEC == DNSSECTrusted }
 
 type Relay struct {
 	Networks []string      `json:"networks"`

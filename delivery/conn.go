@@ -177,6 +177,12 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 			lastErr, lastHost = err, host
 			continue
 		}
+		dh, err := l.daneFor(ctx, h, host, eff)
+		if err != nil {
+			l.daneLookupFailed(h, host, err)
+			lastErr, lastHost = err, host // RFC 7672 §2.1.1: this host is not usable
+			continue
+		}
 		for _, a := range addrs {
 			if local.IsValid() && local.Is4() != a.Is4() {
 				continue // cannot reach an IPv6 host from an IPv4 source
@@ -202,8 +208,14 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 				DataTimeout:    eff.Settings.DataTimeout.D(),
 				Auth:           auth,
 			}
+			if dh != nil {
+				dh.configure(&opts, daneNames(h, host), e.opts.Now) // DANE before MTA-STS and the profile
+			}
 			conn, err := e.opts.Dial(ctx, opts)
-			if err != nil && tlsPolicy == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
+			if dh != nil {
+				err = l.daneDialed(h, dh, a.String(), local, conn, err)
+			}
+			if err != nil && opts.TLS == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
 				l.mu.Lock()
 				l.plainUntil = e.opts.Now().Add(time.Hour)
 				l.mu.Unlock()
@@ -294,6 +306,9 @@ func (l *lane) connectFailed(j *job, host string, err error) {
 // send delivers one job on an open connection and applies the replies.
 // It returns false when the connection must not be used again.
 func (l *lane) send(ctx context.Context, conn *smtpclient.Conn, host string, j *job) bool {
+	if l.daneRequeue(ctx, conn, host, j) {
+		return false
+	}
 	t := tlsOutcomeOf(conn)
 	j.tls = &t
 	if !l.checkSTS(conn, host, j, &t) {
@@ -381,6 +396,9 @@ func replyKey(r smtpclient.Reply) string {
 // replyOfError turns a dial or send error into the reply the rules see: a
 // protocol reply as it came, a network failure as a synthetic code 0.
 func replyOfError(err error, stage string) smtpclient.Reply {
+	if r, ok := daneReply(err); ok {
+		return r
+	}
 	var r *smtpclient.Reply
 	if errors.As(err, &r) {
 		return *r

@@ -45,6 +45,9 @@ type lane struct {
 	plainUntil   time.Time
 	// secs is each open connection's certificate check (mtasts.go).
 	secs map[*smtpclient.Conn]*connSecurity
+	// daneMX: a domain with a secure MX RRset came to the lane, so DANE
+	// is looked for at its hosts (dane.go).
+	daneMX bool
 
 	// Parked messages (overflow.go).
 	overflow   []string // IDs in arrival order
@@ -151,6 +154,7 @@ func (l *lane) push(j *job) {
 	now := e.opts.Now()
 	l.mu.Lock()
 	l.hop = j.hop // the latest resolution of the site's MX hosts
+	l.daneMX = l.daneMX || j.hop.secure
 	l.profileLocked()
 	keys := l.susKeys
 	l.mu.Unlock()

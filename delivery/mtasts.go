@@ -155,6 +155,12 @@ func stsFailureType(err error) tlsrpt.ResultType {
 // deferred, not a byte of it sent.
 func (l *lane) checkSTS(conn *smtpclient.Conn, host string, j *job, t *TLSOutcome) bool {
 	e := l.site.sched
+	if conn.TLSAuth() == TLSVerifiedDANE {
+		// The host's authenticated TLSA records were checked in the
+		// handshake: DANE takes precedence over MTA-STS (RFC 8461 §2), and
+		// its result is the one reported (policy type tlsa).
+		return true
+	}
 	if j.sts == nil {
 		if j.stsErr != nil {
 			// Published but not to be had: delivery goes on as without a

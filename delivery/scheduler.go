@@ -394,6 +394,7 @@ type hop struct {
 	port   string
 	static bool // a route or smarthost, not MX
 	domain string
+	secure bool // the MX RRset was authenticated (DANE may apply, dane.go)
 }
 
 func (e *Scheduler) nextHop(ctx context.Context, cfg *config.Config, env queue.Envelope, domain string) (*hop, error) {
@@ -421,7 +422,7 @@ func (e *Scheduler) nextHop(ctx context.Context, cfg *config.Config, env queue.E
 	}
 	set := append([]string(nil), hosts...)
 	sort.Strings(set)
-	return &hop{key: "mx:" + strings.Join(set, ","), hosts: hosts, port: fmt.Sprint(cfg.Delivery.Port), domain: domain}, nil
+	return &hop{key: "mx:" + strings.Join(set, ","), hosts: hosts, port: fmt.Sprint(cfg.Delivery.Port), domain: domain, secure: res.Secure}, nil
 }
 
 // laneProfile names the most specific profile of a destination. Domains

@@ -20,6 +20,9 @@ const (
 	// matched the policy and its certificate was valid for it (RFC 8461
 	// §4).
 	TLSVerifiedMTASTS = "mta-sts"
+	// TLSVerifiedDANE: the server's certificate chain matched the MX
+	// host's authenticated TLSA records (RFC 7672, dane.go).
+	TLSVerifiedDANE = "dane"
 )
 
 // TLSOutcome is the TLS of the connection a delivery used.
@@ -46,6 +49,9 @@ func tlsOutcomeOf(conn *smtpclient.Conn) TLSOutcome {
 	o := TLSOutcome{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), Verified: TLSVerifiedNone}
 	if len(st.VerifiedChains) > 0 {
 		o.Verified = TLSVerifiedSystemRoots
+	}
+	if a := conn.TLSAuth(); a != "" {
+		o.Verified = a // the handshake succeeded only if that check passed
 	}
 	return o
 }

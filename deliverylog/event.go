@@ -47,8 +47,9 @@ type Event struct {
 	ClientIP   string `json:"client_ip,omitempty"`
 	Generation uint64 `json:"generation,omitempty"`
 	// The TLS of the delivery's connection: its version ("TLS 1.3"),
-	// cipher suite, and what authenticated the server ("none" or
-	// "system-roots"); absent when no connection carried the message.
+	// cipher suite, and what authenticated the server ("none",
+	// "system-roots" or "dane"); absent when no connection carried the
+	// message.
 	TLSVersion  string `json:"tls_version,omitempty"`
 	TLSCipher   string `json:"tls_cipher,omitempty"`
 	TLSVerified string `json:"tls_verified,omitempty"`

@@ -147,7 +147,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.hooks.Close()
 
-	resolver, err := mx.New(mx.Options{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
+	resolver, err := mx.New(mx.Options{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D(), TrustAD: cfg.DNS.TrustAD()})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}

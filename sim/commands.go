@@ -19,7 +19,7 @@ func (ss *session) command(line string) error {
 	case "EHLO", "HELO":
 		return ss.hello(strings.ToUpper(verb), strings.TrimSpace(arg))
 	case "STARTTLS":
-		if !ss.cfg().STARTTLS || ss.tls || ss.sim.tlsConfig == nil {
+		if !ss.cfg().STARTTLS || ss.tls || ss.serverTLS() == nil {
 			return ss.reply("502 5.5.1 STARTTLS not available")
 		}
 		return ss.startTLS()

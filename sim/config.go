@@ -70,6 +70,12 @@ type Site struct {
 	// message (Message.MailParams, Message.RcptParams). Without it those
 	// parameters get 555 5.5.4, as a server without DSN answers.
 	OfferDSN bool `json:"offerDSN,omitempty"`
+	// TLSCert and TLSKey are PEM files (a chain, the server's own
+	// certificate first, and its key) the site serves on STARTTLS instead
+	// of the sim's self-signed certificate: a test makes them to publish
+	// matching TLSA records. Both or neither.
+	TLSCert string `json:"tlsCert,omitempty"`
+	TLSKey  string `json:"tlsKey,omitempty"`
 	// MTASTS publishes an MTA-STS policy (RFC 8461) for the site's
 	// domains: mta-sts.<domain> resolves to the first MX host's address,
 	// where an HTTPS server (port Config.MTASTSPort, the STARTTLS
@@ -283,6 +289,9 @@ func (c *Config) check() error {
 				errs = append(errs, fmt.Errorf("site %s: MX %s: %s is already used by site %s", name, mx.Host, ip, other))
 			}
 			ips[ip] = name
+		}
+		if (s.TLSCert == "") != (s.TLSKey == "") {
+			errs = append(errs, fmt.Errorf("site %s: tlsCert and tlsKey go together", name))
 		}
 		if s.RateLimit != nil && (s.RateLimit.Messages < 1 || s.RateLimit.Per <= 0) {
 			errs = append(errs, fmt.Errorf("site %s: rateLimit needs messages >= 1 and per > 0", name))

@@ -175,6 +175,16 @@ func (s *Sim) Start() error {
 		}
 		s.tlsConfig, s.certPool, s.certPEM = cfg, pool, pemData
 	}
+	for _, st := range s.sites {
+		if st.cfg.TLSCert == "" {
+			continue
+		}
+		kp, err := tls.LoadX509KeyPair(st.cfg.TLSCert, st.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("sim: site %s: %w", st.name, err)
+		}
+		st.tlsConfig = &tls.Config{Certificates: []tls.Certificate{kp}}
+	}
 	if err := s.startDNS(); err != nil {
 		s.Close()
 		return err
@@ -274,6 +284,25 @@ func (s *Sim) Close() error {
 
 // DNSAddr is the DNS server's host:port (UDP and TCP).
 func (s *Sim) DNSAddr() string { return s.dnsAddr }
+
+// AddRecords serves more records, in zone-file form, from now on: such
+// as TLSA records, whose owner names the port (RFC 6698 §3) that is only
+// known once Start has bound it.
+func (s *Sim) AddRecords(records ...string) error {
+	var rrs []dns.RR
+	for _, r := range records {
+		rr, err := dns.NewRR(r)
+		if err != nil || rr == nil {
+			return fmt.Errorf("sim: record %q: %v", r, err)
+		}
+		rr.Header().Name = strings.ToLower(rr.Header().Name)
+		rrs = append(rrs, rr)
+	}
+	s.mu.Lock()
+	s.records = append(s.records, rrs...)
+	s.mu.Unlock()
+	return nil
+}
 
 // Port is the SMTP port every MX host listens on.
 func (s *Sim) Port() int { return s.port }

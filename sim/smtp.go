@@ -221,7 +221,7 @@ func (ss *session) startTLS() error {
 		return err
 	}
 	ss.w.Flush()
-	tc := tls.Server(ss.conn, ss.sim.tlsConfig)
+	tc := tls.Server(ss.conn, ss.serverTLS())
 	tc.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		return err
@@ -233,6 +233,14 @@ func (ss *session) startTLS() error {
 	// RFC 3207 §4.2: the server forgets what the client said before TLS.
 	ss.helo, ss.from, ss.rcpts, ss.rcptParams = "", nil, nil, nil
 	return nil
+}
+
+// serverTLS is the site's own certificate, or the sim's self-signed one.
+func (ss *session) serverTLS() *tls.Config {
+	if c := ss.info.site.tlsConfig; c != nil {
+		return c
+	}
+	return ss.sim.tlsConfig
 }
 
 func queueID() string {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -59,6 +60,7 @@ type IPStats struct {
 type site struct {
 	name        string
 	cfg         Site
+	tlsConfig   *tls.Config // cfg.TLSCert and cfg.TLSKey, loaded at Start; nil: the sim's
 	domains     map[string]bool
 	unknown     map[string]bool
 	active      int

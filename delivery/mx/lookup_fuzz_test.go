@@ -63,7 +63,8 @@ func fuzzDNS(tb testing.TB) string {
 // without duplicates, lower-case names without the root dot, a TTL in
 // 0..maxPositiveTTL, and Implicit exactly when the only host is the
 // domain itself or a CNAME target; LookupHost returns valid, unmapped
-// addresses or a *LookupError.
+// addresses or a *LookupError; LookupTLSA returns a *LookupError or a
+// result for the right owner name, with no records when it was skipped.
 func FuzzLookup(f *testing.F) {
 	seed := func(rcode int, ans, ns []string) {
 		m := new(dns.Msg)
@@ -104,7 +105,7 @@ func FuzzLookup(f *testing.F) {
 		}
 		addr := fuzzDNS(t)
 		fuzzAnswer.Store(m)
-		r, err := New(Options{Servers: []string{addr}, Timeout: 500 * time.Millisecond, CacheSize: -1})
+		r, err := New(Options{Servers: []string{addr}, Timeout: 500 * time.Millisecond, CacheSize: -1, TrustAD: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,6 +141,15 @@ func FuzzLookup(f *testing.F) {
 			if res.Implicit && (len(res.Hosts) != 1 || res.Hosts[0].Pref != 0) {
 				t.Fatalf("implicit MX with hosts %+v", res.Hosts)
 			}
+		}
+
+		if tr, err := r.LookupTLSA(ctx, "mx.example.com", 25); err != nil {
+			var le *LookupError
+			if !errors.As(err, &le) {
+				t.Fatalf("LookupTLSA error %v (%T) is not a *LookupError", err, err)
+			}
+		} else if tr.Name != "_25._tcp.mx.example.com." || (tr.Skipped && (len(tr.Records) > 0 || tr.Secure)) {
+			t.Fatalf("TLSA result %+v", tr)
 		}
 
 		addrs, err := r.LookupHost(ctx, "mx.example.com")

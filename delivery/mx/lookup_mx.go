@@ -28,6 +28,10 @@ type Result struct {
 	Implicit bool
 	// TTL is how much longer the answer may be trusted.
 	TTL time.Duration
+	// Secure: the MX RRset (or, for an implicit MX, the authenticated
+	// NODATA) came validated from a trusted resolver (Options.TrustAD).
+	// Only then are the hosts' TLSA records looked up (RFC 7672 §2.2.1).
+	Secure bool
 }
 
 // LookupMX returns the MX hosts of domain.
@@ -46,7 +50,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 	if a.rcode == dns.RcodeNameError {
 		return nil, fail(ErrNoSuchDomain, nil)
 	}
-	res := &Result{Domain: domain, TTL: ttl}
+	res := &Result{Domain: domain, TTL: ttl, Secure: a.secure}
 	if len(a.rrs) == 0 {
 		// RFC 5321 §5.1: no MX records: an implicit MX of preference 0
 		// pointing at the domain (after CNAMEs) itself.
@@ -62,9 +66,12 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 			null = true
 			continue
 		}
-		if _, ok := dns.IsDomainName(mx.Mx); !ok || mx.Mx == "" {
+		if _, ok := dns.IsDomainName(mx.Mx); !ok || mx.Mx == "" || strings.ContainsRune(mx.Mx, '\\') {
 			// A record whose exchange did not unpack (rdata that holds
-			// only the preference) names no host to connect to.
+			// only the preference) names no host to connect to; nor does
+			// one with bytes that need escaping (a dot or a space inside
+			// a label): a host name is letters, digits and hyphens
+			// (RFC 5321 §2.3.5).
 			continue
 		}
 		hosts = append(hosts, Host{Name: display(strings.ToLower(mx.Mx)), Pref: mx.Preference})

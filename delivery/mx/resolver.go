@@ -42,6 +42,14 @@ type Options struct {
 	// CacheSize is the number of (name, type) answers kept. 0 means
 	// DefaultCacheSize; negative disables caching.
 	CacheSize int
+	// TrustAD: the servers validate DNSSEC and the path to them is
+	// trusted (a resolver on loopback), so queries ask for the AD bit
+	// (RFC 6840 §5.7) and an answer that carries it counts as
+	// authenticated (RFC 4035 §3.2.3). Without it no answer is secure:
+	// an AD bit from a resolver we have no reason to trust, or that an
+	// attacker on the path could set, must not switch DANE on (RFC 7672
+	// §2.1.3, RFC 4035 §4.9.3).
+	TrustAD bool
 }
 
 // Resolver looks up MX and address records. It is safe for concurrent use.
@@ -50,6 +58,7 @@ type Resolver struct {
 	udp, tcp *dns.Client
 	now      func() time.Time
 	cache    *cache // nil: caching disabled
+	trustAD  bool
 }
 
 // New returns a Resolver for opts.
@@ -67,6 +76,7 @@ func New(opts Options) (*Resolver, error) {
 		udp:     &dns.Client{Net: "udp", Timeout: timeout},
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 		now:     opts.Now,
+		trustAD: opts.TrustAD,
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -119,6 +129,9 @@ type answer struct {
 	rcode int
 	rrs   []dns.RR
 	ttl   time.Duration
+	// secure: every message of the answer (each query of a CNAME chain
+	// chased here) came with the AD bit from a trusted resolver.
+	secure bool
 }
 
 // query answers (name, qtype) from the cache or the servers. It returns an
@@ -147,6 +160,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 // unfinished.
 func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) (*answer, error) {
 	var ttl time.Duration = -1
+	secure := r.trustAD
 	for range maxCNAMEChain {
 		msg, err := r.exchange(ctx, name, qtype)
 		if err != nil {
@@ -156,6 +170,9 @@ func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) (*ans
 		if ttl >= 0 && a.ttl > ttl {
 			a.ttl = ttl
 		}
+		// A chain is only as secure as its least secure link.
+		secure = secure && msg.AuthenticatedData
+		a.secure = secure
 		// A chain that ends without records of the type and without
 		// NXDOMAIN means the server did not chase the target for us.
 		if a.rcode == dns.RcodeSuccess && len(a.rrs) == 0 && a.name != name && !hasNegativeProof(msg) {
@@ -230,6 +247,10 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.SetEdns0(ednsSize, false)
+	// RFC 6840 §5.7: a query with AD set asks the resolver to say whether
+	// it validated the answer. DO is not needed for that and would bring
+	// RRSIGs we do not check ourselves.
+	m.AuthenticatedData = r.trustAD
 	var errs []error
 	for _, srv := range r.servers {
 		if err := ctx.Err(); err != nil {

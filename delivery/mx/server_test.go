@@ -21,6 +21,9 @@ type resp struct {
 	// truncUDP answers over UDP with TC set and no records, so the
 	// client must retry over TCP to see the answer.
 	truncUDP bool
+	// ad: the answer is DNSSEC-validated; AD is set when the query asks
+	// for it with AD or DO (RFC 6840 §5.7), as a validating resolver does.
+	ad bool
 }
 
 // fakeDNS is an in-process DNS server on 127.0.0.1 (UDP and TCP on the
@@ -31,11 +34,12 @@ type fakeDNS struct {
 	mu      sync.Mutex
 	script  map[string]resp // key: "name. TYPE" in lower case
 	queries map[string]int  // key: "name. TYPE net"
+	adAsked map[string]int  // key: "name. TYPE": queries with AD set
 }
 
 func startDNS(t *testing.T, script map[string]resp) *fakeDNS {
 	t.Helper()
-	f := &fakeDNS{script: script, queries: map[string]int{}}
+	f := &fakeDNS{script: script, queries: map[string]int{}, adAsked: map[string]int{}}
 	// UDP and TCP must share a port; a free UDP port may be taken for
 	// TCP, so try a few.
 	var pc net.PacketConn
@@ -74,6 +78,9 @@ func (f *fakeDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	network := w.LocalAddr().Network()
 	f.mu.Lock()
 	f.queries[key+" "+network]++
+	if req.AuthenticatedData {
+		f.adAsked[key]++
+	}
 	r, ok := f.script[key]
 	f.mu.Unlock()
 	m := new(dns.Msg).SetReply(req)
@@ -88,6 +95,8 @@ func (f *fakeDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	m.Answer = rrs(r.answer)
 	m.Ns = rrs(r.ns)
+	opt := req.IsEdns0()
+	m.AuthenticatedData = r.ad && (req.AuthenticatedData || opt != nil && opt.Do())
 	w.WriteMsg(m)
 }
 

@@ -260,6 +260,14 @@ func (c *Conn) TLSState() *tls.ConnectionState {
 	return nil
 }
 
+// TLSAuth is Options.TLSAuth of an encrypted session, "" otherwise.
+func (c *Conn) TLSAuth() string {
+	if !c.tls {
+		return ""
+	}
+	return c.opts.TLSAuth
+}
+
 // Greeting returns the server's 220 greeting.
 func (c *Conn) Greeting() Reply { return *c.greeting }
 

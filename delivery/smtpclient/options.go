@@ -46,6 +46,11 @@ type Options struct {
 	// TLSConfig overrides the TLS settings; it is cloned, and ServerName
 	// filled in when empty.
 	TLSConfig *tls.Config
+	// TLSAuth names, for the caller's records, how TLSConfig
+	// authenticates the server when that is not by its roots (such as
+	// "dane" for a VerifyConnection that checks TLSA records): Conn.TLSAuth
+	// returns it once the handshake succeeded.
+	TLSAuth string
 	// ConnectTimeout bounds the TCP connect.
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds every read and write of commands and their
