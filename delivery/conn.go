@@ -46,8 +46,11 @@ func (l *lane) work(p *provider) {
 		// the message due (its lease is in memory only).
 		return
 	}
-	conn, host, err := l.dial(ctx)
+	dialCtx, tlsNote := withTLSNote(ctx) // TLS-RPT (tlsrpt.go)
+	conn, host, err := l.dial(dialCtx)
+	tlsSeen := map[string]bool{}
 	if err != nil {
+		l.recordTLS(first, nil, host, tlsNote, tlsSeen)
 		l.connectFailed(first, host, err)
 		return
 	}
@@ -63,6 +66,7 @@ func (l *lane) work(p *provider) {
 		if err := l.waitMessage(ctx, p); err != nil {
 			return // shutting down; as above
 		}
+		l.recordTLS(j, conn, host, tlsNote, tlsSeen)
 		ok := l.send(ctx, conn, host, j)
 		sent++
 		if !ok || sent >= l.profile().MaxMessagesPerConnection() {
@@ -183,6 +187,7 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string) (*smtpclient.Conn,
 				Auth:           auth,
 			}
 			conn, err := e.opts.Dial(ctx, opts)
+			noteTLSAttempt(ctx, host, opts, err) // TLS-RPT (tlsrpt.go)
 			if err != nil && tlsPolicy == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
 				l.mu.Lock()
 				l.plainUntil = e.opts.Now().Add(time.Hour)
