@@ -3,6 +3,7 @@ package tlsrpt
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-message"
@@ -25,6 +26,9 @@ type MailParams struct {
 // TLS-Report-Domain and TLS-Report-Submitter fields name the policy
 // domain, the submitter and the report id.
 func BuildMail(rep *Report, w *Window, sub Submitter, p MailParams) ([]byte, error) {
+	if strings.ContainsAny(w.Domain+sub.Hostname+rep.ReportID, "\r\n") {
+		return nil, fmt.Errorf("tlsrpt: report mail: a line break in %q, %q or %q", w.Domain, sub.Hostname, rep.ReportID)
+	}
 	gz, err := rep.Gzip()
 	if err != nil {
 		return nil, err
@@ -36,10 +40,12 @@ func BuildMail(rep *Report, w *Window, sub Submitter, p MailParams) ([]byte, err
 	// RFC 8460 §5.3: "Report Domain: <domain> Submitter: <submitter>
 	// Report-ID: <report-id>".
 	h.SetSubject(fmt.Sprintf("Report Domain: %s Submitter: %s Report-ID: <%s>", w.Domain, sub.Hostname, rep.ReportID))
-	h.Set("Message-ID", "<"+rep.ReportID+">")
-	// RFC 8460 §5.3 header fields (registered in §6.6).
-	h.Set("TLS-Report-Domain", w.Domain)
-	h.Set("TLS-Report-Submitter", sub.Hostname)
+	// AddRaw keeps the names as RFC 8460 §5.3 and RFC 5322 spell them
+	// (Set would write Tls-Report-Domain; names are case-insensitive, but
+	// people read them). The values are domain names: nothing to encode.
+	h.AddRaw([]byte("Message-ID: <" + rep.ReportID + ">\r\n"))
+	h.AddRaw([]byte("TLS-Report-Domain: " + w.Domain + "\r\n"))
+	h.AddRaw([]byte("TLS-Report-Submitter: " + sub.Hostname + "\r\n"))
 	params := map[string]string{"report-type": "tlsrpt"}
 	if p.Boundary != "" {
 		params["boundary"] = p.Boundary
