@@ -75,11 +75,11 @@ type Submitter struct {
 	Organization, Contact, Hostname string
 }
 
-// ReportID is the unique id of a window's report: its start, its domain
-// and the submitting host, in the form of a message id (RFC 8460 §5.3
-// puts it in angle brackets in the Subject).
+// ReportID is the unique id of a window's report: its start, its
+// sequence number, its domain and the submitting host, in the form of a
+// message id (RFC 8460 §5.3 puts it in angle brackets in the Subject).
 func ReportID(w *Window, hostname string) string {
-	return w.Start.UTC().Format("20060102T150405Z") + "." + w.Domain + "@" + hostname
+	return w.Start.UTC().Format("20060102T150405Z") + "." + strconv.FormatUint(w.Seq, 10) + "." + w.Domain + "@" + hostname
 }
 
 // BuildReport is the report of a closed window.
@@ -140,5 +140,5 @@ func (r *Report) Gzip() ([]byte, error) {
 // seconds since the epoch.
 func FileName(w *Window, hostname string) string {
 	return hostname + "!" + w.Domain + "!" + strconv.FormatInt(w.Start.Unix(), 10) + "!" +
-		strconv.FormatInt(w.End.Unix(), 10) + "!" + w.Start.UTC().Format("150405") + ".json.gz"
+		strconv.FormatInt(w.End.Unix(), 10) + "!" + strconv.FormatUint(w.Seq, 10) + ".json.gz"
 }

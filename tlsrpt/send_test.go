@@ -219,9 +219,14 @@ func TestSendNow(t *testing.T) {
 	if w := store.Open("x.test"); w == nil || w.Start.Format(time.RFC3339) != "2026-12-01T12:00:00Z" || w.Policies[0].Success != 1 {
 		t.Errorf("after the cut the open window is %+v, want a new one from 12:00", w)
 	}
+	// A second cut in the same second is a report of its own.
+	again := rep.SendNow(context.Background())
+	if len(again) != 1 || again[0].Outcome != "sent" || again[0].ReportID == sent[0].ReportID {
+		t.Errorf("second forced send in the same second %+v, want a report with an id other than %s", again, sent[0].ReportID)
+	}
 	col.mu.Lock()
 	defer col.mu.Unlock()
-	if len(col.reports) != 1 || col.reports[0].Policies[0].Summary.Failure != 1 {
+	if len(col.reports) != 2 || col.reports[0].Policies[0].Summary.Failure != 1 || col.reports[1].Policies[0].Summary.Successful != 1 {
 		t.Errorf("collector got %+v", col.reports)
 	}
 }

@@ -81,12 +81,17 @@ type storeState struct {
 	// windows) and closed windows dropped unsent (MaxClosed, too old).
 	DroppedResults int64 `json:"droppedResults,omitempty"`
 	DroppedWindows int64 `json:"droppedWindows,omitempty"`
+	// LastSeq numbers windows: two cut in the same second stay apart.
+	LastSeq uint64 `json:"lastSeq"`
 }
 
 const storeVersion = 1
 
 // Window is one policy domain's counts over a time range.
 type Window struct {
+	// Seq is unique in the store; it identifies the window and its
+	// report (ReportID).
+	Seq    uint64    `json:"seq"`
 	Domain string    `json:"domain"`
 	Start  time.Time `json:"start"`
 	// End is zero while the window is open; a day's window ends at the
@@ -206,7 +211,8 @@ func (s *Store) Record(r Result) {
 			s.dirty = true
 			return
 		}
-		w = &Window{Domain: domain, Start: now.UTC().Truncate(time.Second)}
+		s.st.LastSeq++
+		w = &Window{Seq: s.st.LastSeq, Domain: domain, Start: now.UTC().Truncate(time.Second)}
 		s.st.Open[domain] = w
 	}
 	p := w.policy(r)
@@ -335,7 +341,7 @@ func (s *Store) Dropped() (results, windows int64) {
 	return s.st.DroppedResults, s.st.DroppedWindows
 }
 
-// Done removes a closed window (by domain and start): its report was
+// Done removes a closed window (by Seq): its report was
 // sent, or it is given up.
 func (s *Store) Done(w *Window) {
 	s.mu.Lock()
@@ -378,7 +384,7 @@ func (s *Store) dropWindow() {
 	s.dirty = true
 }
 
-func (w *Window) same(o *Window) bool { return w.Domain == o.Domain && w.Start.Equal(o.Start) }
+func (w *Window) same(o *Window) bool { return w.Seq == o.Seq }
 
 func (w *Window) clone() *Window {
 	b, _ := json.Marshal(w)
