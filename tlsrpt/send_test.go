@@ -230,4 +230,3 @@ func TestSendNow(t *testing.T) {
 		t.Errorf("collector got %+v", col.reports)
 	}
 }
-
