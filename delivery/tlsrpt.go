@@ -24,7 +24,11 @@ import (
 
 // tlsNote is what one dial saw of TLS.
 type tlsNote struct {
-	policy   string // the TLS policy of the last attempt
+	policy string // the TLS policy of the last attempt
+	// addr is the address of the last attempt (no port): the receiving IP
+	// of the connection the dial returned (a clear text redial after a
+	// failed handshake goes to the same address).
+	addr     string
 	failures []tlsFailure
 }
 
@@ -49,12 +53,12 @@ func noteTLSAttempt(ctx context.Context, host string, o smtpclient.Options, err 
 		return
 	}
 	n.policy = o.TLS
+	n.addr, _, _ = net.SplitHostPort(o.Addr)
 	if err != nil && smtpclient.IsTLSFailure(err) {
-		f := tlsFailure{host: host, err: err}
+		f := tlsFailure{host: host, rem: n.addr, err: err}
 		if o.LocalAddr.IsValid() {
 			f.local = o.LocalAddr.String()
 		}
-		f.rem, _, _ = net.SplitHostPort(o.Addr)
 		n.failures = append(n.failures, f)
 	}
 }
@@ -74,10 +78,7 @@ func (l *lane) recordTLS(j *job, conn *smtpclient.Conn, host string, n *tlsNote,
 	}
 	seen[j.domain] = true
 	base := tlsrpt.Result{PolicyDomain: j.domain, PolicyType: tlsrpt.PolicyNoPolicyFound}
-	remote := ""
-	if conn != nil {
-		remote = conn.RemoteAddr().Addr().String()
-	}
+	remote := n.addr
 	failedHere := false
 	for _, f := range n.failures {
 		r := base
