@@ -71,6 +71,9 @@ tlsReporting: {enabled: true, organization: "cuemta e2e", contactInfo: "tls-admi
 	if code != http.StatusOK {
 		t.Fatalf("POST /api/v1/tlsrpt/send: %d %v", code, out)
 	}
+	if b, err := json.MarshalIndent(out, "", "  "); err == nil {
+		t.Logf("POST /api/v1/tlsrpt/send:\n%s", b)
+	}
 	var got tlsrpt.Sent
 	outcomes := map[string]string{}
 	for _, r := range out["reports"].([]any) {
@@ -108,6 +111,9 @@ tlsReporting: {enabled: true, organization: "cuemta e2e", contactInfo: "tls-admi
 		t.Errorf("report mail from %q to %v", reportMail.From, reportMail.Rcpts)
 	}
 	plain := readReportMail(t, reportMail.Body)
+	if b, err := json.MarshalIndent(plain, "", "  "); err == nil {
+		t.Logf("the mailed report:\n%s", b)
+	}
 	p := checkReport(t, plain, "plain.test", 0, 2)
 	if len(p.FailureDetails) != 1 {
 		t.Fatalf("failure details %+v, want one group", p.FailureDetails)
