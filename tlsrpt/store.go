@@ -81,6 +81,9 @@ type storeState struct {
 	// windows) and closed windows dropped unsent (MaxClosed, too old).
 	DroppedResults int64 `json:"droppedResults,omitempty"`
 	DroppedWindows int64 `json:"droppedWindows,omitempty"`
+	// DroppedDetails counts failures counted without a detail group
+	// (MaxFailureDetails), over every window.
+	DroppedDetails int64 `json:"droppedDetails,omitempty"`
 	// LastSeq numbers windows: two cut in the same second stay apart.
 	LastSeq uint64 `json:"lastSeq"`
 }
@@ -240,6 +243,7 @@ func (s *Store) Record(r Result) {
 	}
 	if len(p.Details) >= s.opts.MaxFailureDetails {
 		p.DroppedDetails++
+		s.st.DroppedDetails++
 		return
 	}
 	p.Details = append(p.Details, &FailureDetail{Result: r.Failure, SendingIP: r.SendingIP, ReceivingMX: r.ReceivingMX,
@@ -339,6 +343,14 @@ func (s *Store) Dropped() (results, windows int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.DroppedResults, s.st.DroppedWindows
+}
+
+// DroppedDetails is the number of failures counted without a detail
+// group, because their policy had MaxFailureDetails groups already.
+func (s *Store) DroppedDetails() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.DroppedDetails
 }
 
 // Done removes a closed window (by Seq): its report was

@@ -186,6 +186,9 @@ func TestCaps(t *testing.T) {
 	if len(w.Policies) != 1 || p.Failure != 4 || len(p.Details) != 2 || p.DroppedDetails != 2 {
 		t.Errorf("a.test policy %+v (%d policies), want 4 failures, 2 detail groups, 2 dropped details, 1 policy", p, len(w.Policies))
 	}
+	if n := s.DroppedDetails(); n != 2 {
+		t.Errorf("dropped details %d, want 2", n)
+	}
 	if results, _ := s.Dropped(); results != 2 {
 		t.Errorf("dropped results %d, want 2 (c.test and the second policy)", results)
 	}

@@ -129,6 +129,12 @@ tlsReporting: {enabled: true, organization: "cuemta e2e", contactInfo: "tls-admi
 	if reps, _ := out["reports"].([]any); code != http.StatusOK || len(reps) != 0 {
 		t.Errorf("second forced send: %d %v, want no reports", code, out)
 	}
+	m := metricsText(t, srv)
+	for _, want := range []string{"cuemta_tlsrpt_reports_pending 0", "cuemta_tlsrpt_results_dropped_total 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 // TestTLSReportingOffByDefault: without tlsReporting.enabled nothing is
