@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"time"
 
@@ -53,7 +52,6 @@ func (s *Server) openTLSReporting(resolver *mx.Resolver) (*tlsReporting, error) 
 			return txts, err
 		},
 		Enqueue: s.enqueueTLSReport,
-		HTTP:    &http.Client{},
 		Logger:  s.logger,
 	})
 	s.registerTLSReportMetrics(store)

@@ -178,6 +178,11 @@ func TestReportMail(t *testing.T) {
 	if err != nil || mt != "multipart/report" || params["report-type"] != "tlsrpt" {
 		t.Fatalf("Content-Type %q (%v), want multipart/report; report-type=tlsrpt", m.Header.Get("Content-Type"), err)
 	}
+	bad := *w
+	bad.Domain = "x.test\r\nBcc: victim@example.com"
+	if _, err := BuildMail(BuildReport(&bad, testSubmitter), &bad, testSubmitter, MailParams{From: "postmaster@mta.test", To: "r@x.test"}); err == nil {
+		t.Error("a line break in the domain made a header field")
+	}
 	got := ReadReportMail(t, msg)
 	if got.ReportID != rep.ReportID || len(got.Policies) != len(rep.Policies) {
 		t.Errorf("attachment holds %+v, want the report", got)

@@ -49,7 +49,8 @@ type ReporterOptions struct {
 	LookupTXT func(ctx context.Context, name string) ([]string, error)
 	// Enqueue queues a report mail for delivery through this MTA.
 	Enqueue func(ctx context.Context, from, to string, msg []byte) (string, error)
-	// HTTP posts to https: rua; default a client with the system roots.
+	// HTTP posts to https: rua; default a client with the system roots
+	// that follows redirects to https: only.
 	HTTP   *http.Client
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -69,7 +70,7 @@ func NewReporter(opts ReporterOptions) *Reporter {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.HTTP == nil {
-		opts.HTTP = &http.Client{}
+		opts.HTTP = &http.Client{CheckRedirect: httpsOnly}
 	}
 	return &Reporter{opts: opts}
 }
@@ -234,6 +235,18 @@ func (r *Reporter) post(ctx context.Context, rep *Report, set Settings, u *url.U
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// httpsOnly follows a redirect only to another https: URL (at most 5):
+// a report is never sent in clear text because a collector said so.
+func httpsOnly(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect to %s refused: reports go over https only", req.URL.Redacted())
+	}
+	if len(via) >= 5 {
+		return errors.New("more than 5 redirects")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -228,5 +229,29 @@ func TestSendNow(t *testing.T) {
 	defer col.mu.Unlock()
 	if len(col.reports) != 2 || col.reports[0].Policies[0].Summary.Failure != 1 || col.reports[1].Policies[0].Summary.Successful != 1 {
 		t.Errorf("collector got %+v", col.reports)
+	}
+}
+
+// TestRedirectToHTTPRefused: the default client follows a collector's
+// redirect only to https:, so a report never goes out in clear text.
+func TestRedirectToHTTPRefused(t *testing.T) {
+	plain := httptest.NewServer(&collector{status: http.StatusOK})
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.RedirectHandler(plain.URL+"/report", http.StatusTemporaryRedirect))
+	defer tlsSrv.Close()
+	c := newClock("2026-12-01T10:00:00Z")
+	store := openTest(t, c, "")
+	rep := NewReporter(ReporterOptions{
+		Store:     store,
+		Settings:  func() Settings { return Settings{Submitter: testSubmitter, Retry: time.Hour} },
+		LookupTXT: func(context.Context, string) ([]string, error) { return []string{"v=TLSRPTv1; rua=" + tlsSrv.URL}, nil },
+		Now:       c.Now,
+	})
+	// The default client, trusting the test server's certificate.
+	rep.opts.HTTP.Transport = tlsSrv.Client().Transport
+	store.Record(okResult)
+	sent := rep.SendNow(context.Background())
+	if len(sent) != 1 || sent[0].Outcome != "retry" || !strings.Contains(sent[0].Error, "https only") {
+		t.Fatalf("redirected to http: %+v, want a retry naming the refusal", sent)
 	}
 }

@@ -123,6 +123,16 @@ func TestPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Record(okResult) // not flushed: lost by the "crash" below
+	// The state names domains and addresses: the owner's only.
+	for p, want := range map[string]os.FileMode{path: 0o600, filepath.Dir(path): 0o700 | os.ModeDir} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode(), want)
+		}
+	}
 
 	s2 := openTest(t, c, path)
 	if n := len(s2.Due(c.Now(), 0)); n != 0 {
