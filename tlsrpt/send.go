@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,6 +60,9 @@ type ReporterOptions struct {
 // Reporter sends the reports of closed windows to each domain's rua.
 type Reporter struct {
 	opts ReporterOptions
+	// mu serialises cycles and forced sends, so that a window is never
+	// sent by both at once.
+	mu sync.Mutex
 }
 
 // NewReporter returns a Reporter.
@@ -104,6 +108,8 @@ func jitterOf(w *Window, jitter time.Duration) time.Duration {
 // that is due: its day ended Delay plus the domain's jitter ago, and any
 // earlier failed try waited Retry.
 func (r *Reporter) Cycle(ctx context.Context) []Sent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.opts.Store.Roll()
 	set := r.opts.Settings()
 	now := r.opts.Now()
@@ -121,6 +127,8 @@ func (r *Reporter) Cycle(ctx context.Context) []Sent {
 // report at once, whatever Delay, jitter and retry waits say: the admin
 // API's POST /api/v1/tlsrpt/send.
 func (r *Reporter) SendNow(ctx context.Context) []Sent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.opts.Store.Cut()
 	set := r.opts.Settings()
 	var out []Sent
