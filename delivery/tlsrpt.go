@@ -63,11 +63,27 @@ func noteTLSAttempt(ctx context.Context, host string, o smtpclient.Options, err 
 	}
 }
 
+// isReportMail reports a job of a TLS report mail (tlsrpt.ReportListener).
+// Its sessions are never counted, and RFC 8460 §5.3 wants it delivered
+// "despite any TLS-related failures": a policy that would defer other
+// mail for a TLS failure should let it through.
+func isReportMail(j *job) bool { return j.att.env.Listener == tlsrpt.ReportListener }
+
+// recordTLSResult tells Options.TLSResults of one TLS negotiation for j,
+// unless there is no recorder or j is report mail. Every caller (this
+// file's no-policy-found results, MTA-STS, DANE) goes through it.
+func (e *Scheduler) recordTLSResult(j *job, r tlsrpt.Result) {
+	if e.opts.TLSResults == nil || isReportMail(j) {
+		return
+	}
+	e.opts.TLSResults.Record(r)
+}
+
 // recordTLS records the TLS of a connection (conn nil: the dial failed)
 // for j's domain, once per domain per connection (seen).
 func (l *lane) recordTLS(j *job, conn *smtpclient.Conn, host string, n *tlsNote, seen map[string]bool) {
-	rec := l.site.sched.opts.TLSResults
-	if rec == nil || seen[j.domain] || j.att.env.Listener == tlsrpt.ReportListener {
+	e := l.site.sched
+	if e.opts.TLSResults == nil || seen[j.domain] || isReportMail(j) {
 		return
 	}
 	l.mu.Lock()
@@ -87,7 +103,7 @@ func (l *lane) recordTLS(j *job, conn *smtpclient.Conn, host string, n *tlsNote,
 		if r.SendingIP == "" && conn != nil && f.rem == remote {
 			r.SendingIP = addrString(conn.LocalAddr().Addr())
 		}
-		rec.Record(r)
+		e.recordTLSResult(j, r)
 		failedHere = failedHere || f.rem == remote
 	}
 	if conn == nil {
@@ -104,7 +120,7 @@ func (l *lane) recordTLS(j *job, conn *smtpclient.Conn, host string, n *tlsNote,
 		r.Failure, r.Reason = tlsrpt.StartTLSNotSupported, "STARTTLS not offered"
 		r.SendingIP, r.ReceivingMX, r.ReceivingIP = addrString(conn.LocalAddr().Addr()), host, remote
 	}
-	rec.Record(r)
+	e.recordTLSResult(j, r)
 }
 
 func addrString(a netip.Addr) string {
