@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -241,4 +242,58 @@ func (c *reportCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.reports = append(c.reports, &rep)
 	c.raw = append(c.raw, raw)
 	c.types = append(c.types, r.Header.Get("Content-Type"))
+}
+
+// TestTLSReportingSurvivesCrash: the counts are saved every
+// flushInterval; once saved, a SIGKILL loses none of them, and the
+// restarted server reports them.
+func TestTLSReportingSurvivesCrash(t *testing.T) {
+	col := &reportCollector{}
+	hs := httptest.NewTLSServer(col)
+	defer hs.Close()
+	pemFile := filepath.Join(t.TempDir(), "collector.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", pemFile)
+	s := startSim(t, map[string]*sim.Site{
+		"plain": {Domains: []string{"plain.test"}, MX: []sim.MXHost{{Host: "mx.plain.test", IP: "127.0.0.7"}}},
+	}, func(c *sim.Config) {
+		c.DNS.Records = []string{`_smtp._tls.plain.test. 300 IN TXT "v=TLSRPTv1; rua=` + hs.URL + `/tlsrpt"`}
+	})
+	spool := filepath.Join(t.TempDir(), "spool")
+	dir := writeConfig(t, fmt.Sprintf(`
+hostname: "mta.test"
+listeners: mx: addr: "127.0.0.1:0"
+admin: addr: "127.0.0.1:0"
+spool: dir: %q
+dns: servers: [%q]
+delivery: port: %d
+profiles: default: {tls: "opportunistic", maxMessagesPerConnection: 1}
+tlsReporting: {enabled: true, flushInterval: "100ms"}
+`, spool, s.DNSAddr(), s.Port()))
+	srv := startServer(t, dir, "mx")
+	inject(t, srv.addrs["mx"], 1, 2, "alice@origin.test", func(int) []string { return []string{"b@plain.test"} })
+	waitFor(t, 20*time.Second, "2 deliveries", func() bool { return len(s.Messages()) == 2 })
+	state := filepath.Join(spool, "tlsrpt", "state.json")
+	waitFor(t, 10*time.Second, "both sessions saved", func() bool {
+		b, err := os.ReadFile(state)
+		return err == nil && strings.Contains(string(b), `"failure":2`)
+	})
+	srv.kill()
+
+	srv = startServer(t, dir, "mx")
+	code, out := api(t, "POST", "http://"+srv.admin+"/api/v1/tlsrpt/send", "", "")
+	if code != http.StatusOK {
+		t.Fatalf("POST /api/v1/tlsrpt/send: %d %v", code, out)
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.reports) != 1 {
+		t.Fatalf("collector got %d reports after the restart, want 1 (%v)", len(col.reports), out)
+	}
+	p := col.reports[0].Policies[0]
+	if p.Summary.Failure != 2 || p.Summary.Successful != 0 || p.FailureDetails[0].ResultType != tlsrpt.StartTLSNotSupported {
+		t.Errorf("after the crash the report counts %+v %+v, want the 2 starttls-not-supported sessions", p.Summary, p.FailureDetails)
+	}
 }
