@@ -25,6 +25,7 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 	mux.HandleFunc("POST /api/v1/suppressions", s.handleSuppress)
 	mux.HandleFunc("DELETE /api/v1/suppressions/{address...}", s.handleUnsuppress)
 	mux.HandleFunc("POST /api/v1/reload", s.handleReload)
+	mux.HandleFunc("POST /api/v1/tlsrpt/send", s.handleTLSReportSend)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)

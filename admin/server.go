@@ -64,6 +64,7 @@ type options struct {
 	maxInjectBytes int64
 	maxBodyBytes   int64
 	suppressions   *suppress.Store // WithSuppressions
+	tlsReports     TLSReports      // WithTLSReports
 }
 
 // OnAction sets the hook told of every operator action (inject, suspend,

@@ -35,6 +35,8 @@ type Config struct {
 	// Suppression is the suppression list's policy (package suppress).
 	Suppression Suppression `json:"suppression"`
 	Feedback    Feedback    `json:"feedback"`
+	// TLSReporting is SMTP TLS Reporting (RFC 8460, tlsreporting.go).
+	TLSReporting TLSReporting `json:"tlsReporting"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run

@@ -46,8 +46,11 @@ func (l *lane) work(p *provider) {
 		// the message due (its lease is in memory only).
 		return
 	}
-	conn, host, err := l.dial(ctx, first)
+	dialCtx, tlsNote := withTLSNote(ctx) // TLS-RPT (tlsrpt.go)
+	conn, host, err := l.dial(dialCtx, first)
+	tlsSeen := map[string]bool{}
 	if err != nil {
+		l.recordTLS(first, nil, host, tlsNote, tlsSeen)
 		l.connectFailed(first, host, err)
 		return
 	}
@@ -64,6 +67,7 @@ func (l *lane) work(p *provider) {
 		if err := l.waitMessage(ctx, p); err != nil {
 			return // shutting down; as above
 		}
+		l.recordTLS(j, conn, host, tlsNote, tlsSeen)
 		ok := l.send(ctx, conn, host, j)
 		sent++
 		if !ok || sent >= l.profile().MaxMessagesPerConnection() {
@@ -213,7 +217,9 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 			}
 			conn, err := e.opts.Dial(ctx, opts)
 			if dh != nil {
-				err = l.daneDialed(h, dh, a.String(), local, conn, err)
+				err = l.daneDialed(h, dh, a.String(), local, conn, err) // reports its own TLS-RPT results
+			} else {
+				noteTLSAttempt(ctx, host, opts, err) // TLS-RPT, no policy (tlsrpt.go)
 			}
 			if err != nil && opts.TLS == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
 				l.mu.Lock()

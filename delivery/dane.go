@@ -164,7 +164,7 @@ func (l *lane) daneDialed(h *hop, d *daneHost, addr string, local netip.Addr, co
 		if a := conn.LocalAddr(); a.IsValid() {
 			res.SendingIP = a.Addr().String()
 		}
-		l.recordTLS(res)
+		l.recordDANE(res)
 		return nil
 	}
 	if !smtpclient.IsTLSFailure(err) {
@@ -172,7 +172,7 @@ func (l *lane) daneDialed(h *hop, d *daneHost, addr string, local netip.Addr, co
 	}
 	res.Failure = daneFailure(err)
 	res.Reason = err.Error()
-	l.recordTLS(res)
+	l.recordDANE(res)
 	return &daneError{host: d.host, enhanced: "4.7.5", err: err}
 }
 
@@ -197,11 +197,13 @@ func daneFailure(err error) tlsrpt.ResultType {
 
 // daneLookupFailed reports a TLSA lookup failure to TLS-RPT.
 func (l *lane) daneLookupFailed(h *hop, host string, err error) {
-	l.recordTLS(tlsrpt.Result{PolicyDomain: h.domain, PolicyType: tlsrpt.PolicyTLSA, MXHost: []string{host},
+	l.recordDANE(tlsrpt.Result{PolicyDomain: h.domain, PolicyType: tlsrpt.PolicyTLSA, MXHost: []string{host},
 		ReceivingMX: host, Failure: tlsrpt.DNSSECInvalid, Reason: err.Error()})
 }
 
-func (l *lane) recordTLS(r tlsrpt.Result) {
+// recordDANE tells TLS-RPT one result of a host DANE applies to. It is
+// per host, not per job, so report mail over such a host is counted too.
+func (l *lane) recordDANE(r tlsrpt.Result) {
 	if rec := l.site.sched.opts.TLSResults; rec != nil {
 		rec.Record(r)
 	}

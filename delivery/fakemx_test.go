@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"strings"
@@ -39,6 +40,9 @@ type mxScript struct {
 	// default reply. A non-2xx greeting is followed by closing the
 	// connection. reply may block, to hold a session at a point.
 	reply func(s *mxSession, verb, line string) string
+	// tls, when set, makes the server offer STARTTLS and run the
+	// handshake with it (a config without certificates fails it).
+	tls *tls.Config
 }
 
 // mxSession is one connection as the script sees it.
@@ -135,6 +139,9 @@ func (f *fakeMX) serve(c net.Conn, s *mxSession) {
 		switch verb {
 		case "EHLO":
 			lines := append([]string{"fake.test"}, f.script.exts...)
+			if f.script.tls != nil {
+				lines = append(lines, "STARTTLS")
+			}
 			for i, l := range lines {
 				sep := "-"
 				if i == len(lines)-1 {
@@ -204,6 +211,18 @@ func (f *fakeMX) serve(c net.Conn, s *mxSession) {
 			if !sayOrClose(reply) {
 				return
 			}
+		case "STARTTLS":
+			if f.script.tls == nil {
+				say("502 5.5.2 unknown command")
+				continue
+			}
+			say("220 2.0.0 ready") // RFC 3207 §4
+			tc := tls.Server(c, f.script.tls)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			r.Reset(tc)
+			w.Reset(tc)
 		case "QUIT":
 			say("221 2.0.0 bye")
 			return

@@ -229,8 +229,8 @@ func (l *lane) stsDialFailed(j *job, host string, err error) (smtpreply.Reply, b
 // recordSTS tells TLS-RPT one session's result, once per connection and
 // policy domain (conn nil: a connection that could not be set up).
 func (l *lane) recordSTS(conn *smtpclient.Conn, host string, j *job, pt tlsrpt.PolicyType, kind tlsrpt.ResultType, reason string) {
-	rec := l.site.sched.opts.TLSResults
-	if rec == nil {
+	e := l.site.sched
+	if e.opts.TLSResults == nil {
 		return
 	}
 	if conn != nil {
@@ -250,7 +250,7 @@ func (l *lane) recordSTS(conn *smtpclient.Conn, host string, j *job, pt tlsrpt.P
 	if conn != nil {
 		r.SendingIP, r.ReceivingIP = addrIP(conn.LocalAddr()), addrIP(conn.RemoteAddr())
 	}
-	rec.Record(r)
+	e.recordTLSResult(j, r)
 }
 
 func addrIP(a netip.AddrPort) string {

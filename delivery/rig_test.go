@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/cuemta/cuemta/delivery/smtpclient"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
+	"github.com/cuemta/cuemta/tlsrpt"
 )
 
 // schedulerRig runs a whole Scheduler, as serve does, on a real spool (a
@@ -36,6 +38,21 @@ type schedulerRig struct {
 	servers map[string]*fakeMX // by the address the fake DNS gives its host
 	dials   []string           // the address of every dial the scheduler made
 	events  []Event
+	tls     []tlsrpt.Result // what the scheduler told Options.TLSResults
+}
+
+// Record implements tlsrpt.Recorder for Options.TLSResults.
+func (r *schedulerRig) Record(res tlsrpt.Result) {
+	r.mu.Lock()
+	r.tls = append(r.tls, res)
+	r.mu.Unlock()
+}
+
+// tlsResults are the TLS-RPT results recorded so far.
+func (r *schedulerRig) tlsResults() []tlsrpt.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.tls)
 }
 
 // rigSender is the envelope sender of the rig's messages.
@@ -79,6 +96,7 @@ func newSchedulerRig(t *testing.T, src string, dns fakeDNS, servers map[string]*
 			r.events = append(r.events, ev)
 			r.mu.Unlock()
 		},
+		TLSResults: r,
 		Dial: func(ctx context.Context, o smtpclient.Options) (*smtpclient.Conn, error) {
 			r.mu.Lock()
 			r.dials = append(r.dials, o.Addr)

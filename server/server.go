@@ -25,6 +25,7 @@ import (
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/suppress"
+	"github.com/cuemta/cuemta/tlsrpt"
 )
 
 // Server runs cuemta on the current snapshot: the spool, one SMTP server
@@ -47,6 +48,10 @@ type Server struct {
 	admin   *admin.Server
 	started time.Time
 	version string
+
+	// tlsReports sends the TLS reports (nil: TLS reporting off), while
+	// Run runs.
+	tlsReports admin.TLSReports
 
 	// suppressions is the suppression list (SPOOL/suppress/), open
 	// while Run runs.
@@ -162,6 +167,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	tlsRep, err := s.openTLSReporting(resolver)
+	if err != nil {
+		return err
+	}
+	var tlsResults tlsrpt.Recorder // a nil *Store would be a non-nil Recorder
+	if tlsRep != nil {
+		tlsResults = tlsRep.store
+		s.tlsReports = tlsRep.reporter
+	}
 	s.delivery = delivery.New(delivery.Options{
 		Store:    spool,
 		Resolver: resolver,
@@ -172,7 +186,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:   s.logger,
 		Events:   s.deliveryEvent,
 		// A next hop at one of our own listeners is a loop, refused.
-		Listeners: s.listenerAddrs,
+		Listeners:  s.listenerAddrs,
+		TLSResults: tlsResults,
 		OnConn: func(site string, delta int) {
 			if delta > 0 {
 				s.metrics.ConnOpened(site)
@@ -189,6 +204,14 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(deliveryDone)
 		s.delivery.Run(runCtx)
 	}()
+	tlsRepDone := make(chan struct{})
+	go func() {
+		defer close(tlsRepDone)
+		if tlsRep != nil {
+			tlsRep.run(runCtx, s) // sends reports and saves the counts until shutdown
+		}
+	}()
+	defer func() { cancel(); <-tlsRepDone }() // before the spool closes
 
 	if err := s.startAdmin(cfg); err != nil {
 		cancel()
@@ -303,9 +326,12 @@ var _ reception.Recorder = (*metrics.Metrics)(nil)
 
 // startAdmin serves the admin API, metrics and injection endpoint.
 func (s *Server) startAdmin(cfg *config.Config) error {
-	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger,
-		admin.OnAction(func(e admin.ActionEvent) { s.event(e.LogEvent()) }),
-		admin.WithHostname(cfg.Hostname), admin.WithSuppressions(s.suppressions))
+	opts := []admin.Option{admin.OnAction(func(e admin.ActionEvent) { s.event(e.LogEvent()) }),
+		admin.WithHostname(cfg.Hostname), admin.WithSuppressions(s.suppressions)}
+	if s.tlsReports != nil {
+		opts = append(opts, admin.WithTLSReports(s.tlsReports))
+	}
+	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger, opts...)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

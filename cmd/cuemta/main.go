@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"sim":      {runSim, "run a fake mail provider for tests: sim -c sim.cue"},
 	"queue":    {runQueue, "inspect and act on the queue: queue ls|show|suspend|resume|retry|bounce|delete"},
 	"suppress": {runSuppress, "the suppression list: suppress ls|add|rm|import|export"},
+	"tlsrpt":   {runTLSRpt, "TLS reports (RFC 8460): tlsrpt send sends every pending report now"},
 	"status":   {runStatus, "show the running server's status"},
 	"reload":   {runReload, "reload the running server's config (prints the new generation or the errors)"},
 	"sendmail": {runSendmail, "submit a message from stdin, sendmail-style (-t -i -f -F)"},
