@@ -27,6 +27,7 @@ type fakeBackend struct {
 	notReady    [2]string // NotReadyReason's reason and detail
 	panicOn     string
 	console     *Console
+	actErr      map[string]error // per id: what Retry, Bounce, Delete and Hold return
 }
 
 func newFake() *fakeBackend {
@@ -119,7 +120,7 @@ func (f *fakeBackend) lookup(id, format string, args ...any) error {
 	if _, ok := f.known[id]; !ok {
 		return ErrNotFound
 	}
-	return nil
+	return f.actErr[id]
 }
 
 func (f *fakeBackend) Retry(ctx context.Context, id string) error {
