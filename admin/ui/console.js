@@ -80,19 +80,23 @@ function chart(t) {
   const svg = document.getElementById("chart");
   const ns = "http://www.w3.org/2000/svg";
   const series = ["received", "delivered", "deferred", "bounced"];
-  // Per-minute sums, so that a second's burst does not flatten the rest.
+  // At most 60 points: per-minute sums over the hour, shorter buckets
+  // while the process is younger, so that a second's burst does not
+  // flatten the rest and a young process still draws a line.
+  const n = (t.received || []).length;
+  const step = Math.max(1, Math.ceil(n / 60));
   const mins = {};
   let max = 1;
   for (const s of series) {
     const v = t[s] || [], m = [];
-    for (let i = 0; i < v.length; i += 60) m.push(v.slice(i, i + 60).reduce((a, b) => a + b, 0));
+    for (let i = 0; i < v.length; i += step) m.push(v.slice(i, i + step).reduce((a, b) => a + b, 0));
     mins[s] = m;
     for (const x of m) max = Math.max(max, x);
   }
   const lines = [];
   for (const s of series) {
     const m = mins[s];
-    const pts = m.map((x, i) => ((i / Math.max(1, 59)) * 600).toFixed(1) + "," + (118 - (x / max) * 114).toFixed(1));
+    const pts = m.map((x, i) => ((i / Math.max(1, m.length - 1)) * 600).toFixed(1) + "," + (118 - (x / max) * 114).toFixed(1));
     const pl = document.createElementNS(ns, "polyline");
     pl.setAttribute("class", s);
     pl.setAttribute("points", pts.join(" "));
@@ -101,6 +105,7 @@ function chart(t) {
   }
   svg.replaceChildren(...lines);
   svg.setAttribute("data-max", String(max));
+  svg.setAttribute("data-step", String(step));
 }
 
 function render(c) {

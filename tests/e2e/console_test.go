@@ -408,8 +408,18 @@ func TestConsolePage(t *testing.T) {
 		t.Errorf("suspension of busy: reason %q", got)
 	}
 	chart := find(doc, func(n *html.Node) bool { return attr(n, "id") == "chart" })
-	if lines := findAll(chart, func(n *html.Node) bool { return n.Data == "polyline" }); len(lines) != 4 || attr(lines[0], "data-points") == "0" {
-		t.Errorf("chart: %d series", len(lines))
+	lines := findAll(chart, func(n *html.Node) bool { return n.Data == "polyline" })
+	if len(lines) != 4 {
+		t.Fatalf("chart: %d series, want 4", len(lines))
+	}
+	for _, l := range lines {
+		n, _ := strconv.Atoi(attr(l, "data-points"))
+		if n < 2 || len(strings.Fields(attr(l, "points"))) != n {
+			t.Errorf("chart series %s: %s points %q", attr(l, "class"), attr(l, "data-points"), attr(l, "points"))
+		}
+	}
+	if m, _ := strconv.ParseFloat(attr(chart, "data-max"), 64); m < 6 {
+		t.Errorf("chart maximum %v: the 14 messages received are not drawn", m)
 	}
 
 	// A screenshot of the same page: a real picture of the right size.
