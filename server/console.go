@@ -250,6 +250,9 @@ func (b backend) Console(ctx context.Context) (*admin.Console, error) {
 	all, _ := b.s.metrics.Totals()
 	c.Throughput.Totals = admin.Totals{Received: all.Received, Delivered: all.Delivered, Deferred: all.Deferred, Bounced: all.Bounced}
 	for key, r := range rates {
+		if key == "" {
+			continue // operator bounces name no site
+		}
 		if st, ok := sites[key]; ok {
 			st.Delivered, st.Deferred, st.Bounced = r.Delivered, r.Deferred, r.Bounced
 		} else if r.Delivered+r.Deferred+r.Bounced > 0 {
