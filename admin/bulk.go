@@ -219,7 +219,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		ids[i] = msgs[i].ID
 	}
 	s.runBulk(r, &res, ids, reason)
-	ev := ActionEvent{Action: "bulk-" + req.Action, Reason: bulkSummary(&res, reason), Count: res.Done, Until: res.Until}
+	ev := ActionEvent{Action: "bulk-" + req.Action, Reason: bulkSummary(f, &res, reason), Count: res.Done, Until: res.Until}
 	if res.Failed > 0 {
 		ev.Err = fmt.Errorf("%d of %d failed", res.Failed, len(ids))
 	}
@@ -229,12 +229,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 
 // bulkSummary is the reason of a bulk action's log event: its filter,
 // its reason and its counts.
-func bulkSummary(res *BulkResult, reason string) string {
-	f := MessageFilter{}
-	parsed, err := ParseFilter(res.Filter)
-	if err == nil {
-		f = parsed
-	}
+func bulkSummary(f MessageFilter, res *BulkResult, reason string) string {
 	s := fmt.Sprintf("filter %s; %d matched, %d done, %d gone, %d failed", f, res.Matched, res.Done, res.Gone, res.Failed)
 	if res.Capped {
 		s += fmt.Sprintf(" (capped at %d)", res.Limit)
