@@ -144,7 +144,7 @@ func (b backend) Message(_ context.Context, id string) (*admin.MessageInfo, erro
 	if !ok {
 		return nil, admin.ErrNotFound
 	}
-	info := b.info(env, b.siteProviders())
+	info := b.newView().info(env)
 	return &info, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cuemta/cuemta/admin"
 	"github.com/cuemta/cuemta/delivery"
+	"github.com/cuemta/cuemta/internal/maildomain"
 	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
 )
@@ -106,6 +107,30 @@ func (s *Server) sourceOf(id string, r queue.Recipient) string {
 	return ""
 }
 
+// view is what one listing or console reply looks sites up in: the
+// providers of the scheduler's lanes, read once, and each recipient
+// domain's site, asked of the scheduler once per domain rather than once
+// per recipient (its lock is the one deliveries take).
+type view struct {
+	b         backend
+	providers map[string]string
+	sites     map[string]string // domain -> site
+}
+
+func (b backend) newView() *view {
+	return &view{b: b, providers: b.siteProviders(), sites: map[string]string{}}
+}
+
+func (v *view) siteOf(addr string) string {
+	d := maildomain.Of(addr)
+	s, ok := v.sites[d]
+	if !ok {
+		s = v.b.siteOf(addr)
+		v.sites[d] = s
+	}
+	return s
+}
+
 // siteProviders maps each site with a lane to its provider profile.
 func (b backend) siteProviders() map[string]string {
 	out := map[string]string{}
@@ -118,12 +143,13 @@ func (b backend) siteProviders() map[string]string {
 }
 
 // info describes a queued message with the console's extra fields.
-func (b backend) info(env queue.Envelope, providers map[string]string) admin.MessageInfo {
+func (v *view) info(env queue.Envelope) admin.MessageInfo {
+	b := v.b
 	info := admin.MessageInfo{ID: env.ID, From: env.From, Received: env.Received, Attempts: env.Attempts,
 		NextAttempt: env.NextAttempt, Size: env.Size, Tenant: env.Tenant, Campaign: env.Campaign, Pool: env.Pool}
 	for _, r := range env.Recipients {
-		site := b.siteOf(r.Addr)
-		ri := admin.RecipientInfo{Address: r.Addr, Status: r.Status.String(), Site: site, Provider: providers[site],
+		site := v.siteOf(r.Addr)
+		ri := admin.RecipientInfo{Address: r.Addr, Status: r.Status.String(), Site: site, Provider: v.providers[site],
 			LastReply: r.LastReply, Category: delivery.LastCategory(r)}
 		if r.Status == queue.RcptPending {
 			ri.Source = b.s.sourceOf(env.ID, r)
@@ -136,11 +162,11 @@ func (b backend) info(env queue.Envelope, providers map[string]string) admin.Mes
 // Messages filters a snapshot of the spool (queue.Spool.Each copies the
 // index under its read lock and decodes outside it).
 func (b backend) Messages(ctx context.Context, f admin.MessageFilter, max int) ([]admin.MessageInfo, int, error) {
-	providers := b.siteProviders()
+	v := b.newView()
 	now := time.Now()
 	var out []admin.MessageInfo
 	b.s.spool.Each(func(env queue.Envelope) bool {
-		m := b.info(env, providers)
+		m := v.info(env)
 		if f.Match(&m, now) {
 			out = append(out, m)
 		}
@@ -180,7 +206,8 @@ func (b backend) Console(ctx context.Context) (*admin.Console, error) {
 			c.LastReloadErrors = failure.Errors
 		}
 	}
-	providers := b.siteProviders()
+	v := b.newView()
+	providers := v.providers
 	sites := map[string]*admin.ConsoleSite{}
 	siteOf := func(key string) *admin.ConsoleSite {
 		st := sites[key]
@@ -211,7 +238,7 @@ func (b backend) Console(ctx context.Context) (*admin.Console, error) {
 			if r.Status != queue.RcptPending {
 				continue
 			}
-			key := b.siteOf(r.Addr)
+			key := v.siteOf(r.Addr)
 			st := siteOf(key)
 			if !seen[key] {
 				seen[key] = true
