@@ -25,7 +25,11 @@ func (s *Server) openProbe(r *http.Request) bool {
 	switch r.URL.Path {
 	case "/healthz", "/readyz":
 		return true
-	case "/metrics":
+	case "/metrics", "/", "/api/v1/console":
+		// The status page and its JSON are read-only (page.go).
+		return s.loopback.Load()
+	}
+	if strings.HasPrefix(r.URL.Path, "/ui/") {
 		return s.loopback.Load()
 	}
 	return false

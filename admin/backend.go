@@ -37,6 +37,16 @@ type Backend interface {
 	Bounce(ctx context.Context, id, reason string) error
 	// Delete removes a message without a bounce, or returns ErrNotFound.
 	Delete(ctx context.Context, id string) error
+	// Messages returns the queued messages the filter selects as of now,
+	// ordered by id, at most max of them, and how many it selects in all.
+	// It works on a snapshot of the spool and holds no lock while it
+	// filters.
+	Messages(ctx context.Context, f MessageFilter, max int) (msgs []MessageInfo, total int, err error)
+	// Hold defers a queued message until a time (a bulk suspend), or
+	// returns ErrNotFound; Retry releases it.
+	Hold(ctx context.Context, id string, until time.Time) error
+	// Console describes the delivery for the status page and `cuemta top`.
+	Console(ctx context.Context) (*Console, error)
 	// Reload loads and validates the configuration and applies it when
 	// valid. A refused configuration is a result with OK false and the
 	// positioned errors, not an error.
@@ -151,9 +161,14 @@ type MessageInfo struct {
 
 // RecipientInfo is the state of one recipient of a message.
 type RecipientInfo struct {
-	Address   string `json:"address"`
-	Status    string `json:"status"` // one of the Recipient* constants
-	Site      string `json:"site,omitempty"`
+	Address string `json:"address"`
+	Status  string `json:"status"` // one of the Recipient* constants
+	Site    string `json:"site,omitempty"`
+	// Provider is the provider profile of the site ("" when it matches
+	// none or has not been tried yet); Source the egress source of the
+	// recipient's last attempt, when the running process saw it.
+	Provider  string `json:"provider,omitempty"`
+	Source    string `json:"source,omitempty"`
 	LastReply string `json:"last_reply,omitempty"`
 	// Category is the bounce category of the last reply (docs/categories.md),
 	// for a recipient deferred or failed.

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ type fakeBackend struct {
 	ready       bool
 	notReady    [2]string // NotReadyReason's reason and detail
 	panicOn     string
+	console     *Console
+	actErr      map[string]error // per id: what Retry, Bounce, Delete and Hold return
 }
 
 func newFake() *fakeBackend {
@@ -117,7 +120,7 @@ func (f *fakeBackend) lookup(id, format string, args ...any) error {
 	if _, ok := f.known[id]; !ok {
 		return ErrNotFound
 	}
-	return nil
+	return f.actErr[id]
 }
 
 func (f *fakeBackend) Retry(ctx context.Context, id string) error {
@@ -164,4 +167,37 @@ func (f *fakeBackend) NotReadyReason() (string, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.notReady[0], f.notReady[1]
+}
+
+func (f *fakeBackend) Messages(ctx context.Context, flt MessageFilter, max int) ([]MessageInfo, int, error) {
+	f.call("Messages %s", flt)
+	if f.err != nil {
+		return nil, 0, f.err
+	}
+	var out []MessageInfo
+	total := 0
+	for _, id := range slices.Sorted(maps.Keys(f.known)) {
+		if m := f.known[id]; flt.Match(m, testNow) {
+			total++
+			if len(out) < max {
+				out = append(out, *m)
+			}
+		}
+	}
+	return out, total, nil
+}
+
+func (f *fakeBackend) Hold(ctx context.Context, id string, until time.Time) error {
+	return f.lookup(id, "Hold %s %s", id, until.UTC().Format(time.RFC3339))
+}
+
+func (f *fakeBackend) Console(ctx context.Context) (*Console, error) {
+	f.call("Console")
+	if f.err != nil {
+		return nil, f.err
+	}
+	if f.console != nil {
+		return f.console, nil
+	}
+	return &Console{Time: testNow}, nil
 }

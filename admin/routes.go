@@ -13,6 +13,8 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/inject/v1", s.handleInject)
 	mux.HandleFunc("GET /api/v1/queue", s.handleQueue)
+	mux.HandleFunc("GET /api/v1/messages", s.handleMessages)
+	mux.HandleFunc("POST /api/v1/messages/bulk", s.handleBulk)
 	mux.HandleFunc("GET /api/v1/messages/{id}", s.handleMessage)
 	mux.HandleFunc("POST /api/v1/messages/{id}/retry", s.handleRetry)
 	mux.HandleFunc("POST /api/v1/messages/{id}/bounce", s.handleBounce)
@@ -27,6 +29,9 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 	mux.HandleFunc("POST /api/v1/reload", s.handleReload)
 	mux.HandleFunc("POST /api/v1/tlsrpt/send", s.handleTLSReportSend)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
+	mux.HandleFunc("GET /api/v1/console", s.handleConsole)
+	mux.HandleFunc("GET /{$}", s.handlePage)
+	mux.HandleFunc("GET /ui/{file}", s.handleAsset)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if registry != nil {

@@ -47,6 +47,8 @@ type Server struct {
 	// loopback: the listener is reachable from this host only (GET
 	// /metrics is then open without the token).
 	loopback atomic.Bool
+	// bulkMu is held by the bulk action running (bulk.go): one at a time.
+	bulkMu sync.Mutex
 
 	mu sync.Mutex
 	ln net.Listener

@@ -144,13 +144,8 @@ func (b backend) Message(_ context.Context, id string) (*admin.MessageInfo, erro
 	if !ok {
 		return nil, admin.ErrNotFound
 	}
-	info := &admin.MessageInfo{ID: env.ID, From: env.From, Received: env.Received, Attempts: env.Attempts,
-		NextAttempt: env.NextAttempt, Size: env.Size, Tenant: env.Tenant, Campaign: env.Campaign, Pool: env.Pool}
-	for _, r := range env.Recipients {
-		info.Recipients = append(info.Recipients, admin.RecipientInfo{Address: r.Addr, Status: r.Status.String(),
-			Site: b.siteOf(r.Addr), LastReply: r.LastReply, Category: delivery.LastCategory(r)})
-	}
-	return info, nil
+	info := b.newView().info(env)
+	return &info, nil
 }
 
 func (b backend) Suspend(_ context.Context, s admin.Suspension) error {

@@ -70,6 +70,8 @@ type Server struct {
 	runCtx context.Context
 
 	reload reloader
+
+	console consoleState // the status page's sampler and source index (console.go)
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
@@ -199,6 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	s.startConsole(runCtx)
 	deliveryDone := make(chan struct{})
 	go func() {
 		defer close(deliveryDone)
@@ -431,6 +434,7 @@ func (s *Server) deliveryEvent(ev delivery.Event) {
 	}
 	s.event(rec)
 	s.autoSuppress(ev)
+	s.sawDelivery(ev)
 }
 
 // logConfig logs what was loaded: one line for the config and one per

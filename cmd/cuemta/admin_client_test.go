@@ -221,3 +221,63 @@ func wantText(t *testing.T, got, want string) {
 		t.Errorf("output differs:\n--- got ---\n%s--- want ---\n%s", got, want)
 	}
 }
+
+// cliMessages are the queued messages of the fake backend's listing.
+var cliMessages = []admin.MessageInfo{
+	{ID: "m1", From: "news@example.com", Received: fixedNow.Add(-2 * time.Hour), Pool: "bulk", Tenant: "acme",
+		Recipients: []admin.RecipientInfo{
+			{Address: "bob@gmail.com", Status: "pending", Site: "gmail", Provider: "google", Source: "ip1", LastReply: "421 4.7.28 rate limited", Category: "rate-limited"},
+			{Address: "carol@yahoo.com", Status: admin.RecipientDelivered, Site: "yahoo", LastReply: "250 ok"},
+		}},
+	{ID: "m2", From: "", Received: fixedNow.Add(-5 * time.Minute),
+		Recipients: []admin.RecipientInfo{{Address: "dave@example.org", Status: "pending", Site: "domain:example.org"}}},
+}
+
+func (b *cliBackend) Messages(ctx context.Context, f admin.MessageFilter, max int) ([]admin.MessageInfo, int, error) {
+	b.record("Messages " + f.String())
+	var out []admin.MessageInfo
+	for _, m := range cliMessages {
+		if f.Match(&m, fixedNow) {
+			out = append(out, m)
+		}
+	}
+	total := len(out)
+	return out[:min(max, total)], total, nil
+}
+
+func (b *cliBackend) Hold(ctx context.Context, id string, until time.Time) error {
+	b.record("Hold " + id + " " + until.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func (b *cliBackend) Console(ctx context.Context) (*admin.Console, error) {
+	b.record("Console")
+	return &cliConsole, nil
+}
+
+// cliConsole is the fake backend's console.
+var cliConsole = admin.Console{
+	Time: fixedNow, Generation: 4, QueueSize: 129, Connections: 6,
+	Throughput: admin.Throughput{Start: fixedNow.Unix() - 59,
+		Received: ones(60, 2), Delivered: ones(60, 1.5), Deferred: ones(60, 0.25), Bounced: ones(60, 0)},
+	Providers: []admin.ConsoleGroup{
+		{Provider: "google", Sites: 2, Queued: 120, Oldest: 26*3600 + 1800, Connections: 5, Delivered: 1.25, Deferred: 0.25,
+			Classes: map[string]int{"421 4.7.28": 100, "untried": 20}, TopDeferrals: []admin.TextCount{{Text: "421 4.7.28 rate limited", Count: 100}}},
+		{Provider: "-", Sites: 1, Queued: 2, Oldest: 300, Connections: 1, Delivered: 0.25},
+	},
+	Sites: []admin.ConsoleSite{
+		{Site: "gmail", Provider: "google", Queued: 100, Oldest: 26*3600 + 1800, Connections: 4, Delivered: 1, Deferred: 0.25},
+		{Site: "aspmx.l.google.com", Provider: "google", Queued: 20, Oldest: 600, Connections: 1, Delivered: 0.25},
+		{Site: "yahoo", Queued: 2, Oldest: 300, Connections: 1, Delivered: 0.25},
+	},
+	Suspensions: []admin.Suspension{{Scope: "site", Key: "outlook", Until: fixedNow.Add(45 * time.Minute), Reason: "S3150 block", Origin: "ms-block"}},
+	Throttles:   []admin.Throttle{{Scope: "provider", Key: "google/ip1", Until: fixedNow.Add(30 * time.Minute), Rule: "google-unusual-rate", MessageRate: "10/1m0s"}},
+}
+
+func ones(n int, v float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}

@@ -16,6 +16,8 @@ const queueUsage = `usage: cuemta queue COMMAND [flags]
 
 commands:
   ls [--by site|pool|tenant]               queued messages by group
+  ls --messages [FILTER] [--limit N] [--after ID]
+                                           the messages themselves, by id, a page at a time
   show ID                                  one message and its recipients
   suspensions                              suspensions in force
   suspend SCOPE KEY --for 1h [--reason R]  stop deliveries; SCOPE is site, source, provider, tenant or campaign
@@ -23,6 +25,14 @@ commands:
   retry ID                                 make a message due now
   bounce ID [--reason R]                   fail a message and send a bounce to its sender
   delete ID                                remove a message without a bounce
+  retry|bounce|delete FILTER [--dry-run]   the same for every message the filter selects
+  suspend FILTER --for 1h [--dry-run]      hold the messages the filter selects for a while (retry releases them)
+
+FILTER (all given must match; patterns take * and ignore case):
+  --site S --provider P --source S --pool P --tenant T --campaign C
+  --from PATTERN --to PATTERN --older-than 2h|3d
+  --class untried|4xx|421|4.7.28 --category rate-limited
+  --all                                    act on every message (a bulk action needs a filter or --all)
 
 flags of every command: -c CONFIG | --admin HOST:PORT [--token T], --json
 `
@@ -39,6 +49,7 @@ type queueCmd struct {
 
 // queueRun is what a subcommand gets: its positional arguments and flags.
 type queueRun struct {
+	name   string
 	args   []string
 	json   bool
 	by     string
@@ -46,7 +57,36 @@ type queueRun struct {
 	reason string
 	stdout io.Writer
 	now    time.Time
+
+	// Message filters (ls --messages and the bulk actions).
+	messages bool
+	filter   map[string]*string
+	all      bool
+	dryRun   bool
+	limit    int
+	after    string
 }
+
+// filterFlags are the filter flags and the admin.FilterKeys they set.
+var filterFlags = [][2]string{
+	{"site", "site"}, {"provider", "provider"}, {"pool", "pool"}, {"source", "source"},
+	{"tenant", "tenant"}, {"campaign", "campaign"}, {"from", "from"}, {"to", "to"},
+	{"older-than", "older_than"}, {"class", "class"}, {"category", "category"},
+}
+
+// filterFields is the filter given on the command line.
+func (q *queueRun) filterFields() map[string]string {
+	out := map[string]string{}
+	for k, v := range q.filter {
+		if *v != "" {
+			out[k] = *v
+		}
+	}
+	return out
+}
+
+// bulk reports whether the command acts on a filter rather than an id.
+func (q *queueRun) bulk() bool { return len(q.filterFields()) > 0 || q.all }
 
 var queueCmds = map[string]queueCmd{
 	"ls":          {0, queueLs},
@@ -67,11 +107,26 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	cmd := queueCmds[name]
-	q := &queueRun{stdout: stdout, now: cliNow()}
+	q := &queueRun{name: name, stdout: stdout, now: cliNow()}
 	fs.BoolVar(&q.json, "json", false, "print the API's JSON reply")
+	switch name {
+	case "ls", "retry", "bounce", "delete", "suspend":
+		q.filter = map[string]*string{}
+		for _, f := range filterFlags {
+			q.filter[f[1]] = fs.String(f[0], "", "select messages by "+strings.ReplaceAll(f[1], "_", " "))
+		}
+	}
+	switch name {
+	case "retry", "bounce", "delete", "suspend":
+		fs.BoolVar(&q.all, "all", false, "act on every message in the queue")
+		fs.BoolVar(&q.dryRun, "dry-run", false, "count the messages the filter selects; change nothing")
+	}
 	switch name {
 	case "ls":
 		fs.StringVar(&q.by, "by", "site", "group by `site`, pool or tenant")
+		fs.BoolVar(&q.messages, "messages", false, "list the messages, not groups")
+		fs.IntVar(&q.limit, "limit", 100, "messages per page (ls --messages, up to 1000)")
+		fs.StringVar(&q.after, "after", "", "start after message `ID` (the next page that ls --messages printed)")
 	case "suspend":
 		fs.StringVar(&q.dur, "for", "", "how long, as a Go `duration` (90m, 1h, 24h)")
 		fallthrough
@@ -81,9 +136,26 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(interleaved(fs, args[1:])); err != nil {
 		return 2
 	}
-	if fs.NArg() != cmd.args {
-		fmt.Fprintf(stderr, "cuemta queue %s: want %d arguments, got %d\n%s", name, cmd.args, fs.NArg(), queueUsage)
+	want := cmd.args
+	switch {
+	case name == "ls" && !q.messages && len(q.filterFields()) > 0:
+		fmt.Fprintln(stderr, "cuemta queue ls: the filters need --messages")
 		return 2
+	case q.filter != nil && name != "ls" && q.bulk():
+		want = 0 // a bulk action: the filter, not an id, says which messages
+	case q.dryRun:
+		fmt.Fprintf(stderr, "cuemta queue %s: --dry-run is for a bulk action: give a filter (or --all)\n", name)
+		return 2
+	}
+	if fs.NArg() != want {
+		fmt.Fprintf(stderr, "cuemta queue %s: want %d arguments, got %d\n%s", name, want, fs.NArg(), queueUsage)
+		return 2
+	}
+	if want == 0 && cmd.args > 0 {
+		cmd.run = queueBulk
+	}
+	if name == "ls" && q.messages {
+		cmd.run = queueLsMessages
 	}
 	if name == "suspend" && q.dur == "" {
 		fmt.Fprintln(stderr, "cuemta queue suspend: --for DURATION is required (for example --for 1h)")
