@@ -12,7 +12,9 @@ type Metrics struct {
 	sites *limiter
 
 	hooksOnce sync.Once
-	hooks     *hookMetrics // webhooks (hooks.go)
+	// tlsReports are the TLS reporting gauges (tlsrpt.go).
+	tlsReports *tlsReportGauges
+	hooks      *hookMetrics // webhooks (hooks.go)
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
@@ -97,13 +99,14 @@ func New(opts ...Option) *Metrics {
 	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
+	m.tlsReports = newTLSReportGauges()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
-		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls,
+		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
 	)
 	return m
 }

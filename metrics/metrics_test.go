@@ -54,6 +54,7 @@ func exercise(m *Metrics) {
 	m.HookSent("crm", 25)
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
+	m.TLSReportStatsFunc(func() TLSReportStats { return TLSReportStats{Pending: 2, ResultsDropped: 1} })
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

@@ -7,10 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/tlsrpt"
 )
@@ -109,22 +108,8 @@ func (s *Server) enqueueTLSReport(ctx context.Context, from, to string, msg []by
 // registerTLSReportMetrics exposes what the store's caps dropped and the
 // reports waiting to be sent.
 func (s *Server) registerTLSReportMetrics(store *tlsrpt.Store) {
-	reg := s.metrics.Registry()
-	if reg == nil {
-		return
-	}
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cuemta_tlsrpt_results_dropped_total",
-			Help: "TLS-RPT results not counted: more recipient domains in a day than tlsReporting.maxDomains, or more policies for one"},
-			func() float64 { r, _ := store.Dropped(); return float64(r) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cuemta_tlsrpt_reports_dropped_total",
-			Help: "TLS reports given up unsent: past tlsReporting.maxAge, or beyond the closed windows kept"},
-			func() float64 { _, w := store.Dropped(); return float64(w) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cuemta_tlsrpt_failure_details_dropped_total",
-			Help: "failed TLS sessions counted in a report's summary without a failure-details group (tlsReporting.maxFailureDetails)"},
-			func() float64 { return float64(store.DroppedDetails()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cuemta_tlsrpt_reports_pending",
-			Help: "TLS reports of ended windows waiting to be sent"},
-			func() float64 { return float64(store.Pending()) }),
-	)
+	s.metrics.TLSReportStatsFunc(func() metrics.TLSReportStats {
+		results, reports := store.Dropped()
+		return metrics.TLSReportStats{Pending: store.Pending(), ResultsDropped: results, ReportsDropped: reports, DetailsDropped: store.DroppedDetails()}
+	})
 }
