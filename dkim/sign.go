@@ -162,12 +162,19 @@ func (k *Key) prepare() error {
 // The header section ends at the first empty line; a message without one
 // is all header with an empty body (RFC 5322 §3.5: the body is optional),
 // as a verifier sees it once a header/body separator is added. A bare LF
-// ends a line as CRLF does; a bare CR is data.
+// ends a line as CRLF does; a bare CR is data. A message whose first line
+// begins with whitespace is refused: that line would continue the
+// signature field.
 func Sign(msg []byte, keys []*Key) ([]byte, error) {
 	for _, k := range keys {
 		if k == nil || k.plan == nil {
 			return nil, errors.New("dkim: key not loaded with Load")
 		}
+	}
+	if len(msg) > 0 && isWSP(msg[0]) {
+		// RFC 5322 §2.2.3: a line beginning with whitespace continues the
+		// field above it, so it would become part of ours.
+		return nil, errors.New("dkim: the message begins with a folded (whitespace-led) line")
 	}
 	s := statePool.Get().(*state)
 	defer statePool.Put(s)
