@@ -16,11 +16,13 @@ build:
 
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
 # unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
-# verifier, RSA and Ed25519) and postfix
+# verifier, RSA and Ed25519), postfix
 # (smtp-source and smtp-sink; preseeded "No configuration", so no mail
-# system is set up). apt runs only when one of them is missing; without
-# apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix
+# system is set up) and opendkim with opendkim-tools (the signing milter
+# bench/run-dkim.sh compares with; no daemon is set up). apt runs only
+# when one of them is missing; without apt-get the tests that need them
+# say so and skip.
+DEB_PKGS := systemd python3-dkim python3-nacl postfix opendkim opendkim-tools
 
 deps:
 	@missing=; for p in $(DEB_PKGS); do \
@@ -65,7 +67,8 @@ FUZZ_TARGETS := \
 	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
-	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse
+	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse \
+	dkim:FuzzSign
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \
