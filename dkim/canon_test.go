@@ -47,13 +47,16 @@ func TestBodyCanonicalization(t *testing.T) {
 		{"bare CR at the end", "a\r", "a\r\r\n", "a\r\r\n"},
 		{"space then bare CR", "a \rb", "a \rb\r\n", "a \rb\r\n"},
 		{"8-bit data", "caf\xc3\xa9 \xff\xfe\r\n", "caf\xc3\xa9 \xff\xfe\r\n", "caf\xc3\xa9 \xff\xfe\r\n"},
+		{"long lines (the eight-byte scan)", "abcdefghijklmnop  qrstuvwxyz0123456789\t\tend  \r\nABCDEFGH\x01IJKLMNOP QRSTUVW\r\n\r\n",
+			"abcdefghijklmnop  qrstuvwxyz0123456789\t\tend  \r\nABCDEFGH\x01IJKLMNOP QRSTUVW\r\n",
+			"abcdefghijklmnop qrstuvwxyz0123456789 end\r\nABCDEFGH\x01IJKLMNOP QRSTUVW\r\n"},
 		{"many trailing empty lines", "x" + strings.Repeat("\r\n", 100), "x\r\n", "x\r\n"},
 		{"many empty lines inside", "x" + strings.Repeat("\r\n", 100) + "y", "x" + strings.Repeat("\r\n", 100) + "y\r\n", "x" + strings.Repeat("\r\n", 100) + "y\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Every way of cutting the body into pieces gives the same
 			// form: the state carried between writes is complete.
-			for _, step := range []int{0, 1, 2, 3, 5, 7} {
+			for _, step := range []int{0, 1, 2, 3, 5, 7, 9, 13} {
 				if got := bodyForm(false, tc.in, step); got != tc.simple {
 					t.Errorf("simple, pieces of %d: got %q, want %q", step, got, tc.simple)
 				}
