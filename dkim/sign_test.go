@@ -477,3 +477,37 @@ func TestSignVerifiedByDkimpy(t *testing.T) {
 		t.Errorf("dkimpy passed %d signatures, want %d", pass, want)
 	}
 }
+
+// TestSignConcurrent: sessions sign at once, sharing keys and the pool of
+// scratch state; every signature still verifies (run with -race).
+func TestSignConcurrent(t *testing.T) {
+	set := newTestKeySet(t, testRSA(t), []string{"From", "To", "Subject"})
+	keys := set.keys[4:] // the Ed25519 ones: fast
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := mrand.New(mrand.NewPCG(uint64(g), 7))
+			for range 10 {
+				msg := genMessage(r)
+				signed, err := Sign(msg, keys)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, err := range (testKeySet{keys: keys, txt: set.txt}).verify(t, signed) {
+					if err != nil {
+						errs <- fmt.Errorf("key %s: %w", keys[i].Name, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
