@@ -53,10 +53,10 @@ type field struct{ start, end, nameStart, nameEnd int }
 // little beyond the output and what the key operation needs.
 type state struct {
 	fields   []field
-	buf      []byte // one canonical header field at a time, then a signature's base64
-	sigs     []byte // the DKIM-Signature fields made so far
-	bodyHash [2]hash.Hash
-	bh       [2][sha256.Size]byte
+	buf      []byte               // one canonical header field at a time, then a signature's base64
+	sigs     []byte               // the DKIM-Signature fields made so far
+	bodyHash [2]hash.Hash         // by canonicalisation: [0] simple, [1] relaxed
+	bh       [2][sha256.Size]byte // the body hashes, indexed alike
 	hdrHash  hash.Hash
 	simple   simpleBody
 	relaxed  relaxedBody
@@ -72,8 +72,9 @@ type signPlan struct {
 	relaxedHeader, relaxedBody bool
 	// occurrence[i] is how many times HeaderKeys[i] is listed before i.
 	occurrence []int
-	// tags are the pieces of the DKIM-Signature field that do not change
-	// from message to message, before t= (v, a, c, d, s) and after it (h).
+	// head and names are the pieces of the DKIM-Signature field that do
+	// not change from message to message: before t= (v, a, c, d, s) and
+	// after it (h).
 	head, names []piece
 }
 
@@ -190,8 +191,8 @@ func Sign(msg []byte, keys []*Key) ([]byte, error) {
 	}
 	out := make([]byte, len(s.sigs)+len(msg))
 	copy(out[copy(out, s.sigs):], msg)
-	if cap(s.buf) > 64<<10 || cap(s.sigs) > 64<<10 {
-		s.buf, s.sigs = nil, nil // do not keep the scratch of an odd message
+	if cap(s.buf) > 64<<10 || cap(s.sigs) > 64<<10 || cap(s.fields) > 4096 {
+		s.buf, s.sigs, s.fields = nil, nil, nil // do not keep the scratch of an odd message
 	}
 	return out, nil
 }
