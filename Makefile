@@ -5,9 +5,9 @@ PKGS      := ./...
 # The race detector slows CUE evaluation a lot on 2 cores; the packages
 # with concurrency of their own run under it, and the end-to-end tests run
 # again against a binary built with -race (CUEMTA_E2E_RACE).
-RACE_PKGS := ./config/... ./queue/... ./reception/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
+RACE_PKGS := ./config/... ./dkim/... ./queue/... ./reception/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
 
-.PHONY: all build deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
+.PHONY: all build deps bench-deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
 
 all: build
 
@@ -16,23 +16,34 @@ build:
 
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
 # unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
-# verifier, RSA and Ed25519) and postfix
-# (smtp-source and smtp-sink; preseeded "No configuration", so no mail
-# system is set up). apt runs only when one of them is missing; without
-# apt-get the tests that need them say so and skip.
+# verifier, RSA and Ed25519), postfix (smtp-source and smtp-sink;
+# preseeded "No configuration", so no mail system is set up) and chromium
+# (the console page's browser test). apt runs only when one of them is
+# missing; without apt-get the tests that need them say so and skip.
 DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium
+# What the benchmarks add (`make bench-deps`): opendkim and opendkim-tools,
+# the signing milter bench/run-dkim.sh compares with (no daemon is set up).
+BENCH_DEB_PKGS := postfix opendkim opendkim-tools
 
-deps:
-	@missing=; for p in $(DEB_PKGS); do \
+# install-missing PKGS: apt-get install those of PKGS not installed.
+define install-missing
+	@missing=; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
 	done; \
 	[ -n "$$missing" ] || exit 0; \
-	if ! command -v apt-get >/dev/null; then echo "deps: missing$$missing and no apt-get; the tests that need them skip"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "deps: missing$$missing and no apt-get; what needs them skips"; exit 0; fi; \
 	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	echo "deps: installing$$missing"; \
 	echo "postfix postfix/main_mailer_type select No configuration" | $$sudo debconf-set-selections && \
 	$$sudo apt-get update -qq && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+endef
+
+deps:
+	$(call install-missing,$(DEB_PKGS))
+
+bench-deps:
+	$(call install-missing,$(BENCH_DEB_PKGS))
 
 # The whole suite: formatting, vet, unit, golden, packaging and end-to-end
 # tests (after deps).
@@ -65,7 +76,8 @@ FUZZ_TARGETS := \
 	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
-	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse
+	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse \
+	dkim:FuzzSign
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \

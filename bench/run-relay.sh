@@ -32,10 +32,10 @@
 # unlimited offered load, else msgs/s), PIPELINING (0|1), MAXCONN (50),
 # LIMIT (10), LIMITED_DURATION (5), PACED_DURATION (5), PACED_RATE (auto),
 # DRAIN (20), BENCH_TMP, BENCH_KEEP. A *_DURATION of 0 skips the variant.
-# run-dkim.sh reuses this script with DKIM=1 (sign with a fresh RSA key
-# and verify one message in DKIM_EVERY at the sink) and TARGET_RATE (the
-# generous variant's delivered msgs/s is compared with it; informative,
-# the exit status does not depend on it).
+# DKIM=1 signs with a fresh RSA key and verifies one message in DKIM_EVERY
+# at the sink; TARGET_RATE compares the generous variant's delivered msgs/s
+# with it (informative, the exit status does not depend on it). The DKIM
+# benchmark proper is run-dkim.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

@@ -4,7 +4,6 @@
 package dkim
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -13,8 +12,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/cuemta/cuemta/config"
 )
@@ -31,6 +28,7 @@ type Key struct {
 	HeaderCanon, BodyCanon string
 	// HeaderKeys are the fields signed, From always among them.
 	HeaderKeys []string
+	plan       *signPlan // set by prepare
 }
 
 // Keys are the loaded keys by name.
@@ -52,8 +50,13 @@ func Load(cfg *config.Config) (Keys, error) {
 		if _, ok := signer.(ed25519.PrivateKey); ok {
 			alg = "ed25519-sha256"
 		}
-		keys[name] = &Key{Name: name, Domain: strings.ToLower(k.Domain), Selector: k.Selector, Algorithm: alg,
+		key := &Key{Name: name, Domain: strings.ToLower(k.Domain), Selector: k.Selector, Algorithm: alg,
 			signer: signer, HeaderCanon: hc, BodyCanon: bc, HeaderKeys: withFrom(k.Headers)}
+		if err := key.prepare(); err != nil {
+			errs = append(errs, config.Error{Pos: cfg.PosOf("dkim.keys." + config.Label(name)), Msg: fmt.Sprintf("dkim key %q: %v", name, err)})
+			continue
+		}
+		keys[name] = key
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -63,43 +66,6 @@ func Load(cfg *config.Config) (Keys, error) {
 
 // Sign returns the message with a DKIM-Signature header prepended.
 func (k *Key) Sign(msg []byte) ([]byte, error) { return Sign(msg, []*Key{k}) }
-
-// Sign returns msg with one DKIM-Signature field per key prepended, in
-// the order of keys (the first key's signature ends up on top). Every
-// signature covers the message as given, not the other signatures.
-func Sign(msg []byte, keys []*Key) ([]byte, error) {
-	sigs := make([]string, len(keys))
-	for i, k := range keys {
-		s, err := msgdkim.NewSigner(&msgdkim.SignOptions{
-			Domain: k.Domain, Selector: k.Selector, Signer: k.signer, Hash: crypto.SHA256,
-			HeaderCanonicalization: msgdkim.Canonicalization(k.HeaderCanon),
-			BodyCanonicalization:   msgdkim.Canonicalization(k.BodyCanon),
-			HeaderKeys:             k.HeaderKeys,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
-		}
-		if _, err := s.Write(msg); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
-		}
-		if err := s.Close(); err != nil {
-			return nil, fmt.Errorf("dkim %s: %w", k.Name, err)
-		}
-		sigs[i] = s.Signature()
-	}
-	var out bytes.Buffer
-	n := len(msg)
-	for _, s := range sigs {
-		n += len(s)
-	}
-	out.Grow(n)
-	for _, s := range sigs {
-		out.WriteString(s)
-	}
-	out.Write(msg)
-	return out.Bytes(), nil
-}
 
 // withFrom makes sure From is signed: RFC 6376 §5.4 requires it.
 func withFrom(h []string) []string {

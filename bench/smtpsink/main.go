@@ -144,6 +144,7 @@ type sink struct {
 
 	dkimWG                                 sync.WaitGroup
 	dkimPass, dkimFail, dkimNone, dkimTemp atomic.Int64
+	dkimSigs                               atomic.Int64 // signatures in the messages checked
 	dkimErr                                atomic.Value // string: the first failure
 }
 
@@ -298,6 +299,7 @@ func (s *sink) verify(msg []byte) {
 		case len(vs) == 0:
 			s.dkimNone.Add(1)
 		default:
+			s.dkimSigs.Add(int64(len(vs)))
 			ok := true
 			for _, v := range vs {
 				if v.Err != nil {
@@ -344,6 +346,7 @@ type Summary struct {
 	DKIMFail       int64   `json:"dkim_fail"`
 	DKIMNone       int64   `json:"dkim_none"`
 	DKIMTemp       int64   `json:"dkim_error"`
+	DKIMSignatures int64   `json:"dkim_signatures"`
 	DKIMFirstError string  `json:"dkim_first_error,omitempty"`
 }
 
@@ -356,6 +359,7 @@ func (s *sink) summary(trim float64) Summary {
 		Msgs: s.msgs.Load(), Bytes: s.bytes.Load(), Rcpts: s.rcpts.Load(), Conns: s.conns.Load(),
 		MaxConcurrent: s.maxOpen.Load(),
 		DKIMPass:      s.dkimPass.Load(), DKIMFail: s.dkimFail.Load(), DKIMNone: s.dkimNone.Load(), DKIMTemp: s.dkimTemp.Load(),
+		DKIMSignatures: s.dkimSigs.Load(),
 	}
 	sum.DKIMChecked = sum.DKIMPass + sum.DKIMFail + sum.DKIMNone + sum.DKIMTemp
 	if e, ok := s.dkimErr.Load().(string); ok {
