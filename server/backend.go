@@ -249,7 +249,7 @@ func (b backend) Status(context.Context) (*admin.Status, error) {
 	}
 	for _, n := range slices.Sorted(maps.Keys(snap.Config.Listeners)) {
 		l := snap.Config.Listeners[n]
-		st.Listeners = append(st.Listeners, admin.ListenerStatus{Name: n, Addr: b.s.ListenerAddr(n), Mode: l.Mode})
+		st.Listeners = append(st.Listeners, admin.ListenerStatus{Name: n, Addr: b.s.ListenerAddr(n), Mode: l.Mode, Connections: b.s.ListenerConnections(n)})
 	}
 	if last, failure := b.s.LastReload(); last != nil {
 		st.LastReload = last.Time

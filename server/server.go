@@ -310,6 +310,17 @@ func (s *Server) ListenerAddr(name string) string {
 	return ""
 }
 
+// ListenerConnections is the number of connections open on a listener,
+// across the reception servers of every generation still serving it.
+func (s *Server) ListenerConnections(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.listeners[name]; ok {
+		return l.conns.Open()
+	}
+	return 0
+}
+
 func receptionPolicy(cfg *config.Config) (reception.Policy, error) {
 	relay, err := reception.NewRelayPolicy(cfg.Relay)
 	if err != nil {
