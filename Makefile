@@ -20,7 +20,7 @@ build:
 # (smtp-source and smtp-sink; preseeded "No configuration", so no mail
 # system is set up). apt runs only when one of them is missing; without
 # apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium
+DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium spamass-milter spamassassin
 
 deps:
 	@missing=; for p in $(DEB_PKGS); do \

@@ -23,7 +23,7 @@ require (
 	golang.org/x/time v0.16.0
 )
 
-require github.com/d--j/go-milter v0.10.1 // indirect
+require github.com/d--j/go-milter v0.10.1
 
 require (
 	cel.dev/expr v0.25.1 // indirect
