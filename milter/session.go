@@ -193,11 +193,6 @@ func (f *Filter) ask(ctx context.Context, hostname string, sub *reception.Submis
 	if sub.User != "" {
 		macros.Set(gomilter.MacroAuthAuthen, sub.User)
 	}
-	if sub.TLS {
-		// The version is not kept with the message; its presence says
-		// STARTTLS was used.
-		macros.Set(gomilter.MacroTlsVersion, "TLS")
-	}
 	macros.Set(gomilter.MacroMailAddr, sub.From)
 	macros.Set(gomilter.MacroMailHost, domainOf(sub.From))
 	macros.Set(gomilter.MacroMailMailer, "esmtp")
@@ -209,7 +204,6 @@ func (f *Filter) ask(ctx context.Context, hostname string, sub *reception.Submis
 		gomilter.WithoutDefaultMacros(),
 		gomilter.WithMacroRequest(gomilter.StageConnect, []gomilter.MacroName{gomilter.MacroMTAFQDN, gomilter.MacroMTAVersion,
 			gomilter.MacroDaemonName, gomilter.MacroClientAddr, gomilter.MacroClientName, gomilter.MacroRFC1413AuthInfo}),
-		gomilter.WithMacroRequest(gomilter.StageHelo, []gomilter.MacroName{gomilter.MacroTlsVersion}),
 		gomilter.WithMacroRequest(gomilter.StageMail, []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroAuthAuthen,
 			gomilter.MacroMailMailer, gomilter.MacroMailHost, gomilter.MacroMailAddr}),
 		gomilter.WithMacroRequest(gomilter.StageRcpt, []gomilter.MacroName{gomilter.MacroRcptMailer, gomilter.MacroRcptHost, gomilter.MacroRcptAddr}),
