@@ -5,7 +5,7 @@ PKGS      := ./...
 # The race detector slows CUE evaluation a lot on 2 cores; the packages
 # with concurrency of their own run under it, and the end-to-end tests run
 # again against a binary built with -race (CUEMTA_E2E_RACE).
-RACE_PKGS := ./config/... ./dkim/... ./queue/... ./reception/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
+RACE_PKGS := ./config/... ./dkim/... ./queue/... ./reception/... ./milter/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
 
 .PHONY: all build deps bench-deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
 
@@ -17,10 +17,13 @@ build:
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
 # unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
 # verifier, RSA and Ed25519), postfix (smtp-source and smtp-sink;
-# preseeded "No configuration", so no mail system is set up) and chromium
-# (the console page's browser test). apt runs only when one of them is
-# missing; without apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium
+# preseeded "No configuration", so no mail system is set up), chromium
+# (the console page's browser test), spamass-milter, spamassassin and
+# spamd (a real milter in front of spamd for the content-filter tests;
+# spamd is its own package and only recommended, so named). apt runs only
+# when one of them is missing; without apt-get the tests that need them
+# say so and skip.
+DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium spamass-milter spamassassin spamd
 # What the benchmarks add (`make bench-deps`): opendkim and opendkim-tools,
 # the signing milter bench/run-dkim.sh compares with (no daemon is set up).
 BENCH_DEB_PKGS := postfix opendkim opendkim-tools

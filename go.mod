@@ -23,6 +23,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require github.com/d--j/go-milter v0.10.1
+
 require (
 	cel.dev/expr v0.25.1 // indirect
 	cuelabs.dev/go/oci/ociregistry v0.0.0-20260601085548-328ff8e2c943 // indirect

@@ -213,7 +213,32 @@ type Listener struct {
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`
 	DSN    string         `json:"dsn"` // DSNMail or DSNNone
+	// Milters are the listener's content filters, in order (milter/).
+	Milters []Milter `json:"milters"`
 }
+
+// Milter is one content filter over the milter protocol (schema #Milter).
+type Milter struct {
+	Name     string         `json:"name"`
+	Addr     string         `json:"addr"` // "unix:/path" or "inet:host:port"
+	Timeouts MilterTimeouts `json:"timeouts"`
+	OnError  string         `json:"onError"` // MilterTempfail, MilterAccept or MilterReject
+}
+
+// MilterTimeouts bound one conversation with a milter.
+type MilterTimeouts struct {
+	Connect Duration `json:"connect"`
+	Command Duration `json:"command"`
+	Data    Duration `json:"data"`
+	Total   Duration `json:"total"`
+}
+
+// The values of Milter.OnError.
+const (
+	MilterTempfail = "tempfail"
+	MilterAccept   = "accept"
+	MilterReject   = "reject"
+)
 
 type TLSFiles struct {
 	Cert string `json:"cert"`

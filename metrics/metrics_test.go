@@ -55,6 +55,9 @@ func exercise(m *Metrics) {
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
 	m.TLSReportStatsFunc(func() TLSReportStats { return TLSReportStats{Pending: 2, ResultsDropped: 1} })
+	m.MilterOutcome("mx", "spamassassin", "accept")
+	m.MilterOutcome("mx", "spamassassin", "reject")
+	m.MilterError("mx", "clamav", "timeout")
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

@@ -82,6 +82,11 @@ func (s *session) Data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(s.srv.ctx, sinkTimeout)
 	id, err := s.srv.sink.Accept(ctx, sub)
 	cancel()
+	var discarded *Discarded
+	if errors.As(err, &discarded) {
+		s.log.Info("message discarded", "trace", txn.id, "by", discarded.By, "reason", discarded.Reason)
+		return errDiscardedReply
+	}
 	if err != nil {
 		reply := sinkReply(err)
 		s.log.Warn("message not accepted by sink", "trace", txn.id, "err", err,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/milter"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/reception"
 )
@@ -143,6 +144,11 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	var sink reception.Sink = acc
 	if cfg.Mode == config.ModeFeedback {
 		sink = s.feedbackListener(cfg, snap, &pol)
+	}
+	// The listener's content filters see each message before the message
+	// rules do (milter/).
+	if sink, err = milter.Wrap(cfg, snap.Config.Hostname, sink, s.logger, s.metrics); err != nil {
+		return nil, err
 	}
 	srv, err := reception.New(cfg, pol, sink, s.logger)
 	if err != nil {
