@@ -1,5 +1,5 @@
 // Package redistest runs a real redis-server for tests: on a free
-// loopback port, with no persistence (--save '' --appendonly no), stopped
+// loopback port, with no persistence (--save ” --appendonly no), stopped
 // at the test's end. A test can kill it mid-run and start it again, empty,
 // on the same port. Without redis-server on PATH the test is skipped
 // (`make deps` installs it).
