@@ -16,11 +16,12 @@ build:
 
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
 # unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
-# verifier, RSA and Ed25519) and postfix
+# verifier, RSA and Ed25519), postfix
 # (smtp-source and smtp-sink; preseeded "No configuration", so no mail
-# system is set up). apt runs only when one of them is missing; without
+# system is set up) and redis-server (the cluster tests start their own on
+# a loopback port, without persistence). apt runs only when one of them is missing; without
 # apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix
+DEB_PKGS := systemd python3-dkim python3-nacl postfix redis-server
 
 deps:
 	@missing=; for p in $(DEB_PKGS); do \

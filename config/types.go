@@ -35,6 +35,9 @@ type Config struct {
 	// Suppression is the suppression list's policy (package suppress).
 	Suppression Suppression `json:"suppression"`
 	Feedback    Feedback    `json:"feedback"`
+	// Cluster, when set, shares limits and suspensions with other nodes
+	// through Redis (package cluster); nil: this node alone.
+	Cluster *Cluster `json:"cluster,omitempty"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run

@@ -13,6 +13,7 @@ type Metrics struct {
 
 	hooksOnce sync.Once
 	hooks     *hookMetrics // webhooks (hooks.go)
+	cluster   *clusterGauges
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
@@ -97,7 +98,8 @@ func New(opts ...Option) *Metrics {
 	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
-	m.reg.MustRegister(
+	m.cluster = newClusterGauges()
+	m.reg.MustRegister(m.cluster,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.transient, m.bounced, m.expired,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/admin"
+	"github.com/cuemta/cuemta/cluster"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
@@ -46,6 +47,10 @@ type Server struct {
 	admin   *admin.Server
 	started time.Time
 	version string
+
+	// cluster is the accounting shared with other nodes (cluster.go);
+	// nil on a node alone.
+	cluster *cluster.Client
 
 	// suppressions is the suppression list (SPOOL/suppress/), open
 	// while Run runs.
@@ -157,7 +162,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	shared, err := s.startCluster(cfg)
+	if err != nil {
+		return err
+	}
 	s.delivery = delivery.New(delivery.Options{
+		Shared: shared,
+		OnSharedResume: func(scope, key string) {
+			if err := (backend{s}).releaseHeld(scope, key); err != nil {
+				s.logger.Error("cluster: releasing mail held by a suspension lifted elsewhere", "scope", scope, "key", key, "err", err)
+			}
+		},
 		Store:    spool,
 		Resolver: resolver,
 		Policy:   s.policy,
@@ -183,6 +198,19 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(deliveryDone)
 		s.delivery.Run(runCtx)
 	}()
+	if s.cluster != nil {
+		defer s.cluster.Close()
+		clusterDone := make(chan struct{})
+		defer func() {
+			cancel()
+			<-clusterDone
+		}()
+		s.cluster.SetEntries(s.sharedEntries, s.applyShared)
+		go func() {
+			defer close(clusterDone)
+			s.cluster.Run(runCtx)
+		}()
+	}
 
 	if err := s.startAdmin(cfg); err != nil {
 		cancel()
