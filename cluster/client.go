@@ -52,6 +52,7 @@ type Client struct {
 	log    *slog.Logger
 
 	up         atomic.Bool
+	downSince  atomic.Int64 // Unix ns of the failure that began the outage
 	roundTrips atomic.Uint64
 	fallbacks  atomic.Uint64 // decisions taken locally while Redis was down
 	lastErr    atomic.Pointer[string]
@@ -166,6 +167,7 @@ func (c *Client) call(err error) error {
 	c.roundTrips.Add(1)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if c.up.Swap(false) {
+			c.downSince.Store(time.Now().UnixNano())
 			c.log.Warn("cluster: redis unreachable; each node applies its share of the shared limits until it answers",
 				"err", err, "nodes", len(c.nodeList()))
 		}

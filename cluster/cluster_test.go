@@ -155,57 +155,92 @@ func TestGCRAAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestFallbackShares: with Redis down each node grants its share of a
-// cap (they add up to the cap) and its share of a rate; when Redis comes
-// back, the node goes back to shared accounting and re-registers the
-// slots it holds.
+// TestFallbackShares: with Redis down a node grants no new slot for one
+// TTL, keeps connections only within its share (shedding those it took
+// before), then grants its share of a cap (the shares add up to the cap)
+// and of a rate; when Redis comes back, the node goes back to shared
+// accounting and re-registers the slots it holds.
 func TestFallbackShares(t *testing.T) {
 	r := redistest.Start(t)
+	const ttl = 300 * time.Millisecond
 	var nodes []*Client
 	for _, n := range []string{"a", "b", "c"} {
-		nodes = append(nodes, newClient(t, r.Addr, n, 300*time.Millisecond))
+		nodes = append(nodes, newClient(t, r.Addr, n, ttl))
 	}
 	for _, n := range nodes {
 		waitUntil(t, "three nodes seen", func() bool { return len(n.Status().Nodes) == 3 })
 	}
-	r.Kill()
 	ctx := context.Background()
-	total := 0
+	key := []Lease{{Key: "k", Cap: 7}}
+	// Before the outage node c holds 5 of the 7 slots.
+	var before []func()
+	for range 5 {
+		rel, ok := nodes[2].AcquireConn(ctx, key)
+		if !ok {
+			t.Fatal("refused a slot under the cap")
+		}
+		before = append(before, rel)
+	}
+	r.Kill()
 	for _, n := range nodes {
-		got := 0
-		for range 10 {
-			if _, ok := n.AcquireConn(ctx, []Lease{{Key: "k", Cap: 7}}); ok {
-				got++
-			}
+		if _, ok := n.AcquireConn(ctx, key); ok {
+			t.Errorf("node %s granted a slot right after Redis died", n.Node())
 		}
-		want := map[string]int{"a": 3, "b": 2, "c": 2}[n.Node()]
-		if got != want {
-			t.Errorf("node %s got %d slots of a cap of 7 in fallback, want %d", n.Node(), got, want)
-		}
-		total += got
 		if n.Status().Up {
 			t.Errorf("node %s reports Redis up while it is down", n.Node())
 		}
 	}
+	// c is over its share (2 of 7): its connections close, one by one as
+	// they ask, down to the share.
+	shed := 0
+	for !nodes[2].Retain(key) {
+		before[shed]()
+		shed++
+	}
+	if shed != 3 {
+		t.Errorf("node c shed %d connections, want 3 (from 5 to its share 2)", shed)
+	}
+	waitUntil(t, "one TTL since each node saw the outage", func() bool {
+		for _, n := range nodes {
+			if time.Since(time.Unix(0, n.downSince.Load())) <= ttl {
+				return false
+			}
+		}
+		return true
+	})
+	total := 2 // c's two kept
+	for _, n := range nodes {
+		got := 0
+		for range 10 {
+			if _, ok := n.AcquireConn(ctx, key); ok {
+				got++
+			}
+		}
+		want := map[string]int{"a": 3, "b": 2, "c": 0}[n.Node()]
+		if got != want {
+			t.Errorf("node %s got %d more slots of a cap of 7 in fallback, want %d", n.Node(), got, want)
+		}
+		total += got
+	}
 	if total != 7 {
 		t.Errorf("the nodes hold %d slots together in fallback, want the cap 7", total)
 	}
-	// A 30/s rate is 10/s per node: the eleventh token waits about 100ms.
+	// A 30/s rate is 10/s per node, from an empty bucket: the tenth token waits about a second.
 	var wait time.Duration
-	for range 11 {
+	for range 10 {
 		wait = nodes[0].Reserve(ctx, []Rate{{Key: "r", PerSecond: 30, Burst: 3}}, 1)
 	}
-	if wait < 80*time.Millisecond || wait > 1100*time.Millisecond {
-		t.Errorf("the 11th token of a 30/s rate over 3 nodes waits %v in fallback", wait)
+	if wait < 900*time.Millisecond || wait > 1100*time.Millisecond {
+		t.Errorf("the 10th token of a 30/s rate over 3 nodes waits %v in fallback", wait)
 	}
 	r.Restart()
 	waitUntil(t, "the nodes back on Redis", func() bool {
 		return nodes[0].Status().Up && nodes[1].Status().Up && nodes[2].Status().Up
 	})
-	// The seven slots taken during the outage are registered again: the
-	// cap is full for everyone.
+	// The slots held through the outage are registered again: the cap is
+	// full for everyone.
 	waitUntil(t, "the outage's slots registered again", func() bool {
-		_, ok := nodes[1].AcquireConn(ctx, []Lease{{Key: "k", Cap: 7}})
+		_, ok := nodes[1].AcquireConn(ctx, key)
 		return !ok
 	})
 }

@@ -55,8 +55,14 @@ func (c *Client) AcquireConn(ctx context.Context, want []Lease) (release func(),
 		}
 	}
 	// Redis is down: this node's share of each cap, counting every slot
-	// it holds (those taken while Redis answered included).
+	// it holds (those taken while Redis answered included). For one TTL
+	// after the outage began no slot is granted at all: a node may hold
+	// more than its share from before, and sheds the excess only as its
+	// connections finish their current message (Retain).
 	c.fallbacks.Add(1)
+	if time.Since(time.Unix(0, c.downSince.Load())) < c.opts.LeaseTTL {
+		return nil, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range ls {
@@ -66,6 +72,25 @@ func (c *Client) AcquireConn(ctx context.Context, want []Lease) (release func(),
 	}
 	c.holdLocked(member, ls)
 	return c.releaser(member), true
+}
+
+// Retain reports whether a connection holding slots under these keys may
+// go on to its next message. With Redis up it may; with Redis down only
+// while this node holds no more than its share of each cap, so that the
+// slots taken before the outage shrink to the share (each connection
+// asking closes while the node is over it).
+func (c *Client) Retain(want []Lease) bool {
+	if c.up.Load() {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range want {
+		if w.Cap > 0 && c.local[c.prefix+"conn:"+w.Key] > c.share(w.Cap) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Client) hold(member string, ls []lease) {

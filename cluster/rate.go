@@ -60,6 +60,9 @@ func (c *Client) Reserve(ctx context.Context, rates []Rate, n int) time.Duration
 		limit, burst := rate.Limit(r.PerSecond/div), max(1, r.Burst/int(div))
 		if lim == nil || lim.Limit() != limit {
 			lim = &localRate{rate.NewLimiter(limit, burst)}
+			// It starts empty: the tokens reserved in Redis just before
+			// the outage are still being used.
+			lim.AllowN(now, burst)
 			c.limits[r.Key] = lim
 		}
 		if d := lim.ReserveN(now, min(n, burst)).DelayFrom(now); d > wait {

@@ -72,10 +72,10 @@ func (l *lane) work(p *provider) {
 		}
 		ok := l.send(ctx, conn, host, j)
 		sent++
-		if !ok || sent >= l.profile().MaxMessagesPerConnection() {
+		if !ok || sent >= l.profile().MaxMessagesPerConnection() || !l.retainShared(p) {
 			break
 		}
-		j = l.next(ctx, e.opts.IdleTimeout)
+		j = l.next(ctx, e.idleTimeout())
 	}
 	conn.Quit()
 }

@@ -22,6 +22,10 @@ type Shared interface {
 	// AcquireConn takes a connection slot under every lease at once, or
 	// none (ok false: one is full now; ask again later).
 	AcquireConn(ctx context.Context, leases []SharedLease) (release func(), ok bool)
+	// Retain reports whether a connection holding slots under leases may
+	// send its next message (false: close it, this node holds more than it
+	// may now).
+	Retain(leases []SharedLease) bool
 	// Reserve takes n tokens from every bucket in one decision and returns
 	// how long to wait before using them.
 	Reserve(ctx context.Context, rates []SharedRate, n int) time.Duration
@@ -62,6 +66,20 @@ const (
 // leaseRetry spaces the asks of a connection waiting for a shared slot.
 const leaseRetry = 25 * time.Millisecond
 
+// sharedIdleTimeout bounds how long an idle connection keeps its shared
+// slot: a node whose queue ran dry must not hold slots that the other
+// nodes' backlogs are waiting for (locally, an idle connection gives its
+// slot up as soon as another lane waits; across nodes nobody can tell it).
+const sharedIdleTimeout = 200 * time.Millisecond
+
+// idleTimeout is how long an idle connection waits for another message.
+func (e *Scheduler) idleTimeout() time.Duration {
+	if e.opts.Shared != nil {
+		return min(e.opts.IdleTimeout, sharedIdleTimeout)
+	}
+	return e.opts.IdleTimeout
+}
+
 // acquireShared waits for the cluster's connection slots of the lane and
 // its provider before a connection is dialled. It returns false when the
 // job was handed back instead (the lane was suspended meanwhile) or the
@@ -77,14 +95,7 @@ func (l *lane) acquireShared(ctx context.Context, p *provider, j *job) (func(), 
 			j.holdAll(s)
 			return nil, false
 		}
-		l.mu.Lock()
-		leases := []SharedLease{{Key: "lane:" + l.key, Cap: l.capLocked(now)}}
-		l.mu.Unlock()
-		if p != nil {
-			p.mu.Lock()
-			leases = append(leases, SharedLease{Key: "provider:" + providerKey(p.name, p.source), Cap: p.capLocked(now)})
-			p.mu.Unlock()
-		}
+		leases := l.sharedLeases(p, now)
 		if release, ok := e.opts.Shared.AcquireConn(ctx, leases); ok {
 			return release, true
 		}
@@ -96,6 +107,27 @@ func (l *lane) acquireShared(ctx context.Context, p *provider, j *job) (func(), 
 		case <-time.After(leaseRetry + rand.N(leaseRetry)):
 		}
 	}
+}
+
+// sharedLeases are the connection slots a connection of the lane takes:
+// the lane's, and its provider's.
+func (l *lane) sharedLeases(p *provider, now time.Time) []SharedLease {
+	l.mu.Lock()
+	leases := []SharedLease{{Key: "lane:" + l.key, Cap: l.capLocked(now)}}
+	l.mu.Unlock()
+	if p != nil {
+		p.mu.Lock()
+		leases = append(leases, SharedLease{Key: "provider:" + providerKey(p.name, p.source), Cap: p.capLocked(now)})
+		p.mu.Unlock()
+	}
+	return leases
+}
+
+// retainShared reports whether a connection may send another message
+// under its shared slots (always on a node alone).
+func (l *lane) retainShared(p *provider) bool {
+	e := l.site.sched
+	return e.opts.Shared == nil || e.opts.Shared.Retain(l.sharedLeases(p, e.opts.Now()))
 }
 
 // waitShared waits for the cluster's buckets of a lane and its provider

@@ -71,6 +71,14 @@ func (a clusterShared) AcquireConn(ctx context.Context, ls []delivery.SharedLeas
 	return a.c.AcquireConn(ctx, out)
 }
 
+func (a clusterShared) Retain(ls []delivery.SharedLease) bool {
+	out := make([]cluster.Lease, len(ls))
+	for i, l := range ls {
+		out[i] = cluster.Lease(l)
+	}
+	return a.c.Retain(out)
+}
+
 func (a clusterShared) Reserve(ctx context.Context, rs []delivery.SharedRate, n int) time.Duration {
 	out := make([]cluster.Rate, len(rs))
 	for i, r := range rs {
