@@ -182,7 +182,9 @@ func TestClusterSharedLimits(t *testing.T) {
 	r.Kill()
 	killed := time.Now()
 	for _, srv := range nodes {
-		waitFor(t, 5*time.Second, "/readyz degraded", func() bool { return strings.HasPrefix(readyz(t, srv), "200 ready, degraded: cluster redis unreachable") })
+		waitFor(t, 5*time.Second, "/readyz degraded", func() bool {
+			return strings.HasPrefix(readyz(t, srv), "200 ready, degraded: cluster redis unreachable")
+		})
 	}
 	if !waitUntil(40*time.Second, func() bool { return len(messagesTo(s, "capped")) >= before+3*per }) {
 		for i, n := range nodes {
