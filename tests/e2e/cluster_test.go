@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -187,9 +186,6 @@ func TestClusterSharedLimits(t *testing.T) {
 		})
 	}
 	if !waitUntil(40*time.Second, func() bool { return len(messagesTo(s, "capped")) >= before+3*per }) {
-		for i, n := range nodes {
-			os.WriteFile(fmt.Sprintf("/tmp/cluster-node-%d.log", i), []byte(n.log.String()), 0o644)
-		}
 		t.Fatalf("%d of %d messages at the sim 40s after Redis died; node 0:\n%s", len(messagesTo(s, "capped"))-before, 3*per, tail(nodes[0].log.String(), 60))
 	}
 	checkCaps(t, s, "redis down")
