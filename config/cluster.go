@@ -3,7 +3,23 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
+
+// MinLeaseTTL is the shortest cluster.leaseTTL: renewed every third of it,
+// a shorter lease would lapse under a live node on a GC pause or a slow
+// Redis answer.
+const MinLeaseTTL = time.Second
+
+// checkCluster checks what the schema cannot: the lease TTL's floor.
+func (c *Config) checkCluster(add addFunc) {
+	if c.Cluster == nil {
+		return
+	}
+	if d := c.Cluster.LeaseTTL.D(); d < MinLeaseTTL {
+		add("cluster.leaseTTL", "cluster.leaseTTL: %v is too short; a lease is renewed every third of it, so it must be at least %v", d, MinLeaseTTL)
+	}
+}
 
 // Cluster mirrors #Cluster in schema/config.cue: several nodes sharing
 // connection counts, rates, suspensions and throttles through Redis.
