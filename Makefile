@@ -82,7 +82,7 @@ bench:
 # Load benchmarks over loopback (bench/README.md): each builds cuemta and the
 # tools, runs for under 2 minutes and prints a summary. Knobs go in the
 # environment or on the command line, e.g. `make bench-inject DURATION=3`.
-.PHONY: bench-dkim bench-reload
+.PHONY: bench-dkim bench-reload bench-cluster
 bench-inject:
 	GO=$(GO) bash bench/run-inject.sh
 
@@ -94,6 +94,10 @@ bench-reload:
 
 bench-dkim:
 	GO=$(GO) bash bench/run-dkim.sh
+
+# Shared limits through Redis against local limits, same run (docs/cluster.md).
+bench-cluster:
+	GO=$(GO) bash bench/run-cluster.sh
 
 clean:
 	rm -rf bin

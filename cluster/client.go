@@ -65,6 +65,7 @@ type Client struct {
 	seq    uint64
 
 	sync syncer
+	supp suppressState // guarded by mu
 	wake chan struct{}
 }
 
@@ -261,6 +262,8 @@ func (c *Client) share(limit int) int {
 type nodesFile struct {
 	Nodes []string  `json:"nodes"`
 	Seen  time.Time `json:"seen"`
+	// SuppressFrom is the last suppression stream ID applied.
+	SuppressFrom string `json:"suppressFrom,omitempty"`
 }
 
 func (c *Client) loadNodes() []string {
@@ -276,6 +279,7 @@ func (c *Client) loadNodes() []string {
 		c.log.Warn("cluster: state file unreadable; nodes unknown until redis answers", "file", c.opts.StateFile)
 		return nil
 	}
+	c.supp.from = f.SuppressFrom
 	return f.Nodes
 }
 
@@ -283,7 +287,10 @@ func (c *Client) saveNodes(nodes []string) {
 	if c.opts.StateFile == "" {
 		return
 	}
-	b, _ := json.Marshal(nodesFile{Nodes: nodes, Seen: time.Now()})
+	c.mu.Lock()
+	from := c.supp.from
+	c.mu.Unlock()
+	b, _ := json.Marshal(nodesFile{Nodes: nodes, Seen: time.Now(), SuppressFrom: from})
 	if err := atomicfile.Write(c.opts.StateFile, b, 0o600); err != nil {
 		c.log.Warn("cluster: nodes not saved", "err", err)
 	}

@@ -313,3 +313,39 @@ func TestEntriesMerge(t *testing.T) {
 		return err == nil && n == 2
 	})
 }
+
+// TestSuppressionStream: a change published by one node is applied by the
+// other and not by itself; one published while Redis is down is sent when
+// it answers again.
+func TestSuppressionStream(t *testing.T) {
+	r := redistest.Start(t)
+	var mu sync.Mutex
+	got := map[string][]string{}
+	var clients []*Client
+	for _, n := range []string{"a", "b"} {
+		c := newClient(t, r.Addr, n, time.Second)
+		c.SetSuppressions(func(p []byte) error {
+			mu.Lock()
+			got[n] = append(got[n], string(p))
+			mu.Unlock()
+			return nil
+		})
+		clients = append(clients, c)
+	}
+	seen := func(node string, want ...string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Sprint(got[node]) == fmt.Sprint(want)
+		}
+	}
+	clients[0].PublishSuppression([]byte("one"))
+	waitUntil(t, "b to apply a's change", seen("b", "one"))
+	r.Kill()
+	clients[0].PublishSuppression([]byte("two"))
+	r.Restart()
+	waitUntil(t, "b to apply the change made while Redis was down", seen("b", "one", "two"))
+	if !seen("a")() {
+		t.Errorf("a applied its own changes: %v", got["a"])
+	}
+}

@@ -22,6 +22,9 @@
 //     merged by a script every SyncInterval: a change made on one node is
 //     in force on every node within a second. A resume is a tombstone, so a
 //     node that still holds the old suspension cannot bring it back.
+//   - Suppression-list changes go through one Redis stream: each node
+//     appends its own, after they are on its disk, and applies the
+//     others' to its own list (suppress.go).
 //   - Fallback. When Redis does not answer, each node applies its share of
 //     every shared limit on its own: the cap divided among the nodes last
 //     seen (cap/N, the remainder to the first nodes by name, so the shares

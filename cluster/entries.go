@@ -60,6 +60,7 @@ func (c *Client) syncNow(ctx context.Context) {
 			return
 		}
 	}
+	c.syncSuppressions(ctx)
 	if local == nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/metrics"
+	"github.com/cuemta/cuemta/suppress"
 )
 
 // startCluster connects to the cluster's Redis when the config has a
@@ -119,4 +121,31 @@ func (s *Server) clusterDegraded() (string, string) {
 	return "cluster redis unreachable", fmt.Sprintf(
 		"each shared limit is applied as this node's share of it (%d nodes last seen) until Redis answers: %s",
 		max(1, len(st.Nodes)), st.LastError)
+}
+
+// shareSuppressions passes this node's suppression-list changes (bounces,
+// complaints, the admin API, imports) to the other nodes and applies
+// theirs to this node's list, durably.
+func (s *Server) shareSuppressions() {
+	c := s.cluster
+	s.suppressions.OnChange(func(ch suppress.Change) {
+		b, err := json.Marshal(ch)
+		if err == nil {
+			c.PublishSuppression(b)
+		}
+	})
+	c.SetSuppressions(func(p []byte) error {
+		var ch suppress.Change
+		if err := json.Unmarshal(p, &ch); err != nil {
+			s.logger.Warn("cluster: a suppression change that does not decode, skipped", "err", err)
+			return nil
+		}
+		for i := range ch.Added {
+			if err := suppress.Check(&ch.Added[i]); err != nil {
+				s.logger.Warn("cluster: an invalid suppression entry from another node, skipped", "err", err)
+				return nil
+			}
+		}
+		return s.suppressions.Apply(ch)
+	})
 }

@@ -206,6 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 			<-clusterDone
 		}()
 		s.cluster.SetEntries(s.sharedEntries, s.applyShared)
+		s.shareSuppressions()
 		go func() {
 			defer close(clusterDone)
 			s.cluster.Run(runCtx)

@@ -339,3 +339,42 @@ func TestClusterNodeKilledReleasesLeases(t *testing.T) {
 	waitFor(t, 10*time.Second, "the other nodes to take the whole cap", func() bool { return live("") == clusterCap })
 	checkCaps(t, s, "after the kill")
 }
+
+// TestClusterSuppressionShared: an address suppressed through one node's
+// admin API is refused at RCPT by the others (550 5.7.1), and removed
+// through another node it is accepted everywhere again.
+func TestClusterSuppressionShared(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{"capped": cappedSite()})
+	r := redistest.Start(t)
+	nodes := startNodes(t, s, r, 3)
+	refused := func(srv *server) bool {
+		c, err := dialSMTP(srv.addrs["mx"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.close()
+		if _, _, err := c.cmd(250, "MAIL FROM:<sender@origin.test>"); err != nil {
+			t.Fatal(err)
+		}
+		code, _, _ := c.cmd(250, "RCPT TO:<gone@capped.test>")
+		return code == 550
+	}
+	for i, srv := range nodes {
+		if refused(srv) {
+			t.Fatalf("node %d refuses the address before it is suppressed", i)
+		}
+	}
+	if code, body := api(t, "POST", "http://"+nodes[0].admin+"/api/v1/suppressions", "",
+		`{"entries": [{"address": "gone@capped.test", "reason": "left the company"}]}`); code != http.StatusOK {
+		t.Fatalf("suppress on node 0: %d %v", code, body)
+	}
+	for i, srv := range nodes {
+		waitFor(t, 2*time.Second, fmt.Sprintf("node %d to refuse the suppressed address", i), func() bool { return refused(srv) })
+	}
+	if code, body := api(t, "DELETE", "http://"+nodes[2].admin+"/api/v1/suppressions/gone@capped.test", "", ""); code != http.StatusOK {
+		t.Fatalf("unsuppress on node 2: %d %v", code, body)
+	}
+	for i, srv := range nodes {
+		waitFor(t, 2*time.Second, fmt.Sprintf("node %d to accept the address again", i), func() bool { return !refused(srv) })
+	}
+}
