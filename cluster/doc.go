@@ -1,7 +1,8 @@
 // Package cluster is the accounting several cuemta nodes share through
 // Redis, so that limits meant per sending IP or per sender hold for the
 // whole cluster and not once per process: connection counts, message and
-// connection rates, and suspensions and throttles. It has one job, and the
+// connection rates, suspensions and throttles, and the suppression list.
+// It has one job, and the
 // delivery scheduler reaches it only through delivery.Shared: a node
 // without a cluster section never builds a Client and never talks to Redis.
 //
