@@ -349,3 +349,25 @@ func TestSuppressionStream(t *testing.T) {
 		t.Errorf("a applied its own changes: %v", got["a"])
 	}
 }
+
+// TestCountAcrossNodes: matches counted by two nodes share one window,
+// capped at the limit; with Redis down Count says it cannot tell.
+func TestCountAcrossNodes(t *testing.T) {
+	r := redistest.Start(t)
+	a := newClient(t, r.Addr, "a", time.Second)
+	b := newClient(t, r.Addr, "b", time.Second)
+	for i, want := range []int{1, 2, 3, 3} {
+		c := []*Client{a, b}[i%2]
+		if n, ok := c.Count("rule/site", time.Minute, 3); !ok || n != want {
+			t.Errorf("match %d: count %d (ok %v), want %d", i+1, n, ok, want)
+		}
+	}
+	if n, _ := a.Count("other", 50*time.Millisecond, 3); n != 1 {
+		t.Errorf("a new window counts %d, want 1", n)
+	}
+	r.Kill()
+	a.AcquireConn(context.Background(), []Lease{{Key: "k", Cap: 1}}) // notices the outage
+	if _, ok := a.Count("rule/site", time.Minute, 3); ok {
+		t.Error("Count answered with Redis down")
+	}
+}

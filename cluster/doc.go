@@ -1,7 +1,8 @@
 // Package cluster is the accounting several cuemta nodes share through
 // Redis, so that limits meant per sending IP or per sender hold for the
 // whole cluster and not once per process: connection counts, message and
-// connection rates, suspensions and throttles, and the suppression list.
+// connection rates, suspensions and throttles, threshold windows, and the
+// suppression list.
 // It has one job, and the
 // delivery scheduler reaches it only through delivery.Shared: a node
 // without a cluster section never builds a Client and never talks to Redis.
@@ -23,6 +24,9 @@
 //     merged by a script every SyncInterval: a change made on one node is
 //     in force on every node within a second. A resume is a tombstone, so a
 //     node that still holds the old suspension cannot bring it back.
+//   - Threshold windows of the response rules are sorted sets of match
+//     times per (rule, site), trimmed to the window and to the rule's
+//     count, so every node's matches count towards one threshold.
 //   - Suppression-list changes go through one Redis stream: each node
 //     appends its own, after they are on its disk, and applies the
 //     others' to its own list (suppress.go).

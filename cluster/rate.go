@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"math"
+	"strconv"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -74,3 +75,23 @@ func (c *Client) Reserve(ctx context.Context, rates []Rate, n int) time.Duration
 
 // localRate is a bucket applied by this node alone while Redis is down.
 type localRate struct{ *rate.Limiter }
+
+// Count counts one event under key in a sliding window shared by the
+// cluster (the matches of a threshold rule) and returns how many fall in
+// it, at most limit; ok is false when Redis does not answer.
+func (c *Client) Count(key string, within time.Duration, limit int) (int, bool) {
+	if !c.up.Load() {
+		return 0, false
+	}
+	c.mu.Lock()
+	c.seq++
+	member := c.opts.Node + "/" + strconv.FormatUint(c.seq, 36)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	n, err := windowScript.Run(ctx, c.rdb, []string{c.prefix + "window:" + key}, member, within.Milliseconds(), limit).Int()
+	if c.call(err) != nil {
+		return 0, false
+	}
+	return n, true
+}

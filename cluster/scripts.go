@@ -96,3 +96,23 @@ for i = 1, #all, 2 do
 end
 return out
 `)
+
+// windowScript: KEYS[1] a window's sorted set; ARGV[1] the member, ARGV[2]
+// the window in ms, ARGV[3] the most members worth keeping. Adds the
+// member now, drops those older than the window and returns how many are
+// left (at most ARGV[3]: the oldest beyond it are dropped).
+var windowScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+local keep = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n > keep then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - keep - 1)
+  n = keep
+end
+redis.call('PEXPIRE', KEYS[1], window + 1000)
+return n
+`)

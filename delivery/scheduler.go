@@ -194,8 +194,15 @@ func New(opts Options) *Scheduler {
 		restoredThrottles: map[string]throttle{},
 		restoredBackoff:   map[string]int{},
 		domainSite:        map[string]string{},
-		tracker:           rules.NewTracker(rules.WithClock(opts.Now)),
 	}
+	trackerOpts := []rules.TrackerOption{rules.WithClock(opts.Now)}
+	if sh := opts.Shared; sh != nil {
+		// Threshold windows counted across the cluster (shared.go).
+		trackerOpts = append(trackerOpts, rules.WithShared(func(rule, site string, count int, within time.Duration) (int, bool) {
+			return sh.Count("threshold:"+rule+"/"+site, within, count)
+		}))
+	}
+	e.tracker = rules.NewTracker(trackerOpts...)
 	e.restore(opts.Restore)
 	return e
 }

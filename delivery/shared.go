@@ -29,6 +29,10 @@ type Shared interface {
 	// Reserve takes n tokens from every bucket in one decision and returns
 	// how long to wait before using them.
 	Reserve(ctx context.Context, rates []SharedRate, n int) time.Duration
+	// Count counts one match of a threshold rule in a window shared by
+	// the cluster and returns the matches in it (at most limit); ok false
+	// when the cluster cannot tell (the local count decides).
+	Count(key string, within time.Duration, limit int) (seen int, ok bool)
 	// Changed asks for the shared entries to be merged soon (a suspension
 	// or throttle changed here).
 	Changed()

@@ -91,6 +91,10 @@ func (a clusterShared) Reserve(ctx context.Context, rs []delivery.SharedRate, n 
 
 func (a clusterShared) Changed() { a.c.Changed() }
 
+func (a clusterShared) Count(key string, within time.Duration, limit int) (int, bool) {
+	return a.c.Count(key, within, limit)
+}
+
 func (s *Server) sharedEntries() []cluster.Entry {
 	es := s.delivery.SharedEntries()
 	out := make([]cluster.Entry, len(es))

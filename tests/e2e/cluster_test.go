@@ -60,6 +60,11 @@ profiles: yahooish: {
 	match: mx: ["*.mail.yahooish.test"]
 	rules: [{name: "tss04", when: "reply.text.contains('[TSS04]')", classify: "transient", suspend: {scope: "provider", for: "1h"}}]
 }
+profiles: slow: {
+	match: domains: ["slow.test"]
+	rules: [{name: "slow-down", when: "reply.code == 451", classify: "transient",
+		threshold: {count: 3, within: "1m"}, suspend: {scope: "site", for: "1h"}}]
+}
 `, r.Addr, i, clusterTTL.String(), clusterCap))
 		wg.Add(1)
 		go func() {
@@ -376,5 +381,27 @@ func TestClusterSuppressionShared(t *testing.T) {
 	}
 	for i, srv := range nodes {
 		waitFor(t, 2*time.Second, fmt.Sprintf("node %d to accept the address again", i), func() bool { return !refused(srv) })
+	}
+}
+
+// TestClusterThresholdAcrossNodes: a threshold rule (3 matching replies
+// within a minute) counts the replies every node got: one each on three
+// nodes reaches it, where a node alone would have counted one.
+func TestClusterThresholdAcrossNodes(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{
+		"slow": {Domains: []string{"slow.test"}, MX: []sim.MXHost{{Host: "mx.slow.test", IP: "127.0.0.42"}},
+			Replies: sim.Replies{Rcpt: "451 4.7.1 Try again later", Times: 3}},
+	})
+	r := redistest.Start(t)
+	nodes := startNodes(t, s, r, 3)
+	for i, srv := range nodes {
+		inject(t, srv.addrs["mx"], 1, 1, "sender@origin.test", func(int) []string { return []string{fmt.Sprintf("u%d@slow.test", i)} })
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d to get its 451", i), func() bool { return s.Stats().Sites["slow"].Rejected["451"] == i+1 })
+	}
+	for i, srv := range nodes {
+		waitFor(t, 2*time.Second, fmt.Sprintf("node %d to list the site suspension", i), func() bool {
+			code, body := api(t, "GET", "http://"+srv.admin+"/api/v1/suspensions", "", "")
+			return code == http.StatusOK && strings.Contains(fmt.Sprint(body), "slow-down")
+		})
 	}
 }
