@@ -29,7 +29,7 @@ command -v redis-server >/dev/null || die "redis-server is not installed (make d
 build
 start_watchdog
 
-REDIS_PORT=$(free_port)
+REDIS_PORT=$((20000 + RANDOM % 20000))
 spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
 REDIS_PID=$LAST_PID
 for ((i = 0; i < 100; i++)); do

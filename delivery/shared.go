@@ -165,14 +165,60 @@ func (l *lane) waitShared(ctx context.Context, p *provider, kind string) error {
 	if len(rates) == 0 {
 		return nil
 	}
-	if d := e.opts.Shared.Reserve(ctx, rates, 1); d > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.opts.After(d):
+	n := 1
+	if kind == "msg" {
+		l.mu.Lock()
+		if l.sharedTokens > 0 {
+			// Taken in an earlier batch: usable from the batch's time.
+			l.sharedTokens--
+			at := l.sharedAt
+			l.mu.Unlock()
+			return e.waitUntil(ctx, at)
 		}
+		l.mu.Unlock()
+		n = sharedBatch(rates)
 	}
-	return nil
+	now := e.opts.Now()
+	at := now.Add(e.opts.Shared.Reserve(ctx, rates, n))
+	if n > 1 {
+		l.mu.Lock()
+		l.sharedTokens, l.sharedAt = n-1, at
+		l.mu.Unlock()
+	}
+	return e.waitUntil(ctx, at)
+}
+
+// sharedBatchSpan is how much of a rate one shared decision may take at
+// once: a lane sending faster than 100 messages a second takes 10 ms of
+// tokens (at most sharedBatchMax) per round trip and hands them to its
+// connections, all usable from the last one's time. That is well within
+// a bucket's burst (a tenth of a second), and at worst 10 ms of tokens go
+// unused when the lane falls idle.
+const (
+	sharedBatchSpan = 10 * time.Millisecond
+	sharedBatchMax  = 32
+)
+
+func sharedBatch(rates []SharedRate) int {
+	n := sharedBatchMax
+	for _, r := range rates {
+		n = min(n, max(1, int(r.PerSecond*sharedBatchSpan.Seconds())))
+	}
+	return n
+}
+
+// waitUntil waits until at on the scheduler's clock.
+func (e *Scheduler) waitUntil(ctx context.Context, at time.Time) error {
+	d := at.Sub(e.opts.Now())
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.opts.After(d):
+		return nil
+	}
 }
 
 // sharedChanged tells the cluster a suspension or throttle changed here.
