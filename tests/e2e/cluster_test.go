@@ -249,7 +249,8 @@ func metricsOf(t *testing.T, srv *server) string {
 
 // TestClusterSuspensionShared: a 421 [TSS04] answered to one node
 // suspends the source at the provider on all three within a second, and
-// the others hold their mail for it.
+// the others hold their mail for it; Redis restarted empty gets it back
+// from the nodes; a resume on another node lifts it everywhere.
 func TestClusterSuspensionShared(t *testing.T) {
 	s := startSim(t, map[string]*sim.Site{
 		"yahooish": {Domains: []string{"yahooish.test"}, MX: []sim.MXHost{{Host: "mx1.mail.yahooish.test", IP: "127.0.0.41"}},
@@ -279,6 +280,16 @@ func TestClusterSuspensionShared(t *testing.T) {
 	if got := s.Stats().Sites["yahooish"].Messages; got != 0 {
 		t.Errorf("the provider got %d messages while suspended", got)
 	}
+	// Redis restarts empty: the suspension, kept in every node's shaping
+	// state, is pushed back by the next merge.
+	r.Kill()
+	r.Restart()
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	waitFor(t, 5*time.Second, "the suspension back in Redis", func() bool {
+		v, err := rdb.HGet(context.Background(), "{cuemta}:entries", "suspension:provider:yahooish/default").Result()
+		return err == nil && strings.Contains(v, "tss04")
+	})
 	// An operator's resume on node 2 lifts it everywhere.
 	if code, body := api(t, "DELETE", "http://"+nodes[2].admin+"/api/v1/suspensions/provider/yahooish", "", ""); code != http.StatusNoContent && code != http.StatusOK {
 		t.Fatalf("resume on node 2: %d %v", code, body)
