@@ -55,4 +55,9 @@ func (g *clusterGauges) Collect(ch chan<- prometheus.Metric) {
 }
 
 // ClusterFunc sets the function the cluster metrics are read from.
-func (m *Metrics) ClusterFunc(f func() Cluster) { m.cluster.fn.Store(&f) }
+func (m *Metrics) ClusterFunc(f func() Cluster) {
+	if m == nil {
+		return
+	}
+	m.cluster.fn.Store(&f)
+}

@@ -54,6 +54,7 @@ func exercise(m *Metrics) {
 	m.HookSent("crm", 25)
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
+	m.ClusterFunc(func() Cluster { return Cluster{Up: false, Nodes: 3, RoundTrips: 1234, Fallbacks: 17} })
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {
