@@ -24,6 +24,7 @@ type fakeBackend struct {
 	err         error // returned by every method but Enqueue when set
 	ready       bool
 	notReady    [2]string // NotReadyReason's reason and detail
+	degraded    [2]string // Degraded's reason and detail
 	panicOn     string
 }
 
@@ -164,4 +165,10 @@ func (f *fakeBackend) NotReadyReason() (string, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.notReady[0], f.notReady[1]
+}
+
+func (f *fakeBackend) Degraded() (string, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.degraded[0], f.degraded[1]
 }
