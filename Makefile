@@ -5,7 +5,7 @@ PKGS      := ./...
 # The race detector slows CUE evaluation a lot on 2 cores; the packages
 # with concurrency of their own run under it, and the end-to-end tests run
 # again against a binary built with -race (CUEMTA_E2E_RACE).
-RACE_PKGS := ./config/... ./dkim/... ./queue/... ./reception/... ./milter/... ./rules/... ./delivery/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
+RACE_PKGS := ./config/... ./dkim/... ./queue/... ./reception/... ./milter/... ./rules/... ./delivery/... ./cluster/... ./server/... ./intake/... ./admin/... ./deliverylog/... ./hooks/... ./suppress/... ./feedback/... ./tlsrpt/... ./sim/... ./tests/e2e/...
 
 .PHONY: all build deps bench-deps test test-short lint fmt-check vet bench bench-inject bench-relay fuzz clean
 
@@ -20,10 +20,11 @@ build:
 # preseeded "No configuration", so no mail system is set up), chromium
 # (the console page's browser test), spamass-milter, spamassassin and
 # spamd (a real milter in front of spamd for the content-filter tests;
-# spamd is its own package and only recommended, so named). apt runs only
-# when one of them is missing; without apt-get the tests that need them
-# say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium spamass-milter spamassassin spamd
+# spamd is its own package and only recommended, so named) and
+# redis-server (the cluster tests start their own on a loopback port,
+# without persistence). apt runs only when one of them is missing;
+# without apt-get the tests that need them say so and skip.
+DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium spamass-milter spamassassin spamd redis-server
 # What the benchmarks add (`make bench-deps`): opendkim and opendkim-tools,
 # the signing milter bench/run-dkim.sh compares with (no daemon is set up).
 BENCH_DEB_PKGS := postfix opendkim opendkim-tools
@@ -96,7 +97,7 @@ bench:
 # Load benchmarks over loopback (bench/README.md): each builds cuemta and the
 # tools, runs for under 2 minutes and prints a summary. Knobs go in the
 # environment or on the command line, e.g. `make bench-inject DURATION=3`.
-.PHONY: bench-dkim bench-reload
+.PHONY: bench-dkim bench-reload bench-cluster
 bench-inject:
 	GO=$(GO) bash bench/run-inject.sh
 
@@ -108,6 +109,10 @@ bench-reload:
 
 bench-dkim:
 	GO=$(GO) bash bench/run-dkim.sh
+
+# Shared limits through Redis against local limits, same run (docs/cluster.md).
+bench-cluster:
+	GO=$(GO) bash bench/run-cluster.sh
 
 clean:
 	rm -rf bin

@@ -69,5 +69,11 @@ func (s *Server) bareReadyz(w http.ResponseWriter) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if d, ok := s.backend.(DegradedReasoner); ok {
+		if reason, _ := d.Degraded(); reason != "" {
+			_, _ = w.Write([]byte("ready, degraded\n"))
+			return
+		}
+	}
 	_, _ = w.Write([]byte("ready\n"))
 }

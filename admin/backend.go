@@ -68,6 +68,14 @@ type NotReadyReasoner interface {
 	NotReadyReason() (reason, detail string)
 }
 
+// DegradedReasoner may be implemented by a Backend that can be ready yet
+// degraded (a cluster node applying its fallback share of the shared
+// limits while Redis is unreachable): /readyz then answers 200
+// "ready, degraded: " + reason, with the detail on a second line.
+type DegradedReasoner interface {
+	Degraded() (reason, detail string)
+}
+
 // ErrNotFound is returned by a Backend for an unknown message id or
 // suspension; the API answers 404.
 var ErrNotFound = errors.New("not found")

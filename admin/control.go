@@ -69,5 +69,13 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if d, ok := s.backend.(DegradedReasoner); ok {
+		if reason, detail := d.Degraded(); reason != "" {
+			// Still 200: the node takes and delivers mail, within its share.
+			w.Header().Set("X-Cuemta-Degraded", reason)
+			fmt.Fprintf(w, "ready, degraded: %s\n%s\n", reason, detail)
+			return
+		}
+	}
 	fmt.Fprintln(w, "ready")
 }

@@ -25,6 +25,7 @@ type fakeBackend struct {
 	err         error // returned by every method but Enqueue when set
 	ready       bool
 	notReady    [2]string // NotReadyReason's reason and detail
+	degraded    [2]string // Degraded's reason and detail
 	panicOn     string
 	console     *Console
 	actErr      map[string]error // per id: what Retry, Bounce, Delete and Hold return
@@ -200,4 +201,10 @@ func (f *fakeBackend) Console(ctx context.Context) (*Console, error) {
 		return f.console, nil
 	}
 	return &Console{Time: testNow}, nil
+}
+
+func (f *fakeBackend) Degraded() (string, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.degraded[0], f.degraded[1]
 }

@@ -170,6 +170,29 @@ func TestPanicIsJSON500(t *testing.T) {
 	wantError(t, h.do("GET", "/api/v1/status", nil), http.StatusInternalServerError, "internal error")
 }
 
+// TestReadyButDegraded: a backend that is degraded (a cluster node on its
+// fallback share) is still ready: 200, with the reason and detail, and
+// the X-Cuemta-Degraded header.
+func TestReadyButDegraded(t *testing.T) {
+	h := newHarness(t)
+	h.fake.mu.Lock()
+	h.fake.degraded = [2]string{"cluster redis unreachable", "3 nodes last seen"}
+	h.fake.mu.Unlock()
+	r := h.do("GET", "/readyz", nil)
+	if r.status != 200 || string(r.body) != "ready, degraded: cluster redis unreachable\n3 nodes last seen\n" {
+		t.Errorf("readyz degraded: %d %q", r.status, r.body)
+	}
+	if got := r.header.Get("X-Cuemta-Degraded"); got != "cluster redis unreachable" {
+		t.Errorf("X-Cuemta-Degraded = %q", got)
+	}
+	h.fake.mu.Lock()
+	h.fake.degraded = [2]string{}
+	h.fake.mu.Unlock()
+	if r := h.do("GET", "/readyz", nil); r.status != 200 || string(r.body) != "ready\n" {
+		t.Errorf("readyz no longer degraded: %d %q", r.status, r.body)
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	h := newHarness(t)
 	if r := h.do("GET", "/healthz", nil); r.status != 200 || string(r.body) != "ok\n" {

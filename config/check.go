@@ -164,6 +164,7 @@ func (c *Config) check() Errors {
 	c.checkTests(add)
 	c.checkHooks(add)
 	c.checkFeedback(add)
+	c.checkCluster(add)
 	return errs
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	Feedback    Feedback    `json:"feedback"`
 	// TLSReporting is SMTP TLS Reporting (RFC 8460, tlsreporting.go).
 	TLSReporting TLSReporting `json:"tlsReporting"`
+	// Cluster, when set, shares limits and suspensions with other nodes
+	// through Redis (package cluster); nil: this node alone.
+	Cluster *Cluster `json:"cluster,omitempty"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run

@@ -53,9 +53,11 @@ func (e *Scheduler) Suspend(scope, key string, until time.Time, reason, origin s
 		return fmt.Errorf("suspend %s: no key", scope)
 	}
 	e.mu.Lock()
-	e.suspended[scope+":"+key] = suspension{Until: until, Reason: suspensionReason(scope, key, reason), Origin: origin}
+	e.suspended[scope+":"+key] = suspension{Until: until, Reason: suspensionReason(scope, key, reason), Origin: origin, At: e.opts.Now()}
+	delete(e.tombstones, scope+":"+key)
 	e.mu.Unlock()
 	e.saveState()
+	e.sharedChanged()
 	for _, l := range e.allLanes() {
 		l.drainIfSuspended()
 	}
@@ -91,10 +93,14 @@ func (e *Scheduler) Resume(scope, key string) bool {
 		if covers(k) {
 			ok = ok || now.Before(s.Until)
 			delete(e.suspended, k)
+			if e.opts.Shared != nil && now.Before(s.Until) {
+				e.tombstones[k] = suspension{Until: s.Until, At: now}
+			}
 		}
 	}
 	e.mu.Unlock()
 	e.saveState()
+	e.sharedChanged()
 	e.Wake()
 	return ok
 }

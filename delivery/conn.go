@@ -41,6 +41,13 @@ func (l *lane) work(p *provider) {
 	if first == nil {
 		return
 	}
+	// In a cluster, the slot under the cluster's cap (shared.go); a node
+	// alone has its local slot (active) and nothing more.
+	releaseShared, ok := l.acquireShared(ctx, p, first)
+	if !ok {
+		return
+	}
+	defer releaseShared()
 	if err := l.waitConnect(ctx, p); err != nil {
 		// Shutting down: the job was not tried, and the spool still has
 		// the message due (its lease is in memory only).
@@ -70,10 +77,10 @@ func (l *lane) work(p *provider) {
 		l.recordTLS(j, conn, host, tlsNote, tlsSeen)
 		ok := l.send(ctx, conn, host, j)
 		sent++
-		if !ok || sent >= l.profile().MaxMessagesPerConnection() {
+		if !ok || sent >= l.profile().MaxMessagesPerConnection() || !l.retainShared(p) {
 			break
 		}
-		j = l.next(ctx, e.opts.IdleTimeout)
+		j = l.next(ctx, e.idleTimeout())
 	}
 	conn.Quit()
 }
@@ -88,9 +95,11 @@ func (l *lane) waitConnect(ctx context.Context, p *provider) error {
 		return err
 	}
 	if p != nil {
-		return p.waitConnect(ctx)
+		if err := p.waitConnect(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return l.waitShared(ctx, p, "conn")
 }
 
 // waitMessage waits for the lane's and the provider's message rates, on
@@ -103,9 +112,11 @@ func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 		return err
 	}
 	if p != nil {
-		return p.waitMessage(ctx)
+		if err := p.waitMessage(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return l.waitShared(ctx, p, "msg")
 }
 
 // dial connects to the first reachable host of the site, from the lane's

@@ -38,6 +38,10 @@ type lane struct {
 	msgLim   *rate.Limiter
 	connLim  *rate.Limiter
 	lastHost string
+	// Message tokens taken from the cluster's buckets in a batch and not
+	// used yet, usable from sharedAt (shared.go).
+	sharedTokens int
+	sharedAt     time.Time
 
 	thr          throttle // a rule's slow-down of this lane
 	backoff      int      // consecutive throttling replies no rule acted on

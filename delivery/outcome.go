@@ -132,7 +132,7 @@ func (l *lane) resetBackoff() {
 // destination that matches no provider profile throttles the lane.
 func (l *lane) slowDown(t *config.Throttle, rule string, now time.Time) {
 	e := l.site.sched
-	thr := throttle{Until: now.Add(t.For.D()), MaxConnections: t.MaxConnections, MessageRate: t.MessageRate, Rule: rule}
+	thr := throttle{Until: now.Add(t.For.D()), MaxConnections: t.MaxConnections, MessageRate: t.MessageRate, Rule: rule, At: now}
 	l.mu.Lock()
 	p := l.prov
 	if t.Scope != ScopeProvider || p == nil {
@@ -147,6 +147,7 @@ func (l *lane) slowDown(t *config.Throttle, rule string, now time.Time) {
 	e.opts.Logger.Info("throttled by rule", "rule", rule, "scope", t.Scope, "site", l.site.key, "source", l.source,
 		"max_connections", t.MaxConnections, "message_rate", t.MessageRate, "until", thr.Until)
 	e.saveState()
+	e.sharedChanged()
 }
 
 // scopeKey is the Scheduler.suspended key a rule's suspension scope names

@@ -194,6 +194,8 @@ type throttle struct {
 	MaxConnections int          `json:"maxConnections,omitempty"`
 	MessageRate    *config.Rate `json:"messageRate,omitempty"`
 	Rule           string       `json:"rule,omitempty"`
+	// At is when it was set: of two nodes' throttles the later wins.
+	At time.Time `json:"at,omitzero"`
 }
 
 func (t throttle) active(now time.Time) bool { return now.Before(t.Until) }

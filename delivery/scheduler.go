@@ -104,6 +104,13 @@ type Options struct {
 	// MTASTS gives recipient domains' MTA-STS policies (RFC 8461,
 	// mtasts.go); nil: MTA-STS is not used.
 	MTASTS STSPolicies
+	// Shared is the accounting of a cluster of nodes (shared.go); nil on
+	// a node alone.
+	Shared Shared
+	// OnSharedResume is told when a suspension is lifted by another node,
+	// so that the messages it held here are made due (as an admin resume
+	// does on the node it was made on).
+	OnSharedResume func(scope, key string)
 }
 
 // Scheduler schedules deliveries from the spool.
@@ -120,6 +127,10 @@ type Scheduler struct {
 	// "source:SITE/SOURCE" (one lane), "provider:NAME" (every source),
 	// "provider:NAME/SOURCE", "tenant:T", "campaign:C".
 	suspended map[string]suspension
+	// tombstones are suspensions lifted (Resume), kept until they would
+	// have ended, so that the cluster's merge (shared.go) does not bring
+	// them back from a node that still holds them. Unused on a node alone.
+	tombstones map[string]suspension
 	// restored shaping state not yet claimed by a lane or provider
 	// (state.go).
 	restoredThrottles map[string]throttle
@@ -140,6 +151,9 @@ type suspension struct {
 	Until  time.Time `json:"until"`
 	Reason string    `json:"reason"`
 	Origin string    `json:"origin"` // "admin", the rule's name, or originBackoff
+	// At is when it was set: of two nodes' suspensions under one key the
+	// later wins (shared.go).
+	At time.Time `json:"at,omitzero"`
 }
 
 // Origins of suspensions that no named rule set.
@@ -188,11 +202,19 @@ func New(opts Options) *Scheduler {
 		sites:             map[string]*site{},
 		providers:         map[string]*provider{},
 		suspended:         map[string]suspension{},
+		tombstones:        map[string]suspension{},
 		restoredThrottles: map[string]throttle{},
 		restoredBackoff:   map[string]int{},
 		domainSite:        map[string]string{},
-		tracker:           rules.NewTracker(rules.WithClock(opts.Now)),
 	}
+	trackerOpts := []rules.TrackerOption{rules.WithClock(opts.Now)}
+	if sh := opts.Shared; sh != nil {
+		// Threshold windows counted across the cluster (shared.go).
+		trackerOpts = append(trackerOpts, rules.WithShared(func(rule, site string, count int, within time.Duration) (int, bool) {
+			return sh.Count("threshold:"+rule+"/"+site, within, count)
+		}))
+	}
+	e.tracker = rules.NewTracker(trackerOpts...)
 	e.restore(opts.Restore)
 	return e
 }
@@ -494,10 +516,12 @@ func (e *Scheduler) suspend(key string, until time.Time, reason, origin string) 
 	scope, k, _ := strings.Cut(key, ":")
 	e.mu.Lock()
 	if s, ok := e.suspended[key]; !ok || s.Until.Before(until) {
-		e.suspended[key] = suspension{Until: until, Reason: suspensionReason(scope, k, reason), Origin: origin}
+		e.suspended[key] = suspension{Until: until, Reason: suspensionReason(scope, k, reason), Origin: origin, At: e.opts.Now()}
+		delete(e.tombstones, key)
 	}
 	e.mu.Unlock()
 	e.saveState()
+	e.sharedChanged()
 	for _, l := range e.allLanes() {
 		l.mu.Lock()
 		held := slices.Contains(l.susKeys, key)

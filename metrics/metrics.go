@@ -15,6 +15,7 @@ type Metrics struct {
 	// tlsReports are the TLS reporting gauges (tlsrpt.go).
 	tlsReports *tlsReportGauges
 	hooks      *hookMetrics // webhooks (hooks.go)
+	cluster    *clusterGauges
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
@@ -102,7 +103,8 @@ func New(opts ...Option) *Metrics {
 	m.hookSet()       // webhooks (hooks.go)
 	m.tlsReports = newTLSReportGauges()
 	m.milters = newMilterMetrics()
-	m.reg.MustRegister(
+	m.cluster = newClusterGauges()
+	m.reg.MustRegister(m.cluster,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.transient, m.bounced, m.expired,

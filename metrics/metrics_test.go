@@ -58,6 +58,7 @@ func exercise(m *Metrics) {
 	m.MilterOutcome("mx", "spamassassin", "accept")
 	m.MilterOutcome("mx", "spamassassin", "reject")
 	m.MilterError("mx", "clamav", "timeout")
+	m.ClusterFunc(func() Cluster { return Cluster{Up: false, Nodes: 3, RoundTrips: 1234, Fallbacks: 17} })
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

@@ -21,7 +21,18 @@ type Tracker struct {
 	entries map[trackerKey]*list.Element
 	lru     *list.List // of *trackerEntry, most recent at the front
 	changes uint64     // Records so far, for savers (threshold_state.go)
+	shared  SharedCounter
 }
+
+// SharedCounter counts a match in a window shared with other processes (a
+// cluster of nodes) and reports the matches in it, this one included; ok
+// false when it cannot (the local count then decides).
+type SharedCounter func(rule, site string, count int, within time.Duration) (seen int, ok bool)
+
+// WithShared makes Record count matches across a cluster: each match is
+// counted locally too (the saved windows, and the fallback when the
+// shared count is unavailable).
+func WithShared(f SharedCounter) TrackerOption { return func(t *Tracker) { t.shared = f } }
 
 type trackerKey struct{ rule, site string }
 
@@ -74,11 +85,16 @@ func (t *Tracker) Record(rule, site string, count int, within time.Duration) (se
 	}
 	now := t.now().UnixNano()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	e := t.entry(trackerKey{rule, site}, count, now)
 	e.add(now)
 	t.changes++
 	seen = e.within(now, within)
+	t.mu.Unlock()
+	if t.shared != nil {
+		if n, ok := t.shared(rule, site, count, within); ok {
+			seen = min(max(n, seen), count)
+		}
+	}
 	return seen, seen >= count
 }
 

@@ -160,6 +160,12 @@ func (b backend) Resume(_ context.Context, scope, key string) error {
 	if !b.s.delivery.Resume(scope, key) {
 		return admin.ErrNotFound
 	}
+	return b.releaseHeld(scope, key)
+}
+
+// releaseHeld makes the messages a lifted suspension held back due now:
+// after an admin resume here, or one another node of the cluster made.
+func (b backend) releaseHeld(scope, key string) error {
 	now := time.Now()
 	var due []string
 	b.s.spool.Each(func(env queue.Envelope) bool {
@@ -270,6 +276,12 @@ func (b backend) Ready() bool {
 }
 
 var _ admin.NotReadyReasoner = backend{}
+
+var _ admin.DegradedReasoner = backend{}
+
+// Degraded says when the node applies its fallback share of the cluster's
+// shared limits (Redis unreachable): ready, but degraded.
+func (b backend) Degraded() (string, string) { return b.s.clusterDegraded() }
 
 // NotReadyReason says when readiness is lost to a spool low on space.
 func (b backend) NotReadyReason() (string, string) {

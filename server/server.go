@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/admin"
+	"github.com/cuemta/cuemta/cluster"
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/delivery/mx"
@@ -52,6 +53,9 @@ type Server struct {
 	// tlsReports sends the TLS reports (nil: TLS reporting off), while
 	// Run runs.
 	tlsReports admin.TLSReports
+	// cluster is the accounting shared with other nodes (cluster.go);
+	// nil on a node alone.
+	cluster *cluster.Client
 
 	// suppressions is the suppression list (SPOOL/suppress/), open
 	// while Run runs.
@@ -178,7 +182,17 @@ func (s *Server) Run(ctx context.Context) error {
 		tlsResults = tlsRep.store
 		s.tlsReports = tlsRep.reporter
 	}
+	shared, err := s.startCluster(cfg)
+	if err != nil {
+		return err
+	}
 	s.delivery = delivery.New(delivery.Options{
+		Shared: shared,
+		OnSharedResume: func(scope, key string) {
+			if err := (backend{s}).releaseHeld(scope, key); err != nil {
+				s.logger.Error("cluster: releasing mail held by a suspension lifted elsewhere", "scope", scope, "key", key, "err", err)
+			}
+		},
 		Store:    spool,
 		Resolver: resolver,
 		MTASTS:   sts,
@@ -215,6 +229,20 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { cancel(); <-tlsRepDone }() // before the spool closes
+	if s.cluster != nil {
+		defer s.cluster.Close()
+		clusterDone := make(chan struct{})
+		defer func() {
+			cancel()
+			<-clusterDone
+		}()
+		s.cluster.SetEntries(s.sharedEntries, s.applyShared)
+		s.shareSuppressions()
+		go func() {
+			defer close(clusterDone)
+			s.cluster.Run(runCtx)
+		}()
+	}
 
 	if err := s.startAdmin(cfg); err != nil {
 		cancel()

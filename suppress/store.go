@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cuemta/cuemta/internal/atomicfile"
@@ -81,6 +82,8 @@ type Options struct {
 type Store struct {
 	dir  string
 	opts Options
+	// onChange is told of local changes (OnChange).
+	onChange atomic.Pointer[func(Change)]
 
 	// wmu serialises changes: the log write, its fsync and compaction.
 	// mu guards the index only and is held for memory work, never across
@@ -240,6 +243,43 @@ func (s *Store) Suppressed(tenant, addr string) bool {
 // A zero Added is now. Every entry is checked first; none is added when
 // one is invalid.
 func (s *Store) Add(entries ...Entry) error {
+	if err := s.add(entries); err != nil {
+		return err
+	}
+	if f := s.onChange.Load(); f != nil {
+		(*f)(Change{Added: entries})
+	}
+	return nil
+}
+
+// Change is one change to the list, as OnChange reports it: entries
+// added (or replaced), or one entry removed (Tenant and Address only).
+type Change struct {
+	Added   []Entry `json:"added,omitempty"`
+	Removed *Entry  `json:"removed,omitempty"`
+}
+
+// OnChange sets a function told of every change made by Add and Remove,
+// after it is on disk (a cluster passes them to its other nodes); the
+// changes made by Apply are not reported.
+func (s *Store) OnChange(f func(Change)) { s.onChange.Store(&f) }
+
+// Apply makes a change another node made, durably, without reporting it.
+func (s *Store) Apply(c Change) error {
+	if len(c.Added) > 0 {
+		if err := s.add(c.Added); err != nil {
+			return err
+		}
+	}
+	if c.Removed != nil {
+		if _, err := s.remove(c.Removed.Tenant, c.Removed.Address); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) add(entries []Entry) error {
 	now := s.opts.Now()
 	var buf []byte
 	var err error
@@ -280,6 +320,16 @@ func (s *Store) Add(entries ...Entry) error {
 // Remove removes tenant's entry for addr, durably; it reports false when
 // there was none.
 func (s *Store) Remove(tenant, addr string) (bool, error) {
+	ok, err := s.remove(tenant, addr)
+	if ok && err == nil {
+		if f := s.onChange.Load(); f != nil {
+			(*f)(Change{Removed: &Entry{Tenant: tenant, Address: Normalize(addr)}})
+		}
+	}
+	return ok, err
+}
+
+func (s *Store) remove(tenant, addr string) (bool, error) {
 	e := Entry{Tenant: tenant, Address: Normalize(addr)}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

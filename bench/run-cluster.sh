@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench-cluster: what sharing the limits through Redis costs a relay
+# (docs/cluster.md). The same load as bench-relay's generous variant
+# (smtpload -> cuemta -> smtpsink, SESSIONS sessions of SIZE-byte
+# messages for DURATION seconds, maxConnections MAXCONN) runs twice in one
+# run, against a redis-server started here on a loopback port:
+#   local:  no cluster section (the single-node path, no Redis);
+#   shared: a cluster section naming that Redis, so every connection takes
+#           a shared lease and every message a shared token (one GCRA
+#           script round trip).
+# Reported: delivered msgs/s (steady middle of the span) of each, shared /
+# local as a ratio (the target is a cost under 10 %: ratio >= 0.90), and
+# the Redis round trips per delivered message
+# (cuemta_cluster_redis_round_trips_total / delivered).
+#
+# Knobs (environment): SESSIONS (50), SIZE (2048), DURATION (8), MAXCONN
+# (50), DRAIN (20), BENCH_TMP, BENCH_KEEP. Needs redis-server (make deps).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SESSIONS=${SESSIONS:-50}
+SIZE=${SIZE:-2048}
+DURATION=${DURATION:-8}
+MAXCONN=${MAXCONN:-50}
+DRAIN=${DRAIN:-20}
+((DURATION >= 1 && DURATION <= 30 && DRAIN >= 3 && DRAIN <= 30)) || die "DURATION must be 1..30, DRAIN 3..30 seconds"
+command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
+
+build
+start_watchdog
+
+REDIS_PORT=$((20000 + RANDOM % 20000))
+spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
+REDIS_PID=$LAST_PID
+for ((i = 0; i < 100; i++)); do
+	grep -q "Ready to accept connections" "$WORK/redis.out" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q "Ready to accept connections" "$WORK/redis.out" || die "redis-server did not start: $(tail -5 "$WORK/redis.out")"
+log "redis-server on 127.0.0.1:$REDIS_PORT"
+
+declare -A RATE TRIPS DELIVERED ACCEPTED
+# variant NAME EXTRA: one relay run with EXTRA appended to the config.
+variant() {
+	local name=$1 extra=$2 admin
+	rm -rf "$WORK/spool"
+	start_sink "$name.sink" -idle-exit 3s -duration "$((DURATION + DRAIN + 10))s"
+	cuemta_config "$WORK/$name.cue" "$SINK_ADDR" "$(generous_profile "$MAXCONN")" "$extra"
+	start_cuemta "$name.mta" "$WORK/$name.cue"
+	admin=$(grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$name.mta.err" | sed 's/.*addr=//')
+	log "$name: smtpload -> cuemta $MTA_ADDR -> smtpsink $SINK_ADDR, maxConnections $MAXCONN, ${DURATION}s"
+	"$BIN/smtpload" -addr "$MTA_ADDR" -c "$SESSIONS" -size "$SIZE" -duration "${DURATION}s" -json >"$WORK/$name.load.json" || true
+	wait_exit "$SINK_PID" "$DRAIN" || stop "$SINK_PID"
+	TRIPS[$name]=$(curl -fsS "http://$admin/metrics" 2>/dev/null | awk '$1 == "cuemta_cluster_redis_round_trips_total" { print $2 }')
+	stop "$MTA_PID" 30
+	RATE[$name]=$(jget "$WORK/$name.sink.out" steady_rate)
+	DELIVERED[$name]=$(jget "$WORK/$name.sink.out" msgs)
+	ACCEPTED[$name]=$(jget "$WORK/$name.load.json" accepted)
+}
+
+variant local ""
+variant shared "cluster: {redis: addrs: [\"127.0.0.1:$REDIS_PORT\"], node: \"bench\"}"
+
+echo
+echo "=== bench-cluster: $SESSIONS sessions, $SIZE-byte messages, ${DURATION}s, maxConnections $MAXCONN ==="
+describe_machine
+STATUS=0
+for name in local shared; do
+	echo "$name: accepted ${ACCEPTED[$name]}, delivered ${DELIVERED[$name]}, $(calc "${RATE[$name]:-0}") delivered msgs/s (steady)"
+	if ((${ACCEPTED[$name]:-0} != ${DELIVERED[$name]:-0})); then
+		echo "$name: FAIL, $((${ACCEPTED[$name]:-0} - ${DELIVERED[$name]:-0})) accepted message(s) not delivered within ${DRAIN}s"
+		STATUS=1
+	fi
+done
+ratio=$(calc "${RATE[shared]:-0} / (${RATE[local]:-0} > 0 ? ${RATE[local]:-0} : 1)" %.3f)
+echo "shared / local throughput: ${ratio}x (target >= 0.90: a cost under 10 %)"
+echo "redis round trips per delivered message: $(calc "${TRIPS[shared]:-0} / (${DELIVERED[shared]:-0} > 0 ? ${DELIVERED[shared]:-0} : 1)" %.2f) (${TRIPS[shared]:-?} in all)"
+exit "$STATUS"
