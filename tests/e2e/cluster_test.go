@@ -39,7 +39,7 @@ func cappedSite() *sim.Site {
 // site and a Yahoo-like one.
 func startNodes(t *testing.T, s *sim.Sim, r *redistest.Server, n int) []*server {
 	t.Helper()
-	var nodes []*server
+	nodes := make([]*server, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range n {
@@ -71,12 +71,11 @@ profiles: slow: {
 			defer wg.Done()
 			srv := startServer(t, dir, "mx")
 			mu.Lock()
-			nodes = append(nodes, srv)
+			nodes[i] = srv // nodes[i] is node "n<i>": tests kill and read them by name
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].admin < nodes[j].admin })
 	for _, srv := range nodes {
 		waitFor(t, 10*time.Second, "every node to see the others", func() bool {
 			return strings.Contains(srv.log.String(), fmt.Sprintf("cluster: nodes\" nodes=\"[%s]\"", nodeNames(n)))
