@@ -23,6 +23,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require blitiri.com.ar/go/spf v1.6.0 // indirect
+
 require (
 	cel.dev/expr v0.25.1 // indirect
 	cuelabs.dev/go/oci/ociregistry v0.0.0-20260601085548-328ff8e2c943 // indirect

@@ -213,7 +213,24 @@ type Listener struct {
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`
 	DSN    string         `json:"dsn"` // DSNMail or DSNNone
+	// Verify is the verification of inbound mail (package inauth).
+	Verify ListenerVerify `json:"verify"`
 }
+
+// ListenerVerify says which checks a listener applies to mail from
+// outside (neither relay.networks nor an authenticated user).
+type ListenerVerify struct {
+	SPF           bool     `json:"spf"`
+	DKIM          bool     `json:"dkim"`
+	DMARC         bool     `json:"dmarc"`
+	AuthservID    string   `json:"authservID"` // "": Config.Hostname
+	MaxSignatures int      `json:"maxSignatures"`
+	MaxQueries    int      `json:"maxQueries"`
+	Timeout       Duration `json:"timeout"`
+}
+
+// Any reports whether a check is on.
+func (v ListenerVerify) Any() bool { return v.SPF || v.DKIM || v.DMARC }
 
 type TLSFiles struct {
 	Cert string `json:"cert"`
