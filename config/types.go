@@ -37,6 +37,8 @@ type Config struct {
 	Feedback    Feedback    `json:"feedback"`
 	// TLSReporting is SMTP TLS Reporting (RFC 8460, tlsreporting.go).
 	TLSReporting TLSReporting `json:"tlsReporting"`
+	// Reputation is the reputation watch (reputation.go).
+	Reputation Reputation `json:"reputation"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run

@@ -40,6 +40,7 @@ type Metrics struct {
 	authRefused *prometheus.CounterVec
 	feedback    *prometheus.CounterVec
 	tls         *prometheus.CounterVec
+	reputation  *prometheus.GaugeVec // reputation.go
 }
 
 // Option adjusts New.
@@ -100,6 +101,7 @@ func New(opts ...Option) *Metrics {
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
 	m.tlsReports = newTLSReportGauges()
+	m.reputation = newReputationGauge()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -107,6 +109,7 @@ func New(opts ...Option) *Metrics {
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
 		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
+		m.reputation,
 	)
 	return m
 }

@@ -55,6 +55,8 @@ func exercise(m *Metrics) {
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
 	m.TLSReportStatsFunc(func() TLSReportStats { return TLSReportStats{Pending: 2, ResultsDropped: 1} })
+	m.ReputationListed("ip1", "", "zen.example", true)
+	m.ReputationListed("", "example.com", "dbl.example", false)
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

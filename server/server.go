@@ -220,6 +220,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { cancel(); <-tlsRepDone }() // before the spool closes
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		s.watchReputation(runCtx) // reputation.go
+	}()
+	defer func() { cancel(); <-repDone }() // before the delivery log closes
 
 	if err := s.startAdmin(cfg); err != nil {
 		cancel()
