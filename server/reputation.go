@@ -16,7 +16,7 @@ import (
 
 // originReputation marks the suspensions the reputation watch makes, so
 // that a delisting lifts only those, never an operator's or a rule's.
-const originReputation = "reputation"
+const originReputation = delivery.OriginReputation
 
 // watchReputation runs the reputation watch (config reputation) until
 // ctx ends: a round at start, then one every interval, each under the
