@@ -47,7 +47,7 @@ reputation: {
 	waitFor(t, 10*time.Second, "the first round", func() bool { return strings.Contains(srv.log.String(), "reputation: listed") })
 	for sample, want := range map[string]float64{
 		listed: 1,
-		`cuemta_reputation_listed{domain="",list="bl.test",source="clean"}`:       0,
+		`cuemta_reputation_listed{domain="",list="bl.test",source="clean"}`:        0,
 		`cuemta_reputation_listed{domain="sender.test",list="dbl.test",source=""}`: 1,
 		`cuemta_reputation_listed{domain="clean.test",list="dbl.test",source=""}`:  0,
 	} {
