@@ -472,6 +472,28 @@ type TestMessage struct {
 	User       string            `json:"user"`
 	Tenant     string            `json:"tenant"`
 	Campaign   string            `json:"campaign"`
+	// Auth is the verification the rules see; nil: not verified.
+	Auth *TestAuth `json:"auth,omitempty"`
+}
+
+// TestAuth is a policy test's verification of inbound mail.
+type TestAuth struct {
+	SPF struct {
+		Result string `json:"result"`
+		Domain string `json:"domain"`
+		Scope  string `json:"scope"`
+	} `json:"spf"`
+	DKIM []struct {
+		Result   string `json:"result"`
+		Domain   string `json:"domain"`
+		Selector string `json:"selector"`
+	} `json:"dkim"`
+	DMARC struct {
+		Result      string `json:"result"`
+		Policy      string `json:"policy"`
+		Disposition string `json:"disposition"`
+		Domain      string `json:"domain"`
+	} `json:"dmarc"`
 }
 
 type TestReply struct {

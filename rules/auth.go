@@ -33,6 +33,20 @@ type AuthDKIM struct{ Result, Domain, Selector string }
 
 type AuthDMARC struct{ Result, Policy, Disposition, Domain string }
 
+// DKIMSummary is auth.dkim for a verified message's signatures: pass when
+// one passed, else the first one's result, none without signatures.
+func DKIMSummary(sigs []AuthDKIM) string {
+	if len(sigs) == 0 {
+		return "none"
+	}
+	for _, d := range sigs {
+		if d.Result == "pass" {
+			return "pass"
+		}
+	}
+	return sigs[0].Result
+}
+
 func authEnvOptions() []cel.EnvOption {
 	str := cel.MapType(cel.StringType, cel.StringType)
 	return []cel.EnvOption{
