@@ -3,6 +3,7 @@ module github.com/cuemta/cuemta
 go 1.26.0
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	cel.dev/cel-go v0.33.2
 	cuelang.org/go v0.17.1
 	github.com/creack/pty v1.1.24
@@ -22,8 +23,6 @@ require (
 	golang.org/x/sys v0.48.0
 	golang.org/x/time v0.16.0
 )
-
-require blitiri.com.ar/go/spf v1.6.0 // indirect
 
 require (
 	cel.dev/expr v0.25.1 // indirect

@@ -11,8 +11,18 @@ import (
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/delivery"
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/inauth"
 	"github.com/cuemta/cuemta/reputation"
 )
+
+// verifyResolver is the DNS of inbound verification: nil (no
+// verification) before Run has made the resolver, never a typed nil.
+func (s *Server) verifyResolver() inauth.Resolver {
+	if s.resolver == nil {
+		return nil
+	}
+	return s.resolver
+}
 
 // originReputation marks the suspensions the reputation watch makes, so
 // that a delisting lifts only those, never an operator's or a rule's.
