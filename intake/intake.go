@@ -87,12 +87,18 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		}
 	}
 	snap := a.Policy()
+	v := verify(ctx, a.Resolver, snap.Config, sub)
+	if v != nil {
+		a.Logger.Debug("verified", "listener", sub.Listener, "client", sub.ClientIP, "from", sub.From,
+			"spf", v.Results.SPF.Result, "dkim", v.Results.DKIMSummary(), "dmarc", v.Results.DMARC.Result,
+			"disposition", v.Results.DMARC.Disposition)
+	}
 	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
 		DSN: sub.DSN, RcptDSN: sub.RcptDSN,
-		Verification: verify(ctx, a.Resolver, snap.Config, sub),
+		Verification: v,
 	})
 	if err != nil {
 		return "", err
