@@ -1,7 +1,8 @@
 // Package intake is the step between reception and the spool, for mail
-// from SMTP and from the injection API alike: the message rules, the
-// header changes they ask for, the 7-bit form a signed message needs, the
-// DKIM signature, and the envelope the spool stores.
+// from SMTP and from the injection API alike: the verification of inbound
+// mail (package inauth) and its Authentication-Results field, the message
+// rules, the header changes they ask for, the 7-bit form a signed message
+// needs, the DKIM signature, and the envelope the spool stores.
 //
 // Invariants: a message is taken in whole under one Policy, the one in
 // force when it arrived, so a reload applies from the next message on;
