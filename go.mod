@@ -3,6 +3,7 @@ module github.com/cuemta/cuemta
 go 1.26.0
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	cel.dev/cel-go v0.33.2
 	cuelang.org/go v0.17.1
 	github.com/creack/pty v1.1.24

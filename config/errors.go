@@ -61,7 +61,7 @@ var expectations = []struct{ fragment, want string }{
 	{`net.IP`, `an IP address such as "192.0.2.1"`},
 	{`net.FQDN`, `a host name such as "mx.example.com"`},
 	{`[A-Za-z0-9._-]*$`, `a DKIM selector (letters, digits, '.', '_', '-')`},
-	{`suppression|admin)$`, `an event type: reception, delivery, transient, bounce, expiry, suspension, complaint, suppression or admin`},
+	{`suppression|admin|reputation)$`, `an event type: reception, delivery, transient, bounce, expiry, suspension, complaint, suppression, admin or reputation`},
 	{`^https?://`, `an http:// or https:// URL such as "https://hooks.example.com/cuemta"`},
 	{`^[Xx]-`, `an X- header name such as "X-Campaign-Ref"`},
 }

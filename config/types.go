@@ -40,6 +40,8 @@ type Config struct {
 	// Cluster, when set, shares limits and suspensions with other nodes
 	// through Redis (package cluster); nil: this node alone.
 	Cluster *Cluster `json:"cluster,omitempty"`
+	// Reputation is the reputation watch (reputation.go).
+	Reputation Reputation `json:"reputation"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -216,6 +218,8 @@ type Listener struct {
 	Auth   ListenerAuth   `json:"auth"`
 	Limits ListenerLimits `json:"limits"`
 	DSN    string         `json:"dsn"` // DSNMail or DSNNone
+	// Verify is the verification of inbound mail (package inauth).
+	Verify ListenerVerify `json:"verify"`
 	// Milters are the listener's content filters, in order (milter/).
 	Milters []Milter `json:"milters"`
 }
@@ -242,6 +246,21 @@ const (
 	MilterAccept   = "accept"
 	MilterReject   = "reject"
 )
+
+// ListenerVerify says which checks a listener applies to mail from
+// outside (neither relay.networks nor an authenticated user).
+type ListenerVerify struct {
+	SPF           bool     `json:"spf"`
+	DKIM          bool     `json:"dkim"`
+	DMARC         bool     `json:"dmarc"`
+	AuthservID    string   `json:"authservID"` // "": Config.Hostname
+	MaxSignatures int      `json:"maxSignatures"`
+	MaxQueries    int      `json:"maxQueries"`
+	Timeout       Duration `json:"timeout"`
+}
+
+// Any reports whether a check is on.
+func (v ListenerVerify) Any() bool { return v.SPF || v.DKIM || v.DMARC }
 
 type TLSFiles struct {
 	Cert string `json:"cert"`
@@ -481,6 +500,28 @@ type TestMessage struct {
 	User       string            `json:"user"`
 	Tenant     string            `json:"tenant"`
 	Campaign   string            `json:"campaign"`
+	// Auth is the verification the rules see; nil: not verified.
+	Auth *TestAuth `json:"auth,omitempty"`
+}
+
+// TestAuth is a policy test's verification of inbound mail.
+type TestAuth struct {
+	SPF struct {
+		Result string `json:"result"`
+		Domain string `json:"domain"`
+		Scope  string `json:"scope"`
+	} `json:"spf"`
+	DKIM []struct {
+		Result   string `json:"result"`
+		Domain   string `json:"domain"`
+		Selector string `json:"selector"`
+	} `json:"dkim"`
+	DMARC struct {
+		Result      string `json:"result"`
+		Policy      string `json:"policy"`
+		Disposition string `json:"disposition"`
+		Domain      string `json:"domain"`
+	} `json:"dmarc"`
 }
 
 type TestReply struct {

@@ -22,11 +22,16 @@ func (j *job) holdAll(s suspension) {
 	j.complete(outs)
 }
 
+// OriginReputation is the origin of the reputation watch's suspensions
+// of a source listed in a DNS blocklist: its mail is held as reputation.
+const OriginReputation = "reputation"
+
 // heldCategory is why a suspension holds mail back: a throttle back-off
-// is rate-limited, a site that kept failing to connect no-answer, an
-// operator's suspension other, and a rule's suspension the rule's
-// category or else that of the reply that set it off (the reason starts
-// with it: "421 4.7.28 ... (rule google-unusual-rate)").
+// is rate-limited, a site that kept failing to connect no-answer, a
+// listed source reputation, an operator's suspension other, and a rule's
+// suspension the rule's category or else that of the reply that set it
+// off (the reason starts with it: "421 4.7.28 ... (rule
+// google-unusual-rate)").
 func heldCategory(cfg *config.Config, s suspension) string {
 	switch s.Origin {
 	case originBackoff:
@@ -35,6 +40,8 @@ func heldCategory(cfg *config.Config, s suspension) string {
 		return category.NoAnswer
 	case originAdmin, "":
 		return category.Other
+	case OriginReputation:
+		return category.Reputation
 	}
 	if c := ruleCategory(cfg, s.Origin); c != "" {
 		return c

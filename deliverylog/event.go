@@ -16,6 +16,9 @@ const (
 	// added it to the list (Action "add").
 	TypeSuppression = "suppression"
 	TypeComplaint   = "complaint" // a recipient complained (an ARF abuse or fraud report)
+	// TypeReputation: a DNS blocklist started (Action "listed") or
+	// stopped (Action "delisted") listing one of our sources or domains.
+	TypeReputation = "reputation"
 )
 
 // Event is one line of the delivery log. Empty fields are omitted, so each
@@ -65,6 +68,11 @@ type Event struct {
 	Action string          `json:"action,omitempty"`
 	Actor  string          `json:"actor,omitempty"`
 	Reason string          `json:"reason,omitempty"`
+	// Addr, Domain and List are a reputation event's source address or
+	// sending domain and the list's zone.
+	Addr   string `json:"addr,omitempty"`
+	Domain string `json:"domain,omitempty"`
+	List   string `json:"list,omitempty"`
 }
 
 // DKIMSignature is one DKIM signature of a message: the key's name, its

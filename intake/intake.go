@@ -1,7 +1,8 @@
 // Package intake is the step between reception and the spool, for mail
-// from SMTP and from the injection API alike: the message rules, the
-// header changes they ask for, the 7-bit form a signed message needs, the
-// DKIM signature, and the envelope the spool stores.
+// from SMTP and from the injection API alike: the verification of inbound
+// mail (package inauth) and its Authentication-Results field, the message
+// rules, the header changes they ask for, the 7-bit form a signed message
+// needs, the DKIM signature, and the envelope the spool stores.
 //
 // Invariants: a message is taken in whole under one Policy, the one in
 // force when it arrived, so a reload applies from the next message on;
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
+	"github.com/cuemta/cuemta/inauth"
 	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/queue"
@@ -69,6 +71,9 @@ type Acceptor struct {
 	// (the delivery log's suppression event).
 	Suppressions Suppressor
 	Suppressed   func(env *queue.Envelope, rcpts []string, refused bool)
+	// Resolver is the DNS of inbound verification (listeners.*.verify);
+	// nil: none.
+	Resolver inauth.Resolver
 }
 
 var _ reception.SpaceReporter = (*Acceptor)(nil)
@@ -83,11 +88,18 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		}
 	}
 	snap := a.Policy()
+	v := verify(ctx, a.Resolver, snap.Config, sub)
+	if v != nil {
+		a.Logger.Debug("verified", "listener", sub.Listener, "client", sub.ClientIP, "from", sub.From,
+			"spf", v.Results.SPF.Result, "dkim", v.Results.DKIMSummary(), "dmarc", v.Results.DMARC.Result,
+			"disposition", v.Results.DMARC.Disposition)
+	}
 	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
 		DSN: sub.DSN, RcptDSN: sub.RcptDSN,
+		Verification: v,
 	})
 	if err != nil {
 		return "", err
@@ -151,6 +163,10 @@ type Message struct {
 	// RCPT TO (RcptDSN beside Recipients, or empty).
 	DSN     reception.MailDSN
 	RcptDSN []reception.RcptDSN
+	// Verification is the inbound verification of the message, nil
+	// without one: its Authentication-Results field goes on top and the
+	// rules see its results.
+	Verification *Verification
 }
 
 // Prepare runs the message rules and returns the envelope and body to
@@ -168,12 +184,18 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 	// A header section that cannot be read gives the fields before the
 	// problem: the rules see those, and the message is stored as it came.
 	msg, _ := msgheader.Parse(m.Body)
+	changed, err := applyVerification(&msg.Header, m.Verification)
+	if err != nil {
+		// RFC 5321 §4.2.3 451 local error in processing; RFC 3463 X.3.0.
+		return nil, nil, nil, &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local error in processing, try again later", Cause: err}
+	}
 	in := &rules.MessageInput{
 		Sender: m.From, Recipients: recipients,
 		Headers:  rules.HeadersFromMIME(msg.Header.Map()),
 		Size:     int64(len(m.Body)),
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
 		Tenant: m.Tenant, Campaign: m.Campaign,
+		Auth: authInput(m.Verification),
 	}
 	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	d := snap.Rules.EvalMessage(in)
@@ -187,6 +209,9 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 			// RFC 5321 §4.2.3 451 local error in processing; RFC 3463 X.3.0.
 			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local error in processing, try again later", Cause: err}
 		}
+		changed = true
+	}
+	if changed {
 		body = msg.Bytes()
 	}
 	fromDomain := dkim.FromDomain(msg.Header.Get("From"))

@@ -41,7 +41,8 @@ type Metrics struct {
 	authRefused *prometheus.CounterVec
 	feedback    *prometheus.CounterVec
 	tls         *prometheus.CounterVec
-	milters     *milterMetrics // content filters (milter.go)
+	milters     *milterMetrics       // content filters (milter.go)
+	reputation  *prometheus.GaugeVec // reputation.go
 }
 
 // Option adjusts New.
@@ -104,6 +105,7 @@ func New(opts ...Option) *Metrics {
 	m.tlsReports = newTLSReportGauges()
 	m.milters = newMilterMetrics()
 	m.cluster = newClusterGauges()
+	m.reputation = newReputationGauge()
 	m.reg.MustRegister(m.cluster,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -112,6 +114,7 @@ func New(opts ...Option) *Metrics {
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
 		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
 		m.milters.outcomes, m.milters.errors,
+		m.reputation,
 	)
 	return m
 }

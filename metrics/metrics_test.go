@@ -59,6 +59,8 @@ func exercise(m *Metrics) {
 	m.MilterOutcome("mx", "spamassassin", "reject")
 	m.MilterError("mx", "clamav", "timeout")
 	m.ClusterFunc(func() Cluster { return Cluster{Up: false, Nodes: 3, RoundTrips: 1234, Fallbacks: 17} })
+	m.ReputationListed("ip1", "", "zen.example", true)
+	m.ReputationListed("", "example.com", "dbl.example", false)
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

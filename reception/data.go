@@ -77,6 +77,7 @@ func (s *session) Data(r io.Reader) error {
 		EightBitMIME: txn.eightBit,
 		DSN:          txn.dsn,
 		RcptDSN:      slices.Clone(txn.rcptDSN),
+		FromNetwork:  s.srv.relay.fromNetwork(s.tc.ip),
 	}
 
 	ctx, cancel := context.WithTimeout(s.srv.ctx, sinkTimeout)

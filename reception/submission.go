@@ -36,6 +36,9 @@ type Submission struct {
 	// and ORCPT (RFC 3461), in the order of Recipients.
 	DSN     MailDSN
 	RcptDSN []RcptDSN
+	// FromNetwork is set when the client is in relay.networks: mail from
+	// our own hosts, which inbound verification leaves alone.
+	FromNetwork bool
 }
 
 // Sink stores a message durably and returns its queue ID. It runs message

@@ -56,6 +56,13 @@ func newSizeHints(cfg *config.Config) sizeHints {
 		varUser:                 upTo(998),
 		varTenant:               upTo(998),
 		varCampaign:             upTo(998),
+		// Verification: domains, selectors and result words; at most 100
+		// signatures reported (inauth.MaxReported).
+		varDKIM:                     upTo(100),
+		varDKIM + ".@items":         upTo(3),
+		varSPF + ".@values":         upTo(255),
+		varDMARC + ".@values":       upTo(255),
+		varDKIM + ".@items.@values": upTo(255),
 		// Replies: RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets;
 		// the SMTP client reads up to smtpclient.MaxReplyLines lines of
 		// smtpclient.MaxLineLen bytes, and reply.text is those lines joined

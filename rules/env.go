@@ -89,6 +89,7 @@ func newMessageEnv() (*cel.Env, error) {
 			// would walk the whole headers map on every call.
 			decls.DisableTypeGuards(true)),
 	)
+	opts = append(opts, authEnvOptions()...)
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("message rule environment: %w", err)

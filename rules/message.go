@@ -24,6 +24,8 @@ type MessageInput struct {
 	User     string // authenticated user, if any
 	Tenant   string
 	Campaign string
+	// Auth is the verification of inbound mail; nil: not verified.
+	Auth *AuthInput
 }
 
 // Header is one header field to add.
@@ -215,6 +217,10 @@ const (
 	mUser
 	mTenant
 	mCampaign
+	mSPF
+	mDKIM
+	mDMARC
+	mAuth
 	nMessageVars
 )
 
@@ -304,6 +310,14 @@ func (a *messageActivation) ResolveName(name string) (any, bool) {
 		i = mTenant
 	case varCampaign:
 		i = mCampaign
+	case varSPF:
+		i = mSPF
+	case varDKIM:
+		i = mDKIM
+	case varDMARC:
+		i = mDMARC
+	case varAuth:
+		i = mAuth
 	default:
 		return nil, false
 	}
@@ -344,6 +358,14 @@ func (a *messageActivation) value(i int) ref.Val {
 		return types.String(a.tenant)
 	case mCampaign:
 		return types.String(a.campaign)
+	case mSPF:
+		return m.Auth.spfVal()
+	case mDKIM:
+		return m.Auth.dkimVal()
+	case mDMARC:
+		return m.Auth.dmarcVal()
+	case mAuth:
+		return m.Auth.authVal()
 	}
 	return types.NewErr("no variable %d", i)
 }

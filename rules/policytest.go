@@ -71,8 +71,25 @@ func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
 		User:       m.User,
 		Tenant:     m.Tenant,
 		Campaign:   m.Campaign,
+		Auth:       testAuthInput(m.Auth),
 	}
 	FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
+	return in
+}
+
+// testAuthInput is a policy test's verification as the rules see it.
+func testAuthInput(a *config.TestAuth) *AuthInput {
+	if a == nil {
+		return nil
+	}
+	in := &AuthInput{
+		SPF:   AuthSPF{Result: a.SPF.Result, Domain: a.SPF.Domain, Scope: a.SPF.Scope},
+		DMARC: AuthDMARC{Result: a.DMARC.Result, Policy: a.DMARC.Policy, Disposition: a.DMARC.Disposition, Domain: a.DMARC.Domain},
+	}
+	for _, d := range a.DKIM {
+		in.DKIM = append(in.DKIM, AuthDKIM{Result: d.Result, Domain: d.Domain, Selector: d.Selector})
+	}
+	in.DKIMResult = DKIMSummary(in.DKIM)
 	return in
 }
 

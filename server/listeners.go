@@ -140,7 +140,7 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 			s.accepted(p, id, env, size, matched)
 			s.delivery.Wake()
 		},
-		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake}
+		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake, Resolver: s.verifyResolver()}
 	var sink reception.Sink = acc
 	if cfg.Mode == config.ModeFeedback {
 		sink = s.feedbackListener(cfg, snap, &pol)

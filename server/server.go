@@ -76,6 +76,10 @@ type Server struct {
 	reload reloader
 
 	console consoleState // the status page's sampler and source index (console.go)
+
+	// resolver is the DNS client on dns.servers, set while Run runs:
+	// inbound verification and the reputation watch use it.
+	resolver *mx.Resolver
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
@@ -162,6 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
+	s.resolver = resolver
 	// Suspensions, throttles and back-off outlive the process beside the
 	// spool they hold back.
 	shaping := delivery.JSONStateFile{Path: filepath.Join(cfg.Spool.Dir, "shaping.json")}
@@ -243,6 +248,12 @@ func (s *Server) Run(ctx context.Context) error {
 			s.cluster.Run(runCtx)
 		}()
 	}
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		s.watchReputation(runCtx) // reputation.go
+	}()
+	defer func() { cancel(); <-repDone }() // before the delivery log closes
 
 	if err := s.startAdmin(cfg); err != nil {
 		cancel()

@@ -1,0 +1,91 @@
+package intake_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cuemta/cuemta/inauth"
+	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/reception"
+	"github.com/cuemta/cuemta/server"
+)
+
+// TestVerificationApplied: Prepare puts the Authentication-Results field
+// on top, removes incoming ones that claim our authserv-id (RFC 8601 §5)
+// and keeps the others; the message rules see the results, and an
+// unverified message gives every variable "" rather than a rule error.
+func TestVerificationApplied(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "c.cue")
+	src := `spool: dir: "` + filepath.Join(dir, "spool") + `"
+hostname: "mx.receiver.test"
+rules: message: [
+	{name: "dmarc-reject", when: "auth.dmarc == 'fail' && dmarc.disposition == 'reject'", reject: {code: 550, enhanced: "5.7.1", text: "DMARC policy of the From: domain"}},
+	{name: "tag", when: "spf.result == 'pass' && dkim.exists(s, s.result == 'pass' && s.domain == 'sender.test')", addHeaders: {"X-Verified": "sender.test"}},
+	{name: "unverified", when: "auth.spf == '' && auth.dkim == '' && dmarc.result == '' && size(dkim) == 0", addHeaders: {"X-Unverified": "yes"}},
+]
+`
+	if err := os.WriteFile(cfgFile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := server.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("Received: from client.test by mx.receiver.test; Wed, 02 Dec 2026 05:00:00 +0000\r\n" +
+		"Authentication-Results: MX.receiver.test; dkim=pass header.d=bank.test\r\n" +
+		"Authentication-Results: (forged)\r\n mx.receiver.test; spf=pass\r\n" +
+		"Authentication-Results: upstream.test; spf=fail\r\n" +
+		"From: alice@sender.test\r\nSubject: s\r\n\r\nbody\r\n")
+	pass := &inauth.Results{Checks: inauth.Checks{SPF: true, DKIM: true, DMARC: true},
+		SPF:   inauth.SPFResult{Result: "pass", Domain: "sender.test", Scope: "mailfrom"},
+		DKIM:  []inauth.DKIMResult{{Result: "pass", Domain: "sender.test", Selector: "s1"}},
+		DMARC: inauth.DMARCResult{Result: "pass", Policy: "reject", Disposition: "none", Domain: "sender.test"}}
+	fail := &inauth.Results{Checks: inauth.Checks{SPF: true, DKIM: true, DMARC: true},
+		SPF:   inauth.SPFResult{Result: "fail", Domain: "attacker.test", Scope: "mailfrom"},
+		DMARC: inauth.DMARCResult{Result: "fail", Policy: "reject", Disposition: "reject", Domain: "sender.test"}}
+
+	t.Run("pass", func(t *testing.T) {
+		_, out, matched, err := intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"},
+			Body: body, Verification: &intake.Verification{Results: pass, AuthservID: "mx.receiver.test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "X-Verified: sender.test\r\n" +
+			"Authentication-Results: mx.receiver.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n" +
+			"\tdkim=pass header.d=sender.test header.s=s1;\r\n\tdmarc=pass (p=reject dis=none) header.from=sender.test\r\n" +
+			"Received: from client.test by mx.receiver.test; Wed, 02 Dec 2026 05:00:00 +0000\r\n" +
+			"Authentication-Results: upstream.test; spf=fail\r\n" +
+			"From: alice@sender.test\r\nSubject: s\r\n\r\nbody\r\n"
+		if string(out) != want {
+			t.Errorf("stored message:\n%s\nwant:\n%s", out, want)
+		}
+		if strings.Join(matched, ",") != "tag" {
+			t.Errorf("matched %v, want [tag]", matched)
+		}
+	})
+	t.Run("dmarc fail rejected by rule", func(t *testing.T) {
+		_, _, _, err := intake.Prepare(&snap.Policy, &intake.Message{From: "m@attacker.test", Recipients: []string{"u@receiver.test"},
+			Body: body, Verification: &intake.Verification{Results: fail, AuthservID: "mx.receiver.test"}})
+		var reply *reception.Reply
+		if !errors.As(err, &reply) || reply.Code != 550 || reply.Enhanced != "5.7.1" {
+			t.Fatalf("err %v, want the rule's 550 5.7.1", err)
+		}
+	})
+	t.Run("unverified", func(t *testing.T) {
+		_, out, matched, err := intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"}, Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(matched, ",") != "unverified" {
+			t.Errorf("matched %v, want [unverified]", matched)
+		}
+		// Nothing verified: the incoming fields stay as they came.
+		if want := "X-Unverified: yes\r\n" + string(body); string(out) != want {
+			t.Errorf("stored message:\n%s\nwant:\n%s", out, want)
+		}
+	})
+}
