@@ -37,6 +37,10 @@ type Config struct {
 	Feedback    Feedback    `json:"feedback"`
 	// TLSReporting is SMTP TLS Reporting (RFC 8460, tlsreporting.go).
 	TLSReporting TLSReporting `json:"tlsReporting"`
+	// DNSBL bounds dnsbl() and rhsbl() in stage rules (stagerules.go).
+	DNSBL DNSBL `json:"dnsbl"`
+	// Greylist is receiver greylisting (stagerules.go).
+	Greylist Greylisting `json:"greylist"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -308,6 +312,11 @@ type Rules struct {
 	Response       []*ResponseRule `json:"response"`
 	TenantHeader   string          `json:"tenantHeader"`
 	CampaignHeader string          `json:"campaignHeader"`
+	// Stage rules, by SMTP stage (stagerules.go).
+	Connect []*StageRule `json:"connect"`
+	Helo    []*StageRule `json:"helo"`
+	Mail    []*StageRule `json:"mail"`
+	Rcpt    []*StageRule `json:"rcpt"`
 }
 
 // Suppression: which hard bounces add their recipient to the suppression
@@ -434,6 +443,7 @@ type Threshold struct {
 type PolicyTest struct {
 	Message *TestMessage `json:"message,omitempty"`
 	Reply   *TestReply   `json:"reply,omitempty"`
+	Stage   *TestStage   `json:"stage,omitempty"`
 	Expect  TestExpect   `json:"expect"`
 
 	Pos Pos `json:"-"` // see Where
@@ -502,6 +512,9 @@ type TestExpect struct {
 		For            *Duration `json:"for,omitempty"`
 	} `json:"throttle,omitempty"`
 	Matched []string `json:"matched,omitempty"`
+	// Stage decisions (stage tests).
+	Action *string  `json:"action,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
 }
 
 // Duration is a time.Duration written in CUE as a Go duration string.

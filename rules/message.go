@@ -24,6 +24,8 @@ type MessageInput struct {
 	User     string // authenticated user, if any
 	Tenant   string
 	Campaign string
+	// Tags are those the stage rules added (rules.connect ... rcpt).
+	Tags []string
 }
 
 // Header is one header field to add.
@@ -215,6 +217,7 @@ const (
 	mUser
 	mTenant
 	mCampaign
+	mTags
 	nMessageVars
 )
 
@@ -304,6 +307,8 @@ func (a *messageActivation) ResolveName(name string) (any, bool) {
 		i = mTenant
 	case varCampaign:
 		i = mCampaign
+	case varTags:
+		i = mTags
 	default:
 		return nil, false
 	}
@@ -344,6 +349,8 @@ func (a *messageActivation) value(i int) ref.Val {
 		return types.String(a.tenant)
 	case mCampaign:
 		return types.String(a.campaign)
+	case mTags:
+		return stringList(m.Tags)
 	}
 	return types.NewErr("no variable %d", i)
 }

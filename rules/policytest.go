@@ -45,19 +45,21 @@ func RunTests(cfg *config.Config, set *Set, w io.Writer) (passed, failed int) {
 // runTest returns what differs from the test's expectations.
 func runTest(cfg *config.Config, set *Set, t *config.PolicyTest) []string {
 	switch {
-	case t.Message != nil && t.Reply == nil:
+	case t.Stage != nil && t.Message == nil && t.Reply == nil:
+		return checkStage(t.Expect, set.EvalStage(StageTestInput(t.Stage)))
+	case t.Message != nil && t.Reply == nil && t.Stage == nil:
 		in := testMessageInput(cfg, t.Message)
 		d := set.EvalMessage(in)
 		// expect.dkim is the keys applied: the rules' choice, else the
 		// domains', else the default, as intake chooses them.
 		sel := dkim.NewSigningTable(&cfg.DKIM).Select(d.DKIM, dkim.FromDomain(d.HeaderAfter(in, "From")), in.Sender)
 		return checkMessage(t.Expect, d, sel.Names)
-	case t.Reply != nil && t.Message == nil:
+	case t.Reply != nil && t.Message == nil && t.Stage == nil:
 		in, profiles := ReplyInput(cfg, t.Reply)
 		tr := NewTracker(WithPrevious(t.Reply.Previous), WithClock(func() time.Time { return testEpoch }))
 		return checkResponse(t.Expect, set.WithTracker(tr).EvalResponse(in, profiles))
 	}
-	return []string{"a test needs exactly one of message or reply"}
+	return []string{"a test needs exactly one of message, reply or stage"}
 }
 
 func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
