@@ -166,6 +166,9 @@ func (s *Store) drop(e *entry) {
 
 // write appends e's state to the log and fsyncs it.
 func (s *Store) write(e *entry) error {
+	if s.f == nil {
+		return errors.New("greylist: store closed")
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err

@@ -72,6 +72,8 @@ type Server struct {
 	reload reloader
 
 	console consoleState // the status page's sampler and source index (console.go)
+
+	gw gatewayState // stage rules: DNSBL cache, greylist store (gateway.go)
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
@@ -143,6 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.suppressions.Close()
+	defer s.gw.close()
 	dlog, err := deliverylog.New(cfg.Log)
 	if err != nil {
 		return fmt.Errorf("delivery log: %w", err)
