@@ -463,6 +463,7 @@ type TestMessage struct {
 	User       string            `json:"user"`
 	Tenant     string            `json:"tenant"`
 	Campaign   string            `json:"campaign"`
+	Tags       []string          `json:"tags"`
 }
 
 type TestReply struct {

@@ -73,6 +73,7 @@ func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
 		User:       m.User,
 		Tenant:     m.Tenant,
 		Campaign:   m.Campaign,
+		Tags:       m.Tags,
 	}
 	FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	return in
