@@ -74,8 +74,8 @@ type Store struct {
 type entry struct {
 	Kind   string `json:"t"`
 	Key    string `json:"k"`
-	First  int64  `json:"f,omitempty"` // Unix seconds: first sight (triplet)
-	Last   int64  `json:"l"`           // Unix seconds: last use
+	First  int64  `json:"f,omitempty"` // Unix milliseconds: first sight (triplet)
+	Last   int64  `json:"l"`           // Unix milliseconds: last use
 	Passed bool   `json:"p,omitempty"` // the triplet retried after the delay
 	Count  int    `json:"c,omitempty"` // passed triplets (network)
 	saved  int64  // Last as the log has it
@@ -277,7 +277,7 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 		return true, nil // not an IP transport: nothing to key on
 	}
 	now := s.now()
-	t := now.Unix()
+	t := now.UnixMilli()
 	network := p.Network(client)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -285,7 +285,7 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 	if p.AutoWhitelist > 0 {
 		if n := s.get("n", network); n != nil {
 			switch {
-			case now.Sub(time.Unix(n.Last, 0)) > p.Expiry:
+			case now.Sub(time.UnixMilli(n.Last)) > p.Expiry:
 				s.drop(n)
 			case n.Count >= p.AutoWhitelist:
 				s.whitelisted++
@@ -297,8 +297,8 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 	key := network + " " + sender + " " + recipient
 	e := s.get("t", key)
 	if e != nil {
-		age := now.Sub(time.Unix(e.First, 0))
-		if (e.Passed && now.Sub(time.Unix(e.Last, 0)) > p.Expiry) || (!e.Passed && age > p.RetryWindow) {
+		age := now.Sub(time.UnixMilli(e.First))
+		if (e.Passed && now.Sub(time.UnixMilli(e.Last)) > p.Expiry) || (!e.Passed && age > p.RetryWindow) {
 			s.drop(e)
 			e = nil
 		}
@@ -316,7 +316,7 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 		s.passed++
 		e.Last = t
 		return true, s.refresh(e, p)
-	case now.Sub(time.Unix(e.First, 0)) < p.Delay:
+	case now.Sub(time.UnixMilli(e.First)) < p.Delay:
 		s.greylisted++
 		return false, nil // too early: nothing new to record
 	}
@@ -345,7 +345,7 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 // of the expiry), not at every message: losing it costs at most that
 // much of the entry's lifetime.
 func (s *Store) refresh(e *entry, p Policy) error {
-	if time.Duration(e.Last-e.saved)*time.Second < p.Expiry/100 {
+	if time.Duration(e.Last-e.saved)*time.Millisecond < p.Expiry/100 {
 		return nil
 	}
 	return s.write(e)
