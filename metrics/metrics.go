@@ -14,6 +14,8 @@ type Metrics struct {
 	hooksOnce sync.Once
 	// tlsReports are the TLS reporting gauges (tlsrpt.go).
 	tlsReports *tlsReportGauges
+	// gateway are the stage rules' DNSBL and greylist gauges (gateway.go).
+	gateway *gatewayGauges
 	hooks      *hookMetrics // webhooks (hooks.go)
 
 	received    *prometheus.CounterVec
@@ -100,6 +102,7 @@ func New(opts ...Option) *Metrics {
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
 	m.tlsReports = newTLSReportGauges()
+	m.gateway = newGatewayGauges()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -107,6 +110,7 @@ func New(opts ...Option) *Metrics {
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
 		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
+		m.gateway,
 	)
 	return m
 }

@@ -55,6 +55,9 @@ func exercise(m *Metrics) {
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
 	m.TLSReportStatsFunc(func() TLSReportStats { return TLSReportStats{Pending: 2, ResultsDropped: 1} })
+	m.GatewayStatsFunc(func() GatewayStats {
+		return GatewayStats{Lookups: 40, CacheHits: 160, Listed: 12, Errors: 1, Greylisting: true, GreylistEntries: 30, Greylisted: 25, GreylistPassed: 20}
+	})
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

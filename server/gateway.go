@@ -11,6 +11,7 @@ import (
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/dnsbl"
 	"github.com/cuemta/cuemta/greylist"
+	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/reception"
 )
 
@@ -36,6 +37,7 @@ func (s *Server) stagePolicy(pol *reception.Policy, cfg *config.Config, snap *Sn
 		return err
 	}
 	pol.DNSBL = checker
+	s.metrics.GatewayStatsFunc(s.gw.stats)
 	if greylists(cfg) {
 		st, err := s.gw.greylistStore(cfg)
 		if err != nil {
@@ -97,6 +99,24 @@ func (g *gatewayState) greylistStore(cfg *config.Config) (*greylist.Store, error
 	}
 	g.grey = st
 	return st, nil
+}
+
+// stats is the metrics' view of the gateway state.
+func (g *gatewayState) stats() metrics.GatewayStats {
+	g.mu.Lock()
+	checker, grey := g.checker, g.grey
+	g.mu.Unlock()
+	var out metrics.GatewayStats
+	if checker != nil {
+		st := checker.Stats()
+		out.Lookups, out.CacheHits, out.Listed, out.Errors = st.Lookups, st.CacheHits, st.Listed, st.Errors
+	}
+	if grey != nil {
+		st := grey.Stats()
+		out.Greylisting, out.GreylistEntries = true, st.Entries
+		out.Greylisted, out.GreylistPassed = st.Greylisted, st.Passed+st.Whitelisted
+	}
+	return out
 }
 
 func (g *gatewayState) close() {
