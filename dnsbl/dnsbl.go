@@ -37,7 +37,7 @@ import (
 // Resolver is the DNS client: *mx.Resolver.
 type Resolver interface {
 	LookupA(ctx context.Context, name string) ([]netip.Addr, time.Duration, error)
-	LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error)
+	LookupPTR(ctx context.Context, ip netip.Addr) ([]string, time.Duration, error)
 }
 
 // Options configure a Checker; zero fields take the schema's defaults.
@@ -146,24 +146,37 @@ func (s *Session) RHSBL(domain, zone string) []string {
 
 // ClientName implements rules.Lookups: the client's first PTR name, ""
 // when it has none or the lookup fails (counted as an error). Looked up
-// once per session, within the budget.
+// once per session, from the cache or within the budget.
 func (s *Session) ClientName() string {
 	if s.ptr != nil {
 		return *s.ptr
 	}
 	name := ""
 	s.ptr = &name
-	if !s.client.IsValid() || !s.spend() {
+	if !s.client.IsValid() {
+		return ""
+	}
+	key := "ptr " + s.client.String() // not a domain name: no clash with lists
+	if names, ok := s.c.get(key); ok {
+		s.c.hits.Add(1)
+		if len(names) > 0 {
+			name = names[0]
+		}
+		return name
+	}
+	if !s.spend() {
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.timeout)
 	defer cancel()
 	s.c.lookups.Add(1)
-	names, err := s.c.res.LookupPTR(ctx, s.client)
+	names, ttl, err := s.c.res.LookupPTR(ctx, s.client)
 	if err != nil && !errors.Is(err, mx.ErrNoSuchDomain) {
 		s.c.errs.Add(1)
 		s.c.log.Warn("reverse lookup failed; client_name is empty", "client_ip", s.client, "err", err)
+		return ""
 	}
+	s.c.put(key, names, ttl)
 	if len(names) > 0 {
 		name = names[0]
 	}

@@ -38,11 +38,11 @@ func (f *fakeDNS) LookupA(_ context.Context, name string) ([]netip.Addr, time.Du
 	return nil, time.Minute, &mx.LookupError{Name: name, Type: "A", Kind: mx.ErrNoSuchDomain}
 }
 
-func (f *fakeDNS) LookupPTR(_ context.Context, ip netip.Addr) ([]string, error) {
+func (f *fakeDNS) LookupPTR(_ context.Context, ip netip.Addr) ([]string, time.Duration, error) {
 	if n, ok := f.ptr[ip]; ok {
-		return []string{n}, nil
+		return []string{n}, time.Minute, nil
 	}
-	return nil, &mx.LookupError{Name: ip.String(), Type: "PTR", Kind: mx.ErrNoSuchDomain}
+	return nil, time.Minute, &mx.LookupError{Name: ip.String(), Type: "PTR", Kind: mx.ErrNoSuchDomain}
 }
 
 // fakeGreylist passes a triplet on its second sight.
