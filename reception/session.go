@@ -149,7 +149,8 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		return err
 	}
 	var domain string
-	if to == "postmaster" {
+	postmaster := to == "postmaster"
+	if postmaster {
 		// RFC 5321 §4.5.1: "<Postmaster>" without a domain must be
 		// accepted, whoever sends it. It is this MTA's own postmaster
 		// (the config has no postmaster address): postmaster@Hostname. The
@@ -190,7 +191,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	// After the relay check, suppression and limits, which no rule can
 	// undo: an accept only ends the rcpt rules.
-	if err := s.rcptRules(txn, key); err != nil {
+	if err := s.rcptRules(txn, key, postmaster); err != nil {
 		return err
 	}
 	txn.seen[key] = true

@@ -134,11 +134,12 @@ func (s *Server) helloHook(c *smtp.Conn, domain string) error {
 	}
 	_, isTLS := c.TLSConnectionState()
 	cs := s.stagesOf(tc)
-	cs.heloTags = nil
 	in := s.stageInput(tc, config.StageHelo, isTLS)
 	in.Helo = domain
+	in.Tags = slices.Clone(cs.connTags) // not those of the HELO this one replaces
 	d := s.evalStage(in, s.stageLog(tc))
 	if rep := stageReply(config.StageHelo, d); rep != nil {
+		// The HELO in effect (if any) stays, with its tags.
 		s.log.Info("HELO refused by helo rule", "conn", tc.id, "client_ip", clientIP(tc), "helo", domain, "rule", d.Rule, "reply", rep.Error())
 		return rep
 	}
@@ -174,7 +175,11 @@ func (s *session) mailRules(from string) ([]string, error) {
 
 // rcptRules runs the rcpt rules for a recipient the relay check and the
 // other checks accepted; greylisting is decided here.
-func (s *session) rcptRules(txn *transaction, to string) error {
+func (s *session) rcptRules(txn *transaction, to string, postmaster bool) error {
+	if postmaster {
+		// RFC 5321 §4.5.1: <Postmaster> must be accepted; no rule refuses it.
+		return nil
+	}
 	if s.srv.policy.Stages == nil || !s.srv.policy.Stages.HasStageRules(config.StageRcpt) {
 		return nil
 	}

@@ -100,7 +100,7 @@ func TestStageRulesOverSMTP(t *testing.T) {
 		Rcpt: []*config.StageRule{
 			{Name: "open", When: `recipient_domain == "other.test"`, Accept: true},
 			{Name: "grey", When: `"five" in tags && recipient.startsWith("grey@")`, Greylist: true},
-			{Name: "no-bob", When: `recipient.startsWith("bob@")`, Tempfail: reject(450, "4.7.1", "bob is away")},
+			{Name: "no-bob", When: `recipient.startsWith("bob@") || recipient.startsWith("postmaster@")`, Tempfail: reject(450, "4.7.1", "bob is away")},
 		},
 	})
 
@@ -124,6 +124,7 @@ func TestStageRulesOverSMTP(t *testing.T) {
 	c.expect("EHLO localhost", "550 5.7.1 HELO needs a domain")
 	c.expect("MAIL FROM:<a@b.test>", "502 5.5.1") // the refused HELO was not taken
 	c.expect("EHLO client.test", "250")
+	c.expect("EHLO nodots", "550 5.7.1") // the HELO in effect stays
 	c.expect("MAIL FROM:<x@spam.test>", "553 5.7.1 sender domain listed")
 	c.expect("MAIL FROM:<x@ham.test>", "250")
 	// An accept in a rcpt rule never bypasses the relay check.
@@ -132,6 +133,8 @@ func TestStageRulesOverSMTP(t *testing.T) {
 	c.expect("RCPT TO:<grey@example.com>", "451 4.7.1 Greylisted")
 	c.expect("RCPT TO:<grey@example.com>", "250") // second sight passes (fake)
 	c.expect("RCPT TO:<alice@example.com>", "250")
+	c.expect("RCPT TO:<bob@example.com>", "450 4.7.1")
+	c.expect("RCPT TO:<postmaster>", "250") // RFC 5321 §4.5.1: no rule refuses it
 	c.expect("DATA", "354")
 	c.send("Subject: t\r\n\r\nhi\r\n.\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "250") {
@@ -139,7 +142,7 @@ func TestStageRulesOverSMTP(t *testing.T) {
 	}
 	subs := e.sink.got()
 	if len(subs) != 1 || !slices.Equal(subs[0].Tags, []string{"five"}) ||
-		!slices.Equal(subs[0].Recipients, []string{"grey@example.com", "alice@example.com"}) {
+		!slices.Equal(subs[0].Recipients, []string{"grey@example.com", "alice@example.com", "postmaster@mx.test"}) {
 		t.Fatalf("submission: %+v", subs)
 	}
 }
