@@ -199,6 +199,9 @@ func checkMessage(e config.TestExpect, d MessageDecision, signed []string) []str
 	for _, f := range replyOnly(e) {
 		m.add("expect.%s applies to reply tests, not message tests", f)
 	}
+	for _, f := range stageOnly(e) {
+		m.add("expect.%s applies to stage tests, not message tests", f)
+	}
 	for _, err := range d.Errors {
 		m.add("rule error: %s", err)
 	}
@@ -247,6 +250,9 @@ func checkResponse(e config.TestExpect, d ResponseDecision) []string {
 	m.matched(e.Matched, d.Matched)
 	for _, f := range messageOnly(e) {
 		m.add("expect.%s applies to message tests, not reply tests", f)
+	}
+	for _, f := range stageOnly(e) {
+		m.add("expect.%s applies to stage tests, not reply tests", f)
 	}
 	for _, err := range d.Errors {
 		m.add("rule error: %s", err)

@@ -115,6 +115,10 @@ func TestStagePolicyTestsFailing(t *testing.T) {
 		stage: {stage: "connect", clientIP: "198.51.100.9", dnsbl: "zen.example": ["127.0.0.2"]}
 		expect: {action: "continue", tags: ["x"], reject: code: 554, pool: "bulk"}
 	}
+	"wrong kind": {
+		reply: {code: 451, domain: "example.org"}
+		expect: {action: "greylist", tags: []}
+	}
 `
 	cfg := loadStageConfig(t, extra)
 	var out bytes.Buffer
@@ -122,9 +126,10 @@ func TestStagePolicyTestsFailing(t *testing.T) {
 	got := out.String()
 	got = strings.ReplaceAll(got, filepath.Dir(cfg.Tests["wrong"].Where().File)+string(filepath.Separator), "")
 	want := `FAIL wrong (config.cue:76:2): expected action "continue", got "reject"; expected tags ["x"], got []; expected reject.code 554, got 550; expect.pool applies to message tests, not stage tests
-10 passed, 1 failed
+FAIL wrong kind (config.cue:80:2): expect.action applies to stage tests, not reply tests; expect.tags applies to stage tests, not reply tests
+10 passed, 2 failed
 `
-	if passed != 10 || failed != 1 || got != want {
+	if passed != 10 || failed != 2 || got != want {
 		t.Errorf("passed %d failed %d, output:\n%s\nwant:\n%s", passed, failed, got, want)
 	}
 }

@@ -85,3 +85,15 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// stageOnly names stage expectations set in a message or reply test.
+func stageOnly(e config.TestExpect) []string {
+	var f []string
+	if e.Action != nil {
+		f = append(f, "action")
+	}
+	if e.Tags != nil {
+		f = append(f, "tags")
+	}
+	return f
+}
