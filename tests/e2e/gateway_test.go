@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,23 @@ profiles: gw: {
 		t.Errorf("%d messages delivered, want 2", n)
 	}
 
+	// The counters: the greylisting seen, no DNS error.
+	resp, err := http.Get("http://" + gw.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf("cuemta_greylist_greylisted_total %d\n", greylisted),
+		"cuemta_dnsbl_errors_total 0\n",
+		"cuemta_greylist_entries 2\n", // the first triplet and the network (the second passed as whitelisted)
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "cuemta_greylist_")+"\n"+grepLines(string(body), "cuemta_dnsbl_"))
+		}
+	}
+
 	// A listed spam source gets 554 5.7.1 instead of the greeting.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 	conn, err := d.Dial("tcp", gw.addrs["mx"])
@@ -134,3 +153,4 @@ profiles: gw: {
 		t.Errorf("listed client got %q", got)
 	}
 }
+
