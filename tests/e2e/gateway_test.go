@@ -153,4 +153,3 @@ profiles: gw: {
 		t.Errorf("listed client got %q", got)
 	}
 }
-
