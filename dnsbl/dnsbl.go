@@ -8,9 +8,10 @@
 //     and counted in Stats.Errors (RFC 5782 §2.1: listings are A records
 //     in 127.0.0.0/8; 127.255.255.0/24 is what some lists answer to a
 //     refused query, an error and not a listing).
-//   - Each lookup is bounded by Options.Timeout, and the lookups of one
-//     transaction (the session's lookups before its MAIL included) by
-//     Options.Budget; answers from the cache cost nothing.
+//   - Each lookup is bounded by Options.Timeout, and the lookups of a
+//     session before its first MAIL, then of each transaction (MAIL to
+//     its last RCPT), by Options.Budget; answers from the cache cost
+//     nothing.
 //   - The cache keeps each answer for its TTL (NXDOMAIN for the SOA's
 //     negative TTL, RFC 2308 §5), at most maxTTL, and holds at most
 //     Options.CacheSize answers, evicting the least recently used.
@@ -43,7 +44,7 @@ type Resolver interface {
 // Options configure a Checker; zero fields take the schema's defaults.
 type Options struct {
 	Timeout   time.Duration // per lookup; default 2s
-	Budget    int           // cache misses per transaction; default 20
+	Budget    int           // cache misses before MAIL, then per transaction; default 20
 	CacheSize int           // answers kept; default 10000; negative: none
 	Now       func() time.Time
 	Logger    *slog.Logger
