@@ -14,9 +14,10 @@ type Metrics struct {
 	hooksOnce sync.Once
 	// tlsReports are the TLS reporting gauges (tlsrpt.go).
 	tlsReports *tlsReportGauges
+	hooks      *hookMetrics // webhooks (hooks.go)
+
 	// gateway are the stage rules' DNSBL and greylist gauges (gateway.go).
 	gateway *gatewayGauges
-	hooks      *hookMetrics // webhooks (hooks.go)
 
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
