@@ -2,10 +2,10 @@ package reception
 
 import (
 	"context"
-
-	"github.com/cuemta/cuemta/dnsbl"
 	"net/netip"
 	"time"
+
+	"github.com/cuemta/cuemta/dnsbl"
 )
 
 // Submission is one message as received, handed to the Sink after DATA or
