@@ -80,25 +80,20 @@ func (s *Server) evalStage(in *rules.StageInput, log func(msg string, args ...an
 	return d
 }
 
-// stageReply is the reply of a refusing decision at stage. At connect a
-// reject is 554 5.7.1 and a tempfail 421 4.7.1 (RFC 5321 §3.1, §3.8),
-// whatever the rule's code: those are the only refusals a greeting can
-// carry, and the connection closes after them.
-func stageReply(stage string, d rules.StageDecision) *smtp.SMTPError {
+// stageReply is the reply of a refusing decision (nil for the others).
+// At connect the rules give 554 5.7.1 or 421 4.7.1 (RFC 5321 §3.1, §3.8),
+// the only refusals a greeting can carry; the connection closes after
+// them.
+func stageReply(d rules.StageDecision) *smtp.SMTPError {
 	r := d.Reply
-	text := "Rejected by policy"
-	if r != nil && r.Text != "" {
-		text = r.Text
+	if r == nil {
+		return nil
 	}
-	switch {
-	case stage == config.StageConnect && d.Action == rules.ActionReject:
-		return newReply(554, "5.7.1", oneLine(text))
-	case stage == config.StageConnect && d.Action == rules.ActionTempfail:
-		return newReply(421, "4.7.1", oneLine(text))
-	case r != nil:
-		return newReply(r.Code, r.Enhanced, oneLine(text))
+	text := r.Text
+	if text == "" {
+		text = "Rejected by policy"
 	}
-	return nil
+	return newReply(r.Code, r.Enhanced, oneLine(text))
 }
 
 // connectHook is the fork's Server.ConnectHook: the connect rules.
@@ -115,7 +110,7 @@ func (s *Server) connectHook(c *smtp.Conn) error {
 	d := s.evalStage(in, s.stageLog(tc))
 	cs := s.stagesOf(tc)
 	cs.connTags = append(cs.connTags, d.Tags...)
-	if rep := stageReply(config.StageConnect, d); rep != nil {
+	if rep := stageReply(d); rep != nil {
 		s.log.Info("connection refused by connect rule", "conn", tc.id, "client_ip", clientIP(tc), "rule", d.Rule, "reply", rep.Error())
 		return rep
 	}
@@ -138,7 +133,7 @@ func (s *Server) helloHook(c *smtp.Conn, domain string) error {
 	in.Helo = domain
 	in.Tags = slices.Clone(cs.connTags) // not those of the HELO this one replaces
 	d := s.evalStage(in, s.stageLog(tc))
-	if rep := stageReply(config.StageHelo, d); rep != nil {
+	if rep := stageReply(d); rep != nil {
 		// The HELO in effect (if any) stays, with its tags.
 		s.log.Info("HELO refused by helo rule", "conn", tc.id, "client_ip", clientIP(tc), "helo", domain, "rule", d.Rule, "reply", rep.Error())
 		return rep
@@ -166,7 +161,7 @@ func (s *session) mailRules(from string) ([]string, error) {
 	in := s.srv.stageInput(s.tc, config.StageMail, s.tls)
 	in.Helo, in.User, in.Sender = s.conn.Hostname(), s.user, from
 	d := s.srv.evalStage(in, s.log.Debug)
-	if rep := stageReply(config.StageMail, d); rep != nil {
+	if rep := stageReply(d); rep != nil {
 		s.log.Info("sender refused by mail rule", "from", from, "rule", d.Rule, "reply", rep.Error())
 		return nil, rep
 	}
@@ -204,7 +199,7 @@ func (s *session) rcptRules(txn *transaction, to string, postmaster bool) error 
 		}
 		return nil
 	}
-	if rep := stageReply(config.StageRcpt, d); rep != nil {
+	if rep := stageReply(d); rep != nil {
 		s.log.Info("recipient refused by rcpt rule", "trace", txn.id, "rcpt", to, "rule", d.Rule, "reply", rep.Error())
 		return rep
 	}

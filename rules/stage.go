@@ -74,8 +74,8 @@ type StageInput struct {
 // StageDecision is the outcome of one stage's rules.
 type StageDecision struct {
 	Action string
-	// Reply is the refusal of a reject or tempfail (code, enhanced, text
-	// as configured; reception adjusts them at connect).
+	// Reply is the refusal of a reject or tempfail: code, enhanced, text
+	// as configured, except at connect: 554 5.7.1 or 421 4.7.1.
 	Reply *config.Reject
 	// Rule names the deciding rule ("" for continue).
 	Rule string
@@ -147,6 +147,15 @@ func (s *Set) evalStage(in *StageInput, trace func(Step)) StageDecision {
 		case ActionTempfail:
 			rej := *r.cfg.Tempfail
 			d.Reply = &rej
+		}
+		if d.Reply != nil && in.Stage == config.StageConnect {
+			// The only refusals a greeting can carry, whatever the rule's
+			// code (RFC 5321 §3.1 554, §3.8 421); the connection closes.
+			if d.Action == ActionReject {
+				d.Reply.Code, d.Reply.Enhanced = 554, "5.7.1"
+			} else {
+				d.Reply.Code, d.Reply.Enhanced = 421, "4.7.1"
+			}
 		}
 		break
 	}

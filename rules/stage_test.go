@@ -55,7 +55,7 @@ tests: {
 	}
 	"connect listed": {
 		stage: {stage: "connect", clientIP: "198.51.100.9", dnsbl: "zen.example": ["127.0.0.4", "127.0.0.3"]}
-		expect: {action: "reject", reject: {code: 550, enhanced: "5.7.1"}}
+		expect: {action: "reject", reject: {code: 554, enhanced: "5.7.1"}}
 	}
 	"connect pbl only": {
 		stage: {stage: "connect", clientIP: "198.51.100.9", dnsbl: "zen.example": ["127.0.0.10"]}
@@ -113,7 +113,7 @@ func TestStagePolicyTests(t *testing.T) {
 func TestStagePolicyTestsFailing(t *testing.T) {
 	const extra = `	"wrong": {
 		stage: {stage: "connect", clientIP: "198.51.100.9", dnsbl: "zen.example": ["127.0.0.2"]}
-		expect: {action: "continue", tags: ["x"], reject: code: 554, pool: "bulk"}
+		expect: {action: "continue", tags: ["x"], reject: code: 550, pool: "bulk"}
 	}
 	"wrong kind": {
 		reply: {code: 451, domain: "example.org"}
@@ -125,7 +125,7 @@ func TestStagePolicyTestsFailing(t *testing.T) {
 	passed, failed := RunTests(cfg, mustCompile(t, cfg), &out)
 	got := out.String()
 	got = strings.ReplaceAll(got, filepath.Dir(cfg.Tests["wrong"].Where().File)+string(filepath.Separator), "")
-	want := `FAIL wrong (config.cue:76:2): expected action "continue", got "reject"; expected tags ["x"], got []; expected reject.code 554, got 550; expect.pool applies to message tests, not stage tests
+	want := `FAIL wrong (config.cue:76:2): expected action "continue", got "reject"; expected tags ["x"], got []; expected reject.code 550, got 554; expect.pool applies to message tests, not stage tests
 FAIL wrong kind (config.cue:80:2): expect.action applies to stage tests, not reply tests; expect.tags applies to stage tests, not reply tests
 10 passed, 2 failed
 `

@@ -70,10 +70,8 @@ func explainStage(set *rules.Set, f *explainFlags, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	result := d.Action
 	switch {
-	case d.Reply != nil && f.at == config.StageConnect && d.Action == rules.ActionReject:
-		result = fmt.Sprintf("reject: 554 5.7.1 %s, then close (RFC 5321 §3.1)", d.Reply.Text)
 	case d.Reply != nil && f.at == config.StageConnect:
-		result = fmt.Sprintf("tempfail: 421 4.7.1 %s, then close", d.Reply.Text)
+		result = fmt.Sprintf("%s: %d %s %s instead of the greeting, then close (RFC 5321 §3.1)", d.Action, d.Reply.Code, d.Reply.Enhanced, d.Reply.Text)
 	case d.Reply != nil:
 		result = fmt.Sprintf("%s: %d %s %s", d.Action, d.Reply.Code, d.Reply.Enhanced, d.Reply.Text)
 	case d.Action == rules.ActionGreylist:
