@@ -325,20 +325,20 @@ func (s *Store) Check(p Policy, client netip.Addr, sender, recipient string) (bo
 	s.passed++
 	e.Passed, e.Last = true, t
 	err := s.write(e)
-	n := s.get("n", network)
-	if n == nil {
-		n = &entry{Kind: "n", Key: network}
-		s.set(n)
+	if p.AutoWhitelist > 0 {
+		// Networks are counted only when they can be whitelisted.
+		n := s.get("n", network)
+		if n == nil {
+			n = &entry{Kind: "n", Key: network}
+			s.set(n)
+		}
+		n.Count++
+		n.Last = t
+		if err2 := s.write(n); err == nil {
+			err = err2
+		}
 	}
-	n.Count++
-	n.Last = t
-	if err2 := s.write(n); err == nil {
-		err = err2
-	}
-	if err != nil {
-		return true, err
-	}
-	return true, nil
+	return true, err
 }
 
 // refresh writes an entry's new last use only now and then (each 1/100th

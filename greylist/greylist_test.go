@@ -149,3 +149,47 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestGreylistConcurrent: many sessions at once (run under -race): each
+// triplet is greylisted exactly once, then passes.
+func TestGreylistConcurrent(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := open(t, t.TempDir(), 10000, c)
+	p := policy
+	p.AutoWhitelist = 0
+	var wg sync.WaitGroup
+	first := make([]int, 20)
+	var mu sync.Mutex
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				ok, err := s.Check(p, netip.MustParseAddr("192.0.2.1"), "s@x", "r"+strconv.Itoa(i)+"@y")
+				if err != nil {
+					t.Error(err)
+				}
+				if !ok {
+					mu.Lock()
+					first[i]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, n := range first {
+		if n != 8 { // all eight asked within the delay: all refused
+			t.Errorf("triplet %d refused %d times, want 8", i, n)
+		}
+	}
+	c.advance(6 * time.Minute)
+	for i := range 20 {
+		if ok, _ := s.Check(p, netip.MustParseAddr("192.0.2.1"), "s@x", "r"+strconv.Itoa(i)+"@y"); !ok {
+			t.Errorf("triplet %d not passed after the delay", i)
+		}
+	}
+	if st := s.Stats(); st.Entries != 20 {
+		t.Errorf("entries %d, want 20", st.Entries)
+	}
+}
