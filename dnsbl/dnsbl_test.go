@@ -45,6 +45,7 @@ func startDNS(t *testing.T) *sim.Sim {
 				`dbl.test. 300 IN TXT "rhsbl"`,
 				`spam.example.dbl.test. 300 IN A 127.0.1.2`,
 				`2.0.192.in-addr.arpa. 300 IN TXT "reverse zone"`,
+				`8.b.d.0.1.0.0.2.ip6.arpa. 300 IN TXT "reverse zone"`,
 				`2.2.0.192.in-addr.arpa. 300 IN PTR mx.Example.ORG.`,
 			},
 		},
@@ -176,5 +177,29 @@ func TestReverseName(t *testing.T) {
 		if got := ReverseName(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("%s: %s, want %s", ip, got, want)
 		}
+	}
+}
+
+// TestConcurrentSessions: sessions of many connections share the cache
+// (run under -race).
+func TestConcurrentSessions(t *testing.T) {
+	s := startDNS(t)
+	c := newChecker(t, s, Options{CacheSize: 4})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ip := []string{"192.0.2.2", "192.0.2.5", "2001:db8::1"}[i%3]
+			sess := c.Session(context.Background(), netip.MustParseAddr(ip))
+			for range 10 {
+				sess.DNSBL("zen.test")
+				sess.ClientName()
+			}
+		}()
+	}
+	wg.Wait()
+	if st := c.Stats(); st.Errors != 0 || st.Lookups+st.CacheHits < 16*10 {
+		t.Errorf("stats %+v", st)
 	}
 }
