@@ -65,7 +65,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.at, "at", "", "run the stage rules of `STAGE` (connect, helo, mail, rcpt) instead")
 	fs.StringVar(&f.helo, "helo", "mail.example.com", "HELO/EHLO `NAME` (stage rules)")
 	fs.StringVar(&f.clientName, "client-name", "", "the client's reverse DNS `NAME` (stage rules)")
-	fs.StringVar(&f.tags, "tags", "", "tags of earlier stages `T[,T]` (stage rules)")
+	fs.StringVar(&f.tags, "tags", "", "tags of the stage rules `T[,T]` (stage and message rules)")
 	fs.BoolVar(&f.tls, "tls", false, "the session is over TLS (stage rules)")
 	fs.Var(&f.dnsbl, "dnsbl", "`ZONE=CODE[,CODE]`: zone lists the client IP (stage rules; repeatable; others: not listed)")
 	fs.Var(&f.rhsbl, "rhsbl", "`ZONE:DOMAIN=CODE[,CODE]`: zone lists the domain (stage rules; repeatable)")
@@ -151,6 +151,7 @@ func explainMessage(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Wr
 		User:       f.user,
 		Tenant:     f.tenant,
 		Campaign:   f.campaign,
+		Tags:       splitList(f.tags),
 	}
 	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	d, steps := set.ExplainMessage(in)

@@ -24,11 +24,7 @@ func explainStage(set *rules.Set, f *explainFlags, w io.Writer) error {
 	if t.Sender == "<>" {
 		t.Sender = ""
 	}
-	for _, tag := range strings.Split(f.tags, ",") {
-		if tag = strings.TrimSpace(tag); tag != "" {
-			t.Tags = append(t.Tags, tag)
-		}
-	}
+	t.Tags = splitList(f.tags)
 	for _, v := range f.dnsbl {
 		zone, codes, ok := strings.Cut(v, "=")
 		if !ok || zone == "" {
