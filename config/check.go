@@ -26,6 +26,18 @@ func (c *Config) annotate() {
 			r.Reject.Enhanced = fmt.Sprintf("%d.7.1", r.Reject.Code/100)
 		}
 	}
+	for _, stage := range Stages {
+		for i, r := range c.Rules.StageRules(stage) {
+			r.Stage = stage
+			r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.%s[%d].when", stage, i)) })
+			r.at = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.%s[%d].name", stage, i)) })
+			for _, rej := range []*Reject{r.Reject, r.Tempfail} {
+				if rej != nil && rej.Enhanced == "" {
+					rej.Enhanced = fmt.Sprintf("%d.7.1", rej.Code/100)
+				}
+			}
+		}
+	}
 	for i, r := range c.Rules.Response {
 		r.whenAt = lazy(func() Pos { return c.posAt(fmt.Sprintf("rules.response[%d].when", i)) })
 	}
@@ -311,8 +323,14 @@ func keyNames(keys map[string]*DKIMKey) string {
 func (c *Config) checkTests(add addFunc) {
 	for _, name := range slices.Sorted(maps.Keys(c.Tests)) {
 		t := c.Tests[name]
-		if (t.Message == nil) == (t.Reply == nil) {
-			add("tests."+cueLabel(name), "test %q: give exactly one of message or reply", name)
+		n := 0
+		for _, given := range []bool{t.Message != nil, t.Reply != nil, t.Stage != nil} {
+			if given {
+				n++
+			}
+		}
+		if n != 1 {
+			add("tests."+cueLabel(name), "test %q: give exactly one of message, reply or stage", name)
 		}
 	}
 }

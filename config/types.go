@@ -42,6 +42,10 @@ type Config struct {
 	Cluster *Cluster `json:"cluster,omitempty"`
 	// Reputation is the reputation watch (reputation.go).
 	Reputation Reputation `json:"reputation"`
+	// DNSBL bounds dnsbl() and rhsbl() in stage rules (stagerules.go).
+	DNSBL DNSBL `json:"dnsbl"`
+	// Greylist is receiver greylisting (stagerules.go).
+	Greylist Greylisting `json:"greylist"`
 
 	// User and Group are the account serve switches to when started as
 	// root ("" group: the user's primary group); AllowRoot lets it run
@@ -355,6 +359,11 @@ type Rules struct {
 	Response       []*ResponseRule `json:"response"`
 	TenantHeader   string          `json:"tenantHeader"`
 	CampaignHeader string          `json:"campaignHeader"`
+	// Stage rules, by SMTP stage (stagerules.go).
+	Connect []*StageRule `json:"connect"`
+	Helo    []*StageRule `json:"helo"`
+	Mail    []*StageRule `json:"mail"`
+	Rcpt    []*StageRule `json:"rcpt"`
 }
 
 // Suppression: which hard bounces add their recipient to the suppression
@@ -481,6 +490,7 @@ type Threshold struct {
 type PolicyTest struct {
 	Message *TestMessage `json:"message,omitempty"`
 	Reply   *TestReply   `json:"reply,omitempty"`
+	Stage   *TestStage   `json:"stage,omitempty"`
 	Expect  TestExpect   `json:"expect"`
 
 	Pos Pos `json:"-"` // see Where
@@ -500,6 +510,7 @@ type TestMessage struct {
 	User       string            `json:"user"`
 	Tenant     string            `json:"tenant"`
 	Campaign   string            `json:"campaign"`
+	Tags       []string          `json:"tags"`
 	// Auth is the verification the rules see; nil: not verified.
 	Auth *TestAuth `json:"auth,omitempty"`
 }
@@ -571,6 +582,9 @@ type TestExpect struct {
 		For            *Duration `json:"for,omitempty"`
 	} `json:"throttle,omitempty"`
 	Matched []string `json:"matched,omitempty"`
+	// Stage decisions (stage tests).
+	Action *string  `json:"action,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
 }
 
 // Duration is a time.Duration written in CUE as a Go duration string.

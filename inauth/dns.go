@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/cuemta/cuemta/delivery/mx"
 )
@@ -16,7 +17,7 @@ type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
 	LookupMX(ctx context.Context, domain string) (*mx.Result, error)
-	LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error)
+	LookupPTR(ctx context.Context, addr netip.Addr) ([]string, time.Duration, error)
 }
 
 var _ Resolver = (*mx.Resolver)(nil)
@@ -120,6 +121,6 @@ func (b *budgeted) LookupAddr(ctx context.Context, addr string) ([]string, error
 	if err != nil {
 		return nil, &net.DNSError{Err: "not an IP address", Name: addr, IsNotFound: true}
 	}
-	names, err := b.r.LookupPTR(ctx, ip)
+	names, _, err := b.r.LookupPTR(ctx, ip)
 	return names, netError(addr, err)
 }

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cuemta/cuemta/internal/msgheader"
@@ -31,4 +32,22 @@ func rewriteHeader(m *msgheader.Message, add []rules.Header, remove []string) er
 // a rule can never inject extra header fields.
 func sanitizeHeaderValue(v string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+}
+
+// TagsHeader carries the stage rules' tags in the stored message. One
+// that arrived with the message is removed first, so a sender cannot
+// forge it.
+const TagsHeader = "X-Cuemta-Tags"
+
+// tagsHeader adds the tags field (and the removal of any incoming one) to
+// the rules' header changes.
+func tagsHeader(m *msgheader.Message, tags []string, add []rules.Header, remove []string) ([]rules.Header, []string) {
+	if len(tags) == 0 && m.Header.Get(TagsHeader) == "" {
+		return add, remove
+	}
+	remove = append(slices.Clip(remove), TagsHeader)
+	if len(tags) > 0 {
+		add = append([]rules.Header{{Name: TagsHeader, Value: strings.Join(tags, ", ")}}, add...)
+	}
+	return add, remove
 }

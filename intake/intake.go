@@ -98,7 +98,7 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
 		Listener: sub.Listener, ClientIP: sub.ClientIP, User: sub.User,
 		SMTPUTF8: sub.SMTPUTF8, EightBitMIME: sub.EightBitMIME,
-		DSN: sub.DSN, RcptDSN: sub.RcptDSN,
+		DSN: sub.DSN, RcptDSN: sub.RcptDSN, Tags: sub.Tags,
 		Verification: v,
 	})
 	if err != nil {
@@ -167,6 +167,8 @@ type Message struct {
 	// without one: its Authentication-Results field goes on top and the
 	// rules see its results.
 	Verification *Verification
+	// Tags are the stage rules' (reception.Submission.Tags).
+	Tags []string
 }
 
 // Prepare runs the message rules and returns the envelope and body to
@@ -194,7 +196,7 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		Headers:  rules.HeadersFromMIME(msg.Header.Map()),
 		Size:     int64(len(m.Body)),
 		Listener: m.Listener, ClientIP: m.ClientIP, User: m.User,
-		Tenant: m.Tenant, Campaign: m.Campaign,
+		Tenant: m.Tenant, Campaign: m.Campaign, Tags: m.Tags,
 		Auth: authInput(m.Verification),
 	}
 	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
@@ -204,8 +206,9 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 			Cause: errors.New("rejected by rule " + strings.Join(d.Matched, ","))}
 	}
 	body := m.Body
-	if len(d.AddHeaders) > 0 || len(d.RemoveHeaders) > 0 {
-		if err := rewriteHeader(msg, d.AddHeaders, d.RemoveHeaders); err != nil {
+	add, remove := tagsHeader(msg, m.Tags, d.AddHeaders, d.RemoveHeaders)
+	if len(add) > 0 || len(remove) > 0 {
+		if err := rewriteHeader(msg, add, remove); err != nil {
 			// RFC 5321 §4.2.3 451 local error in processing; RFC 3463 X.3.0.
 			return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local error in processing, try again later", Cause: err}
 		}

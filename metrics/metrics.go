@@ -17,6 +17,9 @@ type Metrics struct {
 	hooks      *hookMetrics // webhooks (hooks.go)
 	cluster    *clusterGauges
 
+	// gateway are the stage rules' DNSBL and greylist gauges (gateway.go).
+	gateway *gatewayGauges
+
 	received    *prometheus.CounterVec
 	delivered   *prometheus.CounterVec
 	transient   *prometheus.CounterVec
@@ -106,6 +109,7 @@ func New(opts ...Option) *Metrics {
 	m.milters = newMilterMetrics()
 	m.cluster = newClusterGauges()
 	m.reputation = newReputationGauge()
+	m.gateway = newGatewayGauges()
 	m.reg.MustRegister(m.cluster,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -115,6 +119,7 @@ func New(opts ...Option) *Metrics {
 		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
 		m.milters.outcomes, m.milters.errors,
 		m.reputation,
+		m.gateway,
 	)
 	return m
 }

@@ -61,6 +61,9 @@ func exercise(m *Metrics) {
 	m.ClusterFunc(func() Cluster { return Cluster{Up: false, Nodes: 3, RoundTrips: 1234, Fallbacks: 17} })
 	m.ReputationListed("ip1", "", "zen.example", true)
 	m.ReputationListed("", "example.com", "dbl.example", false)
+	m.GatewayStatsFunc(func() GatewayStats {
+		return GatewayStats{Lookups: 40, CacheHits: 160, Listed: 12, Errors: 1, Greylisting: true, GreylistEntries: 30, Greylisted: 25, GreylistPassed: 20}
+	})
 }
 
 func cuemtaNames(t *testing.T, m *Metrics) []string {

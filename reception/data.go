@@ -51,7 +51,8 @@ func (s *session) Data(r io.Reader) error {
 	if txn == nil {
 		return errNoTransaction
 	}
-	s.tc.beginData() // inData is cleared by Reset, after go-smtp drains r
+	tags := s.tagsOf(txn) // before the first read (see session)
+	s.tc.beginData()      // inData is cleared by Reset, after go-smtp drains r
 	buf := newMessageBuffer(s.srv.budget)
 	defer buf.release()
 	body, now, err := s.readMessage(r, buf, txn)
@@ -78,6 +79,7 @@ func (s *session) Data(r io.Reader) error {
 		DSN:          txn.dsn,
 		RcptDSN:      slices.Clone(txn.rcptDSN),
 		FromNetwork:  s.srv.relay.fromNetwork(s.tc.ip),
+		Tags:         tags,
 	}
 
 	ctx, cancel := context.WithTimeout(s.srv.ctx, sinkTimeout)

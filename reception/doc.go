@@ -5,7 +5,8 @@
 // The protocol engine is github.com/emersion/go-smtp v0.25.1, forked
 // server-side in internal/smtpd (see its FORK.md: end-of-data and bare-CR
 // fixes, segmentation-independent line limits, the EHLO first line,
-// RCPT TO:<postmaster>, 501 for bad AUTH base64, a command hook), because
+// RCPT TO:<postmaster>, 501 for bad AUTH base64, command, connect and
+// HELO hooks), because
 // after STARTTLS nothing outside it sees the plaintext. This package
 // supplies the policy around it: connection limits counted on the listener, relay
 // control, STARTTLS-only AUTH PLAIN/LOGIN against bcrypt hashes, size and
@@ -14,8 +15,10 @@
 // line-length rule for DATA and BDAT, a header-size bound and a Received
 // hop limit checked before any rule runs, per-connection limits on refused
 // RCPTs and NOOP/RSET, the
-// Received trace header, Message-ID and Date for submission listeners, and
-// a graceful Shutdown that lets transactions in progress finish.
+// Received trace header, Message-ID and Date for submission listeners, the
+// stage rules at connect, HELO, MAIL and RCPT after this package's own
+// checks of each stage (stages.go; the relay check always first), and a
+// graceful Shutdown that lets transactions in progress finish.
 //
 // State that must outlive one Server is owned by the caller and passed in
 // Policy: a Guard (one per process) holds the AUTH failure counts per

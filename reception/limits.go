@@ -172,6 +172,10 @@ type trackedConn struct {
 	// for the connection's whole life (see maxRcptFailures).
 	rcptFailures atomic.Int32
 	idleCommands atomic.Int32
+
+	// stages is the stage rules' state (stages.go), made on first use;
+	// only the connection goroutine reads it.
+	stages *connStages
 }
 
 // Per-connection command limits. A client that keeps guessing recipients

@@ -176,6 +176,8 @@ func New(l *config.Listener, p Policy, sink Sink, logger *slog.Logger) (*Server,
 	// checked by readMessage against the same maxLineLength.
 	srv.MaxLineLength = maxLineLength
 	srv.CommandHook = commandHook
+	srv.ConnectHook = s.connectHook
+	srv.HelloHook = s.helloHook
 	s.smtp = srv
 	return s, nil
 }

@@ -39,6 +39,7 @@ type transaction struct {
 	rcptDSN  []RcptDSN // beside rcpts
 	rcpts    []string
 	seen     map[string]bool // normalised recipients, to drop duplicates
+	tags     []string        // added by the mail and rcpt rules
 }
 
 // newSession implements smtp.Backend.
@@ -96,6 +97,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err != nil {
 		return err
 	}
+	tags, err := s.mailRules(from)
+	if err != nil {
+		return err
+	}
 	// Counted last, so that a MAIL refused for another reason costs the
 	// client nothing.
 	if err := s.srv.guard.admitMessage(&s.srv.policy.Rates, s.tc.ip, s.user); err != nil {
@@ -110,6 +115,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		eightBit: opts.Body == smtp.Body8BitMIME,
 		dsn:      dsn,
 		seen:     make(map[string]bool),
+		tags:     tags,
 	})
 	s.tc.busy.Store(true)
 	return nil
@@ -119,9 +125,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // maxRcptFailures; past it the reply is 421 and the connection closes.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	err := s.rcpt(to, opts)
-	if err == nil || err == errSuppressed {
+	if err == nil || err == errSuppressed || err == errGreylisted {
 		// A suppressed recipient is a known address the sender should
-		// drop, not a guess: a bulk sender's session is not cut for it.
+		// drop, not a guess: a bulk sender's session is not cut for it;
+		// nor for a greylisted one, which it will retry.
 		return err
 	}
 	if s.tc.rcptFailures.Add(1) > maxRcptFailures {
@@ -142,7 +149,8 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		return err
 	}
 	var domain string
-	if to == "postmaster" {
+	postmaster := to == "postmaster"
+	if postmaster {
 		// RFC 5321 §4.5.1: "<Postmaster>" without a domain must be
 		// accepted, whoever sends it. It is this MTA's own postmaster
 		// (the config has no postmaster address): postmaster@Hostname. The
@@ -168,6 +176,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if txn.seen[key] {
 		return nil // RFC 5321 §3.3 allows a duplicate; deliver once
 	}
+
 	// go-smtp's own limit would also advertise LIMITS (RFC 9422); this
 	// gives the exact reply of RFC 5321 §4.5.3.1.10. The lowest of the
 	// listener's limit and the client's and user's reception limits
@@ -179,6 +188,11 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 		s.srv.guard.limited(limitRecipients, kind)
 		return reply
+	}
+	// After the relay check, suppression and limits, which no rule can
+	// undo: an accept only ends the rcpt rules.
+	if err := s.rcptRules(txn, key, postmaster); err != nil {
+		return err
 	}
 	txn.seen[key] = true
 	txn.rcpts = append(txn.rcpts, key) // the domain in its one stored form (A-labels)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/cuemta/cuemta/dnsbl"
 )
 
 // Submission is one message as received, handed to the Sink after DATA or
@@ -39,6 +41,9 @@ type Submission struct {
 	// FromNetwork is set when the client is in relay.networks: mail from
 	// our own hosts, which inbound verification leaves alone.
 	FromNetwork bool
+	// Tags are what the stage rules added to the connection and the
+	// transaction, in order.
+	Tags []string
 }
 
 // Sink stores a message durably and returns its queue ID. It runs message
@@ -91,6 +96,15 @@ type Policy struct {
 	// Suppressions refuses, at RCPT, recipients on the suppression list
 	// for every tenant (550 5.7.1); nil: none.
 	Suppressions Suppressor
+	// Stages are the stage rules (rules.connect, helo, mail, rcpt):
+	// *rules.Set; nil: none.
+	Stages StagePolicy
+	// DNSBL answers dnsbl(), rhsbl() and client_name in stage rules;
+	// nil: nothing is listed and client_name is empty.
+	DNSBL *dnsbl.Checker
+	// Greylist decides the recipients a greylist rule names; nil: a
+	// greylist rule accepts (and logs that it cannot greylist).
+	Greylist Greylister
 }
 
 // RelayPolicy keeps the server from being an open relay. A recipient is

@@ -46,6 +46,7 @@ func WithTracker(t *Tracker) Option { return func(o *options) { o.tracker = t } 
 // Set is a compiled rule set. It is immutable and safe for concurrent use.
 type Set struct {
 	message     []*messageRule
+	stages      map[string][]*stageRule // by config.Stage*
 	global      *ruleGroup
 	profiles    map[string]*ruleGroup
 	defaultPool string
@@ -135,6 +136,25 @@ func Compile(cfg *config.Config, opts ...Option) (*Set, error) {
 		}
 	}
 
+	s.stages = map[string][]*stageRule{}
+	for _, stage := range config.Stages {
+		rs := cfg.Rules.StageRules(stage)
+		if len(rs) == 0 {
+			continue
+		}
+		env, err := newStageEnv(stage)
+		if err != nil {
+			return nil, err
+		}
+		first := map[string]func() config.Pos{}
+		for _, r := range rs {
+			c.unique(first, stage, r.Name, r.Where)
+			if sr := c.stageRule(env, stage, r); sr != nil {
+				s.stages[stage] = append(s.stages[stage], sr)
+			}
+		}
+	}
+
 	firstResp := map[string]func() config.Pos{}
 	s.global = c.responseGroup("", cfg.Rules.Response, firstResp)
 	names := make([]string, 0, len(cfg.Profiles))
@@ -187,7 +207,7 @@ func (c *compiler) unique(first map[string]func() config.Pos, kind, name string,
 // compile type-checks and plans one `when` expression.
 // The rule it returns has no counters yet: copy its fields, not it.
 func (c *compiler) compile(env *cel.Env, name, when string, where func() config.Pos) (*cel.Ast, *rule, bool) {
-	ast, iss := env.Compile(when)
+	ast, iss := env.Compile(rewriteIn(when))
 	if iss != nil && iss.Err() != nil {
 		for _, e := range iss.Errors() {
 			at := positionOf(c.sources, where(), when, e.Location.Line(), e.Location.Column())

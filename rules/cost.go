@@ -63,6 +63,12 @@ func newSizeHints(cfg *config.Config) sizeHints {
 		varSPF + ".@values":         upTo(255),
 		varDMARC + ".@values":       upTo(255),
 		varDKIM + ".@items.@values": upTo(255),
+		varTags:                     upTo(64),
+		varTags + ".@items":         upTo(255),
+		varHelo:                     upTo(255),
+		varClientName:               upTo(255),
+		varRecipient:                upTo(256),
+		varRecipientDomain:          upTo(255),
 		// Replies: RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets;
 		// the SMTP client reads up to smtpclient.MaxReplyLines lines of
 		// smtpclient.MaxLineLen bytes, and reply.text is those lines joined

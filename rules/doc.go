@@ -1,6 +1,7 @@
 // Package rules compiles and evaluates the CEL rules of a cuemta
-// configuration: message rules, run once per message at reception, and
-// response rules, run on every SMTP reply during delivery.
+// configuration: stage rules, run at each SMTP stage of reception
+// (connect, HELO, MAIL, RCPT), message rules, run once per message at
+// reception, and response rules, run on every SMTP reply during delivery.
 //
 // # Compilation
 //
@@ -36,6 +37,21 @@
 // actions. A rule that fails at run time (or exceeds the cost limit) is
 // counted, logged and treated as not matching: a broken rule never drops or
 // rejects mail on its own.
+//
+// # Stage rules
+//
+// Each stage has its own environment, declaring only what is known there
+// (stage.go): client_ip, client_name, tls, listener and tags everywhere;
+// helo from the HELO stage on; user, sender, sender_domain from MAIL;
+// recipient, recipient_domain at RCPT. dnsbl(zone) and rhsbl(domain, zone)
+// are macros for calls with a hidden argument, the session's Lookups, so
+// the DNS is asked only when evaluation reaches them; a Lookups answers
+// "not listed" for a failed lookup, so no rule can refuse mail because DNS
+// failed. ip.in([networks]) is CIDR membership (cidr.go; `.in(` is
+// rewritten to `.iN(` since `in` is a CEL keyword). Rules run in order: a
+// match adds its tags; accept, reject, tempfail or greylist decide and end
+// evaluation. The relay check is reception's, before the rcpt rules: an
+// accept here never accepts a recipient.
 //
 // # Response rules
 //

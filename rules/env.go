@@ -78,6 +78,9 @@ func newMessageEnv() (*cel.Env, error) {
 		cel.Variable(varUser, cel.StringType),
 		cel.Variable(varTenant, cel.StringType),
 		cel.Variable(varCampaign, cel.StringType),
+		// Tags the stage rules gave the session and transaction.
+		cel.Variable(varTags, cel.ListType(cel.StringType)),
+		inCIDROption(),
 		// header(name) is a macro for header(headers, name): the function
 		// needs the message's headers, and a plain binary function is much
 		// cheaper than a binding supplied per evaluation.

@@ -26,6 +26,8 @@ type MessageInput struct {
 	Campaign string
 	// Auth is the verification of inbound mail; nil: not verified.
 	Auth *AuthInput
+	// Tags are those the stage rules added (rules.connect ... rcpt).
+	Tags []string
 }
 
 // Header is one header field to add.
@@ -221,6 +223,7 @@ const (
 	mDKIM
 	mDMARC
 	mAuth
+	mTags
 	nMessageVars
 )
 
@@ -318,6 +321,8 @@ func (a *messageActivation) ResolveName(name string) (any, bool) {
 		i = mDMARC
 	case varAuth:
 		i = mAuth
+	case varTags:
+		i = mTags
 	default:
 		return nil, false
 	}
@@ -366,6 +371,8 @@ func (a *messageActivation) value(i int) ref.Val {
 		return m.Auth.dmarcVal()
 	case mAuth:
 		return m.Auth.authVal()
+	case mTags:
+		return stringList(m.Tags)
 	}
 	return types.NewErr("no variable %d", i)
 }

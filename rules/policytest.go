@@ -45,19 +45,21 @@ func RunTests(cfg *config.Config, set *Set, w io.Writer) (passed, failed int) {
 // runTest returns what differs from the test's expectations.
 func runTest(cfg *config.Config, set *Set, t *config.PolicyTest) []string {
 	switch {
-	case t.Message != nil && t.Reply == nil:
+	case t.Stage != nil && t.Message == nil && t.Reply == nil:
+		return checkStage(t.Expect, set.EvalStage(StageTestInput(t.Stage)))
+	case t.Message != nil && t.Reply == nil && t.Stage == nil:
 		in := testMessageInput(cfg, t.Message)
 		d := set.EvalMessage(in)
 		// expect.dkim is the keys applied: the rules' choice, else the
 		// domains', else the default, as intake chooses them.
 		sel := dkim.NewSigningTable(&cfg.DKIM).Select(d.DKIM, dkim.FromDomain(d.HeaderAfter(in, "From")), in.Sender)
 		return checkMessage(t.Expect, d, sel.Names)
-	case t.Reply != nil && t.Message == nil:
+	case t.Reply != nil && t.Message == nil && t.Stage == nil:
 		in, profiles := ReplyInput(cfg, t.Reply)
 		tr := NewTracker(WithPrevious(t.Reply.Previous), WithClock(func() time.Time { return testEpoch }))
 		return checkResponse(t.Expect, set.WithTracker(tr).EvalResponse(in, profiles))
 	}
-	return []string{"a test needs exactly one of message or reply"}
+	return []string{"a test needs exactly one of message, reply or stage"}
 }
 
 func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
@@ -72,6 +74,7 @@ func testMessageInput(cfg *config.Config, m *config.TestMessage) *MessageInput {
 		Tenant:     m.Tenant,
 		Campaign:   m.Campaign,
 		Auth:       testAuthInput(m.Auth),
+		Tags:       m.Tags,
 	}
 	FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	return in
@@ -213,6 +216,9 @@ func checkMessage(e config.TestExpect, d MessageDecision, signed []string) []str
 	for _, f := range replyOnly(e) {
 		m.add("expect.%s applies to reply tests, not message tests", f)
 	}
+	for _, f := range stageOnly(e) {
+		m.add("expect.%s applies to stage tests, not message tests", f)
+	}
 	for _, err := range d.Errors {
 		m.add("rule error: %s", err)
 	}
@@ -261,6 +267,9 @@ func checkResponse(e config.TestExpect, d ResponseDecision) []string {
 	m.matched(e.Matched, d.Matched)
 	for _, f := range messageOnly(e) {
 		m.add("expect.%s applies to message tests, not reply tests", f)
+	}
+	for _, f := range stageOnly(e) {
+		m.add("expect.%s applies to stage tests, not reply tests", f)
 	}
 	for _, err := range d.Errors {
 		m.add("rule error: %s", err)

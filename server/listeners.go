@@ -134,6 +134,9 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	pol.Guard, pol.Conns = s.guard, l.conns
 	pol.Budget = s.budget // one for the process: shared by listeners, kept across reloads
 	pol.Suppressions = rcptSuppressor{s}
+	if err := s.stagePolicy(&pol, snap.Config, snap); err != nil {
+		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
+	}
 	acc := &intake.Acceptor{Policy: func() *intake.Policy { return &snap.Policy }, Spool: s.spool, Logger: s.logger, Guard: s.guard,
 		Admit: s.admitHooks, Stored: s.stored,
 		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {

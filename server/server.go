@@ -80,6 +80,7 @@ type Server struct {
 	// resolver is the DNS client on dns.servers, set while Run runs:
 	// inbound verification and the reputation watch use it.
 	resolver *mx.Resolver
+	gw       gatewayState // stage rules: DNSBL cache, greylist store (gateway.go)
 }
 
 // NewServer prepares a server for the loaded snapshot; Run starts it.
@@ -151,6 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.suppressions.Close()
+	defer s.gw.close()
 	dlog, err := deliverylog.New(cfg.Log)
 	if err != nil {
 		return fmt.Errorf("delivery log: %w", err)

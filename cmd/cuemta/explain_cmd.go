@@ -26,7 +26,17 @@ type explainFlags struct {
 	// A reply.
 	reply, domain, mx, stage, source, pool string
 	attempt, previous                      int
+	// A stage of reception (stage rules).
+	at, helo, clientName, tags string
+	tls                        bool
+	dnsbl, rhsbl               listFlag
 }
+
+// listFlag is a flag that may be given more than once.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // runExplain implements `cuemta explain`: it shows every rule evaluated
 // for a message (--message FILE --to ADDR...) or a reply (--reply "CODE
@@ -52,16 +62,30 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.pool, "pool", "default", "egress pool `NAME`")
 	fs.IntVar(&f.attempt, "attempt", 1, "delivery attempt `N`")
 	fs.IntVar(&f.previous, "previous", 0, "matching replies already seen from the site (for threshold rules)")
+	fs.StringVar(&f.at, "at", "", "run the stage rules of `STAGE` (connect, helo, mail, rcpt) instead")
+	fs.StringVar(&f.helo, "helo", "mail.example.com", "HELO/EHLO `NAME` (stage rules)")
+	fs.StringVar(&f.clientName, "client-name", "", "the client's reverse DNS `NAME` (stage rules)")
+	fs.StringVar(&f.tags, "tags", "", "tags of the stage rules `T[,T]` (stage and message rules)")
+	fs.BoolVar(&f.tls, "tls", false, "the session is over TLS (stage rules)")
+	fs.Var(&f.dnsbl, "dnsbl", "`ZONE=CODE[,CODE]`: zone lists the client IP (stage rules; repeatable; others: not listed)")
+	fs.Var(&f.rhsbl, "rhsbl", "`ZONE:DOMAIN=CODE[,CODE]`: zone lists the domain (stage rules; repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: cuemta explain [-c PATH] --message FILE --to ADDR[,ADDR] [--from ADDR] [--listener NAME] [--client-ip IP] [--user U]")
 		fmt.Fprintln(stderr, "       cuemta explain [-c PATH] --reply \"421 4.7.28 text\" --domain D [--mx HOST] [--stage rcpt]")
+		fmt.Fprintln(stderr, "       cuemta explain [-c PATH] --at connect|helo|mail|rcpt [--client-ip IP] [--helo NAME] [--from ADDR] [--to ADDR] [--dnsbl ZONE=CODE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || (f.message == "") == (f.reply == "") {
-		fmt.Fprintln(stderr, "cuemta explain: give exactly one of --message or --reply")
+	given := 0
+	for _, v := range []string{f.message, f.reply, f.at} {
+		if v != "" {
+			given++
+		}
+	}
+	if fs.NArg() > 0 || given != 1 {
+		fmt.Fprintln(stderr, "cuemta explain: give exactly one of --message, --reply or --at")
 		fs.Usage()
 		return 2
 	}
@@ -70,9 +94,12 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	var err error
-	if f.message != "" {
+	switch {
+	case f.at != "":
+		err = explainStage(set, &f, stdout)
+	case f.message != "":
 		err = explainMessage(cfg, set, &f, stdout)
-	} else {
+	default:
 		err = explainReply(cfg, set, &f, stdout)
 	}
 	if err != nil {
@@ -124,6 +151,7 @@ func explainMessage(cfg *config.Config, set *rules.Set, f *explainFlags, w io.Wr
 		User:       f.user,
 		Tenant:     f.tenant,
 		Campaign:   f.campaign,
+		Tags:       splitList(f.tags),
 	}
 	rules.FillFromHeaders(in, cfg.Rules.TenantHeader, cfg.Rules.CampaignHeader)
 	d, steps := set.ExplainMessage(in)

@@ -28,6 +28,12 @@ func TestExplain(t *testing.T) {
 		// The signing keys chosen: the From: domain's parent's two keys,
 		// relaxed-aligned (the config of test/dkim-signing).
 		{"message-signed", []string{"-c", "test/dkim-signing", "--message", "explain/message-signed.eml", "--from", "bounce@esp.example", "--to", "bob@example.net"}},
+		// Stage rules (test/stage-rules), DNS answers given on the command line.
+		{"stage-connect-listed", []string{"-c", "test/stage-rules", "--at", "connect", "--client-ip", "198.51.100.7", "--dnsbl", "zen.spamhaus.org=127.0.0.4"}},
+		{"stage-helo", []string{"-c", "test/stage-rules", "--at", "helo", "--client-ip", "198.51.100.7", "--helo", "localhost"}},
+		{"stage-mail-rhsbl", []string{"-c", "test/stage-rules", "--at", "mail", "--from", "news@bad.example", "--rhsbl", "dbl.spamhaus.org:bad.example=127.0.1.2"}},
+		{"stage-rcpt-greylist", []string{"-c", "test/stage-rules", "--at", "rcpt", "--client-ip", "198.51.100.7", "--tags", "pbl", "--from", "a@example.org", "--to", "bob@example.net"}},
+		{"stage-bad", []string{"-c", "test/stage-rules", "--at", "data"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

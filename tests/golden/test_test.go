@@ -56,14 +56,17 @@ func TestBuiltinProfilesPolicy(t *testing.T) {
 	}
 }
 
-// TestExamplePolicyTests: the bulk-sender example's own policy tests pass.
+// TestExamplePolicyTests: the bulk-sender and inbound-gateway examples'
+// own policy tests pass.
 func TestExamplePolicyTests(t *testing.T) {
-	snap, err := server.Load("../../examples/configs/bulk-sender")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if passed, failed := rules.RunTests(snap.Config, snap.Rules, &out); failed > 0 || passed < 3 {
-		t.Errorf("%d passed, %d failed:\n%s", passed, failed, out.String())
+	for _, dir := range []string{"bulk-sender", "inbound-gateway"} {
+		snap, err := server.Load("../../examples/configs/" + dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if passed, failed := rules.RunTests(snap.Config, snap.Rules, &out); failed > 0 || passed < 3 {
+			t.Errorf("%s: %d passed, %d failed:\n%s", dir, passed, failed, out.String())
+		}
 	}
 }

@@ -236,6 +236,13 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Domain/address argument required for HELO")
 		return
 	}
+	if hook := c.server.HelloHook; hook != nil {
+		// cuemta: HELO rules; a refusal leaves the HELO untaken.
+		if err := hook(c, domain); err != nil {
+			c.writeError(550, EnhancedCode{5, 7, 1}, err)
+			return
+		}
+	}
 	// c.helo is populated before NewSession so
 	// NewSession can access it via Conn.Hostname.
 	c.helo = domain

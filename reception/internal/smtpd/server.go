@@ -47,6 +47,17 @@ type Server struct {
 	// Added by cuemta for per-connection command limits.
 	CommandHook func(c *Conn, cmd string) error
 
+	// ConnectHook, when set, is called once per connection before the
+	// greeting; a non-nil error is sent instead of the greeting (as is
+	// for an *SMTPError, else 554 5.7.1) and the connection closed
+	// (RFC 5321 §3.1). Added by cuemta for connect rules.
+	ConnectHook func(c *Conn) error
+	// HelloHook, when set, is called at each HELO/EHLO with its domain,
+	// before the session is made or reset; a non-nil error is the reply
+	// (as is for an *SMTPError, else 550 5.7.1) and the HELO is not
+	// taken. Added by cuemta for HELO rules.
+	HelloHook func(c *Conn, domain string) error
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
@@ -179,6 +190,13 @@ func (s *Server) handleConn(c *Conn) error {
 		}
 	}
 
+	if hook := s.ConnectHook; hook != nil {
+		// cuemta: connect rules; a refusal replaces the greeting.
+		if err := hook(c); err != nil {
+			c.writeError(554, EnhancedCode{5, 7, 1}, err)
+			return nil
+		}
+	}
 	c.greet()
 
 	for {
