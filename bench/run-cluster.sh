@@ -11,7 +11,8 @@
 #           a shared lease and every message a shared token (one GCRA
 #           script round trip).
 # Reported: delivered msgs/s (steady middle of the span) of each run and
-# the mean of each variant, shared / local (the means) as a ratio (the target is a cost under 10 %: ratio >= 0.90), and
+# the mean of each variant, the CPU per delivered message of cuemta and of
+# redis-server (utime+stime), shared / local (the means) as a ratio (the target is a cost under 10 %: ratio >= 0.90), and
 # the Redis round trips per delivered message
 # (cuemta_cluster_redis_round_trips_total / delivered).
 #
@@ -42,18 +43,22 @@ done
 grep -q "Ready to accept connections" "$WORK/redis.out" || die "redis-server did not start: $(tail -5 "$WORK/redis.out")"
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 
-declare -A RATE TRIPS DELIVERED ACCEPTED
+declare -A RATE TRIPS DELIVERED ACCEPTED CPU RCPU
 # variant NAME EXTRA: one relay run with EXTRA appended to the config.
 variant() {
-	local name=$1 extra=$2 admin
+	local name=$1 extra=$2 admin cpu0 rcpu0
 	rm -rf "$WORK/spool"
 	start_sink "$name.sink" -idle-exit 3s -duration "$((DURATION + DRAIN + 10))s"
 	cuemta_config "$WORK/$name.cue" "$SINK_ADDR" "$(generous_profile "$MAXCONN")" "$extra"
 	start_cuemta "$name.mta" "$WORK/$name.cue"
 	admin=$(grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$name.mta.err" | sed 's/.*addr=//')
 	log "$name: smtpload -> cuemta $MTA_ADDR -> smtpsink $SINK_ADDR, maxConnections $MAXCONN, ${DURATION}s"
+	cpu0=$(cpu_ticks "$MTA_PID")
+	rcpu0=$(cpu_ticks "$REDIS_PID")
 	"$BIN/smtpload" -addr "$MTA_ADDR" -c "$SESSIONS" -size "$SIZE" -duration "${DURATION}s" -json >"$WORK/$name.load.json" || true
 	wait_exit "$SINK_PID" "$DRAIN" || stop "$SINK_PID"
+	CPU[$name]=$(($(cpu_ticks "$MTA_PID") - cpu0))
+	RCPU[$name]=$(($(cpu_ticks "$REDIS_PID") - rcpu0))
 	TRIPS[$name]=$(curl -fsS "http://$admin/metrics" 2>/dev/null | awk '$1 == "cuemta_cluster_redis_round_trips_total" { print $2 }')
 	stop "$MTA_PID" 30
 	RATE[$name]=$(jget "$WORK/$name.sink.out" steady_rate)
@@ -72,7 +77,7 @@ echo "=== bench-cluster: $SESSIONS sessions, $SIZE-byte messages, ${DURATION}s, 
 describe_machine
 STATUS=0
 for name in local1 shared1 shared2 local2; do
-	echo "$name: accepted ${ACCEPTED[$name]}, delivered ${DELIVERED[$name]}, $(calc "${RATE[$name]:-0}") delivered msgs/s (steady)"
+	echo "$name: accepted ${ACCEPTED[$name]}, delivered ${DELIVERED[$name]}, $(calc "${RATE[$name]:-0}") delivered msgs/s (steady), cuemta $(calc "${CPU[$name]:-0} / $CLK_TCK * 1e6 / (${DELIVERED[$name]:-0} > 0 ? ${DELIVERED[$name]:-0} : 1)" %.0f) µs CPU/msg, redis-server $(calc "${RCPU[$name]:-0} / $CLK_TCK * 1e6 / (${DELIVERED[$name]:-0} > 0 ? ${DELIVERED[$name]:-0} : 1)" %.1f) µs CPU/msg"
 	if ((${ACCEPTED[$name]:-0} != ${DELIVERED[$name]:-0})); then
 		echo "$name: FAIL, $((${ACCEPTED[$name]:-0} - ${DELIVERED[$name]:-0})) accepted message(s) not delivered within ${DRAIN}s"
 		STATUS=1

@@ -42,6 +42,10 @@ type lane struct {
 	// used yet, usable from sharedAt (shared.go).
 	sharedTokens int
 	sharedAt     time.Time
+	// sharedFetch is closed when the batch being fetched from the cluster
+	// arrives; nil when none is: one round trip refills the lane's
+	// tokens, and its other connections wait for it (shared.go).
+	sharedFetch chan struct{}
 
 	thr          throttle // a rule's slow-down of this lane
 	backoff      int      // consecutive throttling replies no rule acted on

@@ -165,8 +165,10 @@ func (l *lane) waitShared(ctx context.Context, p *provider, kind string) error {
 	if len(rates) == 0 {
 		return nil
 	}
-	n := 1
-	if kind == "msg" {
+	if kind != "msg" {
+		return e.waitUntil(ctx, e.opts.Now().Add(e.opts.Shared.Reserve(ctx, rates, 1)))
+	}
+	for {
 		l.mu.Lock()
 		if l.sharedTokens > 0 {
 			// Taken in an earlier batch: usable from the batch's time.
@@ -175,17 +177,33 @@ func (l *lane) waitShared(ctx context.Context, p *provider, kind string) error {
 			l.mu.Unlock()
 			return e.waitUntil(ctx, at)
 		}
+		if wait := l.sharedFetch; wait != nil {
+			// Another connection of the lane is fetching a batch: one
+			// round trip for all of them, not one each (which would also
+			// leave each batch's surplus unused).
+			l.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		l.sharedFetch = done
 		l.mu.Unlock()
-		n = sharedBatch(rates)
-	}
-	now := e.opts.Now()
-	at := now.Add(e.opts.Shared.Reserve(ctx, rates, n))
-	if n > 1 {
+		n := sharedBatch(rates)
+		at := e.opts.Now().Add(e.opts.Shared.Reserve(ctx, rates, n))
 		l.mu.Lock()
-		l.sharedTokens, l.sharedAt = n-1, at
+		l.sharedTokens += n - 1
+		if at.After(l.sharedAt) {
+			l.sharedAt = at
+		}
+		l.sharedFetch = nil
 		l.mu.Unlock()
+		close(done)
+		return e.waitUntil(ctx, at)
 	}
-	return e.waitUntil(ctx, at)
 }
 
 // sharedBatchSpan is how much of a rate one shared decision may take at

@@ -3,8 +3,11 @@ package delivery
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // TestSharedBatch: a shared decision takes 10 ms of the slowest bucket's
@@ -87,5 +90,50 @@ func TestSharedEntries(t *testing.T) {
 	}
 	if !found {
 		t.Error("b does not keep the throttle for the lane it has not used yet")
+	}
+}
+
+// countingShared is a Shared whose Reserve counts its calls and tokens
+// and takes a while, as a round trip does.
+type countingShared struct {
+	fakeShared
+	mu            sync.Mutex
+	calls, tokens int
+}
+
+func (c *countingShared) Reserve(_ context.Context, _ []SharedRate, n int) time.Duration {
+	time.Sleep(5 * time.Millisecond)
+	c.mu.Lock()
+	c.calls++
+	c.tokens += n
+	c.mu.Unlock()
+	return 0
+}
+
+// TestSharedTokensOneFetchPerBatch: connections of a fast lane asking
+// for message tokens at once share one round trip per batch, instead of
+// one each (which also threw each batch's surplus away).
+func TestSharedTokensOneFetchPerBatch(t *testing.T) {
+	cs := &countingShared{}
+	e := New(Options{Shared: cs})
+	l := &lane{site: &site{sched: e, key: "s"}, key: "s/default", msgLim: rate.NewLimiter(100000, 1000)}
+	const conns, perConn = 50, 64
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perConn {
+				if err := l.waitShared(context.Background(), nil, "msg"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := conns * perConn / sharedBatchMax
+	if cs.calls != want || cs.tokens != conns*perConn {
+		t.Errorf("%d messages took %d round trips for %d tokens, want %d round trips for %d", conns*perConn, cs.calls, cs.tokens, want, conns*perConn)
 	}
 }
