@@ -60,6 +60,11 @@ profiles: yahooish: {
 	match: mx: ["*.mail.yahooish.test"]
 	rules: [{name: "tss04", when: "reply.text.contains('[TSS04]')", classify: "transient", suspend: {scope: "provider", for: "1h"}}]
 }
+profiles: throttly: {
+	match: mx: ["*.mail.throttly.test"]
+	rules: [{name: "rate-throttle", when: "reply.text.contains('[RATE]')", classify: "throttled",
+		throttle: {scope: "provider", messageRate: "6/m", for: "1h"}}]
+}
 profiles: slow: {
 	match: domains: ["slow.test"]
 	rules: [{name: "slow-down", when: "reply.code == 451", classify: "transient",
@@ -413,5 +418,36 @@ func TestClusterThresholdAcrossNodes(t *testing.T) {
 			code, body := api(t, "GET", "http://"+srv.admin+"/api/v1/suspensions", "", "")
 			return code == http.StatusOK && strings.Contains(fmt.Sprint(body), "slow-down")
 		})
+	}
+}
+
+// TestClusterThrottleShared: a rule's throttle set off on one node (a
+// 421 ... [RATE] reply) reaches the other nodes through Redis within a
+// second: node 1, which has not sent to the provider yet, then sends at
+// the throttle's rate, not at the profile's (at 6/m, one message of a
+// burst of four goes now, the next after 10 s), and lists the throttle.
+func TestClusterThrottleShared(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{
+		"throttly": {Domains: []string{"throttly.test"}, MX: []sim.MXHost{{Host: "mx1.mail.throttly.test", IP: "127.0.0.43"}},
+			Replies: sim.Replies{Rcpt: "421 4.7.0 [RATE] Too many messages, slow down", Times: 1}},
+	})
+	r := redistest.Start(t)
+	nodes := startNodes(t, s, r, 3)
+	throttledOn := func(srv *server) bool {
+		code, body := api(t, "GET", "http://"+srv.admin+"/api/v1/console", "", "")
+		return code == http.StatusOK && strings.Contains(fmt.Sprint(body), "rate-throttle") && strings.Contains(fmt.Sprint(body), "6/m")
+	}
+	inject(t, nodes[0].addrs["mx"], 1, 1, "sender@origin.test", func(int) []string { return []string{"u@throttly.test"} })
+	waitFor(t, 10*time.Second, "the throttle on the node that got the reply", func() bool { return throttledOn(nodes[0]) })
+	time.Sleep(time.Second) // the merge runs every 250 ms
+	before := s.Stats().Sites["throttly"].Messages
+	inject(t, nodes[1].addrs["mx"], 4, 1, "sender@origin.test", func(i int) []string { return []string{fmt.Sprintf("v%d@throttly.test", i)} })
+	waitFor(t, 10*time.Second, "node 1's first message under the throttle", func() bool {
+		return s.Stats().Sites["throttly"].Messages > before
+	})
+	waitFor(t, 5*time.Second, "node 1 to list the shared throttle", func() bool { return throttledOn(nodes[1]) })
+	time.Sleep(3 * time.Second)
+	if got := s.Stats().Sites["throttly"].Messages - before; got > 2 {
+		t.Errorf("node 1 delivered %d of 4 messages within 3 s under a shared 6/m throttle", got)
 	}
 }
