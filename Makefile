@@ -93,7 +93,7 @@ bench:
 # Load benchmarks over loopback (bench/README.md): each builds cuemta and the
 # tools, runs for under 2 minutes and prints a summary. Knobs go in the
 # environment or on the command line, e.g. `make bench-inject DURATION=3`.
-.PHONY: bench-dkim bench-reload
+.PHONY: bench-dkim bench-reload bench-peers
 bench-inject:
 	GO=$(GO) bash bench/run-inject.sh
 
@@ -105,6 +105,11 @@ bench-reload:
 
 bench-dkim:
 	GO=$(GO) bash bench/run-dkim.sh
+
+# cuemta beside Postfix and no MTA, driven by Postfix's smtp-source into
+# smtp-sink (`make bench-deps` installs them; the script installs nothing).
+bench-peers:
+	GO=$(GO) bash bench/run-peers.sh
 
 clean:
 	rm -rf bin
