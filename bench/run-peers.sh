@@ -31,13 +31,16 @@
 #
 # PROFILE=DIR writes a CPU profile of every cuemta e2e run
 # (`cuemta serve -cpuprofile DIR/cuemta-SIZE-REP.pprof`; `go tool pprof
-# bin/cuemta FILE`). CUEMTA_BIN=PATH runs that binary instead of building
+# bin/cuemta FILE`). STRACE=DIR attaches `strace -f -c` to every cuemta
+# e2e run (DIR/cuemta-SIZE-REP.strace: system calls by kind; divide by N
+# for calls per message; strace slows cuemta, so its rates then mean
+# nothing). CUEMTA_BIN=PATH runs that binary instead of building
 # one (to compare code versions in one sitting).
 #
 # Knobs (environment): N (8000), SESSIONS (50), SIZES ("2048 20480"),
 # REPS (3), MAXCONN (20), DRAIN (60: the most seconds a run may take),
 # POSTFIX (1; 0 skips it), PACED_DURATION (5; 0 skips), PACED_RATE (auto),
-# IDLE (500; 0 skips memory), PROFILE, CUEMTA_BIN, BENCH_MAX_SECONDS (330),
+# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_BIN, BENCH_MAX_SECONDS (330),
 # BENCH_TMP, BENCH_KEEP. Needs smtp-source and smtp-sink (Debian postfix:
 # `make bench-deps`); installs nothing.
 set -euo pipefail
@@ -55,6 +58,7 @@ PACED_DURATION=${PACED_DURATION:-5}
 PACED_RATE=${PACED_RATE:-auto}
 IDLE=${IDLE:-500}
 PROFILE=${PROFILE:-}
+STRACE=${STRACE:-}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 ((N >= 100 && REPS >= 1 && REPS <= 9 && DRAIN >= 5 && IDLE >= 0 && IDLE <= 900)) ||
@@ -65,6 +69,7 @@ if [[ $POSTFIX == 1 ]] && ! command -v postfix >/dev/null; then
 	die "postfix is not installed (make bench-deps), or POSTFIX=0 to leave it out"
 fi
 [[ -z $PROFILE ]] || mkdir -p "$PROFILE"
+[[ -z $STRACE ]] || mkdir -p "$STRACE"
 
 build
 if [[ -n ${CUEMTA_BIN:-} ]]; then
@@ -113,6 +118,11 @@ one() {
 		wait_listening "mta.$size.$rep"
 		addr=$MTA_ADDR
 		cpufn="cpu_ticks $MTA_PID"
+		if [[ -n $STRACE ]]; then
+			spawn "strace.$size.$rep" strace -f ${STRACE_OPTS:--c} -o "$STRACE/cuemta-$size-$rep.strace" -p "$MTA_PID"
+			STRACE_PID=$LAST_PID
+			sleep 1 # strace attaches each thread; no state to wait on
+		fi
 		;;
 	postfix)
 		port=$(high_port)
@@ -146,7 +156,11 @@ one() {
 	INJ[$key]=$(calc "$N / ($t1 - $t0)")
 	CPU[$key]=$(calc "($c1 - $c0) / $CLK_TCK * 1e6 / $N" %.0f)
 	case $target in
-	cuemta) stop "$MTA_PID" 30 ;;
+	cuemta)
+		# SIGTERM detaches strace, which then writes its table.
+		[[ -n $STRACE ]] && stop "$STRACE_PID"
+		stop "$MTA_PID" 30
+		;;
 	postfix) pf_stop ;;
 	esac
 	log "$key: inject ${INJ[$key]}/s, e2e ${E2E[$key]}/s, cpu ${CPU[$key]} us/msg, load $(cut -d' ' -f1 /proc/loadavg)"
