@@ -40,11 +40,11 @@
 # Knobs (environment): N (8000), SESSIONS (50), SIZES ("2048 20480"),
 # REPS (3), MAXCONN (20), DRAIN (60: the most seconds a run may take),
 # POSTFIX (1; 0 skips it), PACED_DURATION (5; 0 skips), PACED_RATE (auto),
-# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_BIN, BENCH_MAX_SECONDS (330),
+# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_BIN, BENCH_MAX_SECONDS (400),
 # BENCH_TMP, BENCH_KEEP. Needs smtp-source and smtp-sink (Debian postfix:
 # `make bench-deps`); installs nothing.
 set -euo pipefail
-export BENCH_MAX_SECONDS=${BENCH_MAX_SECONDS:-330}
+export BENCH_MAX_SECONDS=${BENCH_MAX_SECONDS:-400}
 source "$(dirname "$0")/lib.sh"
 
 N=${N:-8000}
