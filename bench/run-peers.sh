@@ -34,13 +34,14 @@
 # bin/cuemta FILE`). STRACE=DIR attaches `strace -f -c` to every cuemta
 # e2e run (DIR/cuemta-SIZE-REP.strace: system calls by kind; divide by N
 # for calls per message; strace slows cuemta, so its rates then mean
-# nothing). CUEMTA_BIN=PATH runs that binary instead of building
+# nothing). CUEMTA_EXTRA='CUE' adds top-level fields to cuemta's config
+# in the e2e runs (e.g. 'spool: groupCommitWindow: "1ms"'). CUEMTA_BIN=PATH runs that binary instead of building
 # one (to compare code versions in one sitting).
 #
 # Knobs (environment): N (8000), SESSIONS (50), SIZES ("2048 20480"),
 # REPS (3), MAXCONN (20), DRAIN (60: the most seconds a run may take),
 # POSTFIX (1; 0 skips it), PACED_DURATION (5; 0 skips), PACED_RATE (auto),
-# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_BIN, BENCH_MAX_SECONDS (400),
+# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_EXTRA, CUEMTA_BIN, BENCH_MAX_SECONDS (400),
 # BENCH_TMP, BENCH_KEEP. Needs smtp-source and smtp-sink (Debian postfix:
 # `make bench-deps`); installs nothing.
 set -euo pipefail
@@ -59,6 +60,7 @@ PACED_RATE=${PACED_RATE:-auto}
 IDLE=${IDLE:-500}
 PROFILE=${PROFILE:-}
 STRACE=${STRACE:-}
+CUEMTA_EXTRA=${CUEMTA_EXTRA:-}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 ((N >= 100 && REPS >= 1 && REPS <= 9 && DRAIN >= 5 && IDLE >= 0 && IDLE <= 900)) ||
@@ -111,7 +113,7 @@ one() {
 		;;
 	cuemta)
 		rm -rf "$WORK/spool"
-		cuemta_config "$WORK/peers.cue" "$SINK_ADDR" "$(generous_profile "$MAXCONN")"
+		cuemta_config "$WORK/peers.cue" "$SINK_ADDR" "$(generous_profile "$MAXCONN")" "$CUEMTA_EXTRA"
 		[[ -n $PROFILE ]] && prof=(-cpuprofile "$PROFILE/cuemta-$size-$rep.pprof")
 		spawn "mta.$size.$rep" "$BIN/cuemta" serve -c "$WORK/peers.cue" "${prof[@]}"
 		MTA_PID=$LAST_PID
