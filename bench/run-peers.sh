@@ -34,7 +34,7 @@
 # bin/cuemta FILE`). STRACE=DIR attaches `strace -f -c` to every cuemta
 # e2e run (DIR/cuemta-SIZE-REP.strace: system calls by kind; divide by N
 # for calls per message; strace slows cuemta, so its rates then mean
-# nothing). CUEMTA_EXTRA='CUE' adds top-level fields to cuemta's config
+# nothing; STRACE_OPTS replaces -c). CUEMTA_EXTRA='CUE' adds top-level fields to cuemta's config
 # in the e2e runs (e.g. 'spool: groupCommitWindow: "1ms"'). CUEMTA_BIN=PATH runs that binary instead of building
 # one (to compare code versions in one sitting).
 #
@@ -121,6 +121,7 @@ one() {
 		addr=$MTA_ADDR
 		cpufn="cpu_ticks $MTA_PID"
 		if [[ -n $STRACE ]]; then
+			# shellcheck disable=SC2086 # STRACE_OPTS is several words
 			spawn "strace.$size.$rep" strace -f ${STRACE_OPTS:--c} -o "$STRACE/cuemta-$size-$rep.strace" -p "$MTA_PID"
 			STRACE_PID=$LAST_PID
 			sleep 1 # strace attaches each thread; no state to wait on
