@@ -34,16 +34,18 @@
 # bin/cuemta FILE`). STRACE=DIR attaches `strace -f -c` to every cuemta
 # e2e run (DIR/cuemta-SIZE-REP.strace: system calls by kind; divide by N
 # for calls per message; strace slows cuemta, so its rates then mean
-# nothing; STRACE_OPTS replaces -c). CUEMTA_EXTRA='CUE' adds top-level fields to cuemta's config
-# in the e2e runs (e.g. 'spool: groupCommitWindow: "1ms"'). CUEMTA_BIN=PATH runs that binary instead of building
-# one (to compare code versions in one sitting).
+# nothing; STRACE_OPTS replaces -c). CUEMTA_EXTRA='CUE' adds top-level
+# fields to cuemta's config in the e2e runs (e.g. 'spool:
+# groupCommitWindow: "1ms"'). CUEMTA_BIN=PATH runs that binary instead of
+# the checkout's (to compare code versions in one sitting).
 #
 # Knobs (environment): N (8000), SESSIONS (50), SIZES ("2048 20480"),
 # REPS (3), MAXCONN (20), DRAIN (60: the most seconds a run may take),
 # POSTFIX (1; 0 skips it), PACED_DURATION (5; 0 skips), PACED_RATE (auto),
-# IDLE (500; 0 skips memory), PROFILE, STRACE, CUEMTA_EXTRA, CUEMTA_BIN, BENCH_MAX_SECONDS (400),
-# BENCH_TMP, BENCH_KEEP. Needs smtp-source and smtp-sink (Debian postfix:
-# `make bench-deps`); installs nothing.
+# IDLE (500; 0 skips memory), PROFILE, STRACE, STRACE_OPTS, CUEMTA_EXTRA,
+# CUEMTA_BIN, BENCH_MAX_SECONDS (400), BENCH_TMP, BENCH_KEEP. Needs
+# smtp-source and smtp-sink (Debian postfix: `make bench-deps`); installs
+# nothing.
 set -euo pipefail
 export BENCH_MAX_SECONDS=${BENCH_MAX_SECONDS:-400}
 source "$(dirname "$0")/lib.sh"
