@@ -97,7 +97,7 @@ bench:
 # Load benchmarks over loopback (bench/README.md): each builds cuemta and the
 # tools, runs for under 2 minutes and prints a summary. Knobs go in the
 # environment or on the command line, e.g. `make bench-inject DURATION=3`.
-.PHONY: bench-dkim bench-reload bench-cluster
+.PHONY: bench-dkim bench-reload bench-cluster bench-peers
 bench-inject:
 	GO=$(GO) bash bench/run-inject.sh
 
@@ -113,6 +113,11 @@ bench-dkim:
 # Shared limits through Redis against local limits, same run (docs/cluster.md).
 bench-cluster:
 	GO=$(GO) bash bench/run-cluster.sh
+
+# cuemta beside Postfix and no MTA, driven by Postfix's smtp-source into
+# smtp-sink (`make bench-deps` installs them; the script installs nothing).
+bench-peers:
+	GO=$(GO) bash bench/run-peers.sh
 
 clean:
 	rm -rf bin

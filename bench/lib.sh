@@ -18,8 +18,9 @@ BIN=$WORK/bin
 PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
 
+# cleanup [RC]: the EXIT trap; RC (default $?) is the exit status.
 cleanup() {
-	local rc=$? pid i
+	local rc=${1:-$?} pid i
 	trap - EXIT INT TERM
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
@@ -225,4 +226,147 @@ describe_machine() {
 	local load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load avg $load, $($GO version | cut -d' ' -f3), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
+}
+
+# high_port: a free loopback TCP port in 20000-59999.
+high_port() {
+	local p i
+	for ((i = 0; i < 20; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_port PORT [SECONDS]: wait until something listens on 127.0.0.1:PORT.
+wait_port() {
+	local i
+	for ((i = 0; i < ${2:-10} * 10; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# A throwaway Postfix: its own main.cf and master.cf, queue, data
+# directory and log under WORK/pf, an smtpd on a loopback high port, a
+# relayhost and no DNS, no chroot; no system instance is touched. Call
+# postfix_setup once (it stops the instance on exit), then pf_start and
+# pf_stop around each use. PF_CPU_PIDS: extra processes (a milter) whose
+# CPU pf_cpu counts with Postfix's.
+PF=$WORK/pf
+PF_UP=0
+PF_CPU_PIDS=()
+postfix_setup() {
+	# The postfix user must reach its queue and data directories in WORK
+	# (created 0700): search permission only, no listing.
+	chmod 711 "$WORK"
+	# The lib's EXIT trap stops what spawn started; the Postfix master
+	# daemonizes, so it is stopped here first.
+	trap 'rc=$?; pf_stop || true; cleanup "$rc"' EXIT
+}
+
+pf_master() { tr -d ' \n' <"$PF/queue/pid/master.pid" 2>/dev/null || true; }
+
+pf_stop() {
+	local m i
+	if ((PF_UP)); then
+		m=$(pf_master)
+		postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
+		for ((i = 0; i < 100; i++)); do
+			[[ -n $m ]] && kill -0 "$m" 2>/dev/null || break
+			sleep 0.1
+		done
+		PF_UP=0
+	fi
+}
+
+# pf_cpu: ticks of the master, of its live children, and of its reaped
+# children (cutime+cstime), plus those of PF_CPU_PIDS.
+pf_cpu() {
+	local m t=0 p
+	m=$(pf_master)
+	[[ -n $m ]] || {
+		echo 0
+		return
+	}
+	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$m/stat")
+	for p in $(pgrep -P "$m") "${PF_CPU_PIDS[@]}"; do
+		t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
+# pf_start PORT RELAY CONCURRENCY [MILTER]: a fresh Postfix queue, smtpd on
+# 127.0.0.1:PORT relaying everything from loopback to RELAY (host:port);
+# CONCURRENCY sets the destination concurrency (empty: Postfix's default,
+# 20); MILTER is a Postfix milter address (smtpd_milters). Sets PF_UP.
+pf_start() {
+	local port=$1 relay=$2 conc=$3 milter=${4:-}
+	rm -rf "$PF"
+	mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
+	chown postfix "$PF/data"
+	cat >"$PF/etc/main.cf" <<PFEOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+myhostname = pf.test
+mydomain = test
+myorigin = test
+mydestination =
+alias_maps =
+alias_database =
+local_recipient_maps =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+smtpd_client_connection_count_limit = 0
+relayhost = [${relay%:*}]:${relay##*:}
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+default_process_limit = 200
+smtp_connection_cache_destinations = \$relayhost
+smtp_helo_name = pf.test
+biff = no
+${conc:+default_destination_concurrency_limit = $conc
+initial_destination_concurrency = $conc}
+${milter:+smtpd_milters = $milter
+milter_default_action = tempfail}
+PFEOF
+	cat >"$PF/etc/master.cf" <<PFEOF
+127.0.0.1:$port inet n - n - - smtpd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+PFEOF
+	postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
+	PF_UP=1
+	wait_port "$port" 10 || die "postfix did not listen on 127.0.0.1:$port: $(tail -5 "$PF/maillog")"
 }

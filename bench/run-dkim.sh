@@ -95,134 +95,17 @@ cuemta_variant() {
 	stop "$MTA_PID" 30
 }
 
-# Postfix: a private instance in WORK/pf (config, queue, data, log).
-PF=$WORK/pf
-# The postfix user must reach its queue and data directories in WORK
-# (created 0700): search permission only, no listing.
-chmod 711 "$WORK"
-PF_UP=0
-pf_stop() {
-	local m i
-	if ((PF_UP)); then
-		m=$(pf_master)
-		postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
-		for ((i = 0; i < 100; i++)); do
-			[[ -n $m ]] && kill -0 "$m" 2>/dev/null || break
-			sleep 0.1
-		done
-		PF_UP=0
-	fi
-}
-# The lib's EXIT trap stops what spawn started; the Postfix master
-# daemonizes, so it is stopped here first.
-trap 'rc=$?; pf_stop; (exit $rc); cleanup' EXIT
-
-pf_master() { tr -d ' \n' <"$PF/queue/pid/master.pid" 2>/dev/null || true; }
-# pf_cpu: ticks of the master, of its live children, and of its reaped
-# children (cutime+cstime), plus OpenDKIM's when it runs.
-pf_cpu() {
-	local m t=0 p
-	m=$(pf_master)
-	[[ -n $m ]] || {
-		echo 0
-		return
-	}
-	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$m/stat")
-	for p in $(pgrep -P "$m"); do
-		t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0)))
-	done
-	if [[ -n ${DKIM_PID:-} ]]; then
-		t=$((t + $(cpu_ticks "$DKIM_PID")))
-	fi
-	echo "$t"
-}
-
-# high_port: a free loopback TCP port in 20000-59999.
-high_port() {
-	local p i
-	for ((i = 0; i < 20; i++)); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
+# Postfix: a throwaway instance in WORK/pf (lib.sh), concurrency MAXCONN
+# as cuemta's maxConnections; OpenDKIM's CPU counts with it.
+postfix_setup
 
 # postfix_variant NAME MILTER: Postfix relaying to the sink, with the
 # milter at MILTER (a Postfix milter address) if that is not empty.
 postfix_variant() {
-	local name=$1 milter=$2 port i
+	local name=$1 milter=$2 port
 	port=$(high_port)
-	rm -rf "$PF"
-	mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
-	chown postfix "$PF/data"
 	start_sink "$name.sink" -idle-exit 3s -duration "$((DURATION + DRAIN + 10))s" ${milter:+"${DKIM_SINK[@]}"}
-	cat >"$PF/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = $PF/maillog
-maillog_file_prefixes = $PF
-myhostname = pf.test
-mydomain = test
-myorigin = test
-mydestination =
-alias_maps =
-alias_database =
-local_recipient_maps =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_recipient_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-smtpd_client_connection_count_limit = 0
-relayhost = [127.0.0.1]:${SINK_ADDR##*:}
-smtp_dns_support_level = disabled
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-default_process_limit = 200
-default_destination_concurrency_limit = $MAXCONN
-initial_destination_concurrency = $MAXCONN
-smtp_connection_cache_destinations = \$relayhost
-smtp_helo_name = pf.test
-biff = no
-${milter:+smtpd_milters = $milter
-milter_default_action = tempfail}
-EOF
-	cat >"$PF/etc/master.cf" <<EOF
-127.0.0.1:$port inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-EOF
-	postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
-	PF_UP=1
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.1
-	done
-	((i < 100)) || die "postfix did not listen on 127.0.0.1:$port: $(tail -5 "$PF/maillog")"
+	pf_start "$port" "$SINK_ADDR" "$MAXCONN" "$milter"
 	measure "$name" pf_cpu "127.0.0.1:$port"
 	pf_stop
 }
@@ -260,6 +143,7 @@ PidFile $WORK/opendkim.pid
 EOF
 	spawn opendkim opendkim -f -x "$WORK/opendkim.conf"
 	DKIM_PID=$LAST_PID
+	PF_CPU_PIDS=("$DKIM_PID")
 	for ((i = 0; i < 100; i++)); do
 		[[ -S $sock ]] && break
 		kill -0 "$DKIM_PID" 2>/dev/null || die "opendkim exited: $(cat "$WORK/opendkim.err")"
@@ -268,7 +152,7 @@ EOF
 	[[ -S $sock ]] || die "opendkim did not listen on $sock"
 	postfix_variant postfix+opendkim "unix:$sock"
 	stop "$DKIM_PID"
-	DKIM_PID=
+	PF_CPU_PIDS=()
 else
 	PF_NOTE="(Postfix + OpenDKIM skipped: POSTFIX=0, or postfix/opendkim not installed; make deps installs them)"
 fi

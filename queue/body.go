@@ -63,6 +63,11 @@ func readFrame(dir string, ref bodyRef, id string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return readFrameAt(f, ref, id)
+}
+
+// readFrameAt reads and checks the frame at ref in the open body file f.
+func readFrameAt(f *os.File, ref bodyRef, id string) ([]byte, error) {
 	buf := make([]byte, frameLen(len(id), ref.n))
 	if _, err := f.ReadAt(buf, ref.off); err != nil {
 		if err == io.EOF {

@@ -75,6 +75,7 @@ func (s *Spool) dropFiles(files []uint32) error {
 		if !ok {
 			continue
 		}
+		s.readers.drop(num)
 		if err := os.Remove(filepath.Join(s.bodyDir, bodyName(num))); err != nil && !os.IsNotExist(err) {
 			return storageErr("compact: remove body file", err)
 		}

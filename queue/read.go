@@ -36,7 +36,7 @@ func (s *Spool) Body(id string) ([]byte, error) {
 		if e == nil {
 			return nil, fmt.Errorf("spool: body of %s: %w", id, ErrNotFound)
 		}
-		b, err := readFrame(s.bodyDir, ref, id)
+		b, err := s.readers.read(ref, id)
 		if err == nil {
 			return b, nil
 		}

@@ -23,6 +23,7 @@ type Spool struct {
 	lockFile             *os.File
 	ids                  idGen
 	idx                  *index
+	readers              *bodyReaders // handles for Body (readers.go)
 
 	submitMu sync.RWMutex // guards closed against sends on reqs
 	closed   bool
@@ -82,6 +83,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		dir:         dir,
 		walDir:      filepath.Join(dir, "wal"),
 		bodyDir:     filepath.Join(dir, "body"),
+		readers:     newBodyReaders(filepath.Join(dir, "body")),
 		opts:        opts,
 		log:         opts.Logger,
 		lockFile:    lf,
@@ -271,6 +273,7 @@ func (s *Spool) Close() error {
 				errs = append(errs, fmt.Errorf("spool: close log: %w", err))
 			}
 		}
+		s.readers.closeAll()
 		if s.body.f != nil {
 			if err := s.body.f.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("spool: close body file: %w", err))
