@@ -6,18 +6,16 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/internal/golden"
-	"github.com/cuemta/cuemta/sim"
+	"github.com/cuemta/cuemta/sim/simtest"
 )
 
 // key is the DKIM key of every test domain: fixed, so the records are.
@@ -27,24 +25,7 @@ func dkimRecord(name string) string {
 	return fmt.Sprintf(`%s 300 IN TXT "v=DKIM1; k=ed25519; p=%s"`, name, base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
 }
 
-// newDNS starts the sim's DNS with records and returns a resolver on it.
-func newDNS(t *testing.T, records ...string) *mx.Resolver {
-	t.Helper()
-	s, err := sim.New(&sim.Config{Hostname: "sim.test", DNS: sim.DNSConfig{TTL: sim.Duration(time.Minute), Records: records}},
-		sim.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	r, err := mx.New(mx.Options{Servers: []string{s.DNSAddr()}, Timeout: 2 * time.Second, CacheSize: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newDNS(t *testing.T, records ...string) *mx.Resolver { return simtest.DNS(t, records...) }
 
 // message is a real-shaped message from the given From: field, with the
 // Received field our reception writes on top.

@@ -2,15 +2,13 @@ package reputation
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cuemta/cuemta/delivery/mx"
 	_ "github.com/cuemta/cuemta/internal/golden"
-	"github.com/cuemta/cuemta/sim"
+	"github.com/cuemta/cuemta/sim/simtest"
 )
 
 // TestNames: RFC 5782 §2.1's and §2.2's query names.
@@ -29,23 +27,7 @@ func TestNames(t *testing.T) {
 	}
 }
 
-func newDNS(t *testing.T, records ...string) *mx.Resolver {
-	t.Helper()
-	s, err := sim.New(&sim.Config{Hostname: "sim.test", DNS: sim.DNSConfig{TTL: sim.Duration(time.Minute), Records: records}},
-		sim.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	r, err := mx.New(mx.Options{Servers: []string{s.DNSAddr()}, Timeout: 2 * time.Second, CacheSize: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newDNS(t *testing.T, records ...string) *mx.Resolver { return simtest.DNS(t, records...) }
 
 // TestCheck: listed (with the TXT reason), not listed (NXDOMAIN), a
 // refusal code, and a list that does not answer, against the sim's DNS.
