@@ -189,10 +189,18 @@ routes: "big.test": %q
 		}
 		r.c.close()
 	}
-	refused := metricValue(t, srv.admin, `cuemta_reception_budget_refusals_total{stage="data"}`)
-	t.Logf("end of data on %d sessions: %v; %v transactions refused in all", sessions/2, replies, refused)
 	// 256 MiB holds at most five 45 MB messages: the 95 others at least
-	// were refused, whether their session sent the dot or hung up.
+	// were refused, whether their session sent the dot or hung up. A
+	// session that hung up is counted when the server reads its end, which
+	// may come after the last reply above: wait for the count a while.
+	refusedMetric := `cuemta_reception_budget_refusals_total{stage="data"}`
+	deadline := time.Now().Add(10 * time.Second)
+	refused := metricValue(t, srv.admin, refusedMetric)
+	for refused < sessions-budget/size && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		refused = metricValue(t, srv.admin, refusedMetric)
+	}
+	t.Logf("end of data on %d sessions: %v; %v transactions refused in all", sessions/2, replies, refused)
 	if refused < sessions-budget/size {
 		t.Errorf("%v transactions refused for the budget, want at least %d", refused, sessions-budget/size)
 	}
