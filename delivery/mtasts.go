@@ -127,25 +127,6 @@ func verifyPKIX(conn *smtpclient.Conn, host string, roots *x509.CertPool, now ti
 
 var errNoTLS = errors.New("the session is not encrypted (no STARTTLS)")
 
-// stsFailureType maps a certificate or session failure to its RFC 8460
-// §4.3 result type.
-func stsFailureType(err error) tlsrpt.ResultType {
-	var hostErr x509.HostnameError
-	var unknown x509.UnknownAuthorityError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.Is(err, errNoTLS):
-		return tlsrpt.StartTLSNotSupported
-	case errors.As(err, &hostErr):
-		return tlsrpt.CertificateHostMismatch
-	case errors.As(err, &unknown):
-		return tlsrpt.CertificateNotTrusted
-	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-		return tlsrpt.CertificateExpired
-	}
-	return tlsrpt.ValidationFailure
-}
-
 // checkSTS decides a job on an open connection under its domain's
 // MTA-STS policy (RFC 8461 §5): the MX host must match one of the
 // policy's mx patterns, and the session must be TLS with a certificate
@@ -185,7 +166,7 @@ func (l *lane) checkSTS(conn *smtpclient.Conn, host string, j *job, t *TLSOutcom
 			sec.pkixErr = verifyPKIX(conn, host, e.opts.Policy().TLSRoots, e.opts.Now())
 		})
 		if sec.pkixErr != nil {
-			why, kind = sec.pkixErr, stsFailureType(sec.pkixErr)
+			why, kind = sec.pkixErr, resultTypeOf(sec.pkixErr)
 		}
 	}
 	if why == nil {

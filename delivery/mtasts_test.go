@@ -148,7 +148,7 @@ func TestMTASTSResults(t *testing.T) {
 	}
 }
 
-func TestSTSFailureType(t *testing.T) {
+func TestResultTypeOf(t *testing.T) {
 	tests := []struct {
 		err  error
 		want tlsrpt.ResultType
@@ -160,8 +160,8 @@ func TestSTSFailureType(t *testing.T) {
 		{x509.CertificateInvalidError{Reason: x509.NotAuthorizedToSign}, tlsrpt.ValidationFailure},
 	}
 	for _, tc := range tests {
-		if got := stsFailureType(tc.err); got != tc.want {
-			t.Errorf("stsFailureType(%v) = %s, want %s", tc.err, got, tc.want)
+		if got := resultTypeOf(tc.err); got != tc.want {
+			t.Errorf("resultTypeOf(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}
 }

@@ -133,13 +133,15 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-// resultTypeOf names a STARTTLS failure as RFC 8460 §4.3 does.
+// resultTypeOf names a STARTTLS or certificate failure as RFC 8460 §4.3
+// does: of a handshake (no-policy sessions) or of the PKIX check an
+// MTA-STS policy asks for (verifyPKIX).
 func resultTypeOf(err error) tlsrpt.ResultType {
 	var host x509.HostnameError
 	var inv x509.CertificateInvalidError
 	var unknown x509.UnknownAuthorityError
 	switch {
-	case errors.Is(err, smtpclient.ErrNoSTARTTLS):
+	case errors.Is(err, smtpclient.ErrNoSTARTTLS), errors.Is(err, errNoTLS):
 		return tlsrpt.StartTLSNotSupported
 	case errors.As(err, &host):
 		return tlsrpt.CertificateHostMismatch
