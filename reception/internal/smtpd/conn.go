@@ -37,6 +37,11 @@ type Conn struct {
 	locker     sync.Mutex
 	binarymime bool
 
+	// cuemta: wmu guards text.W. Replies are buffered and flushed when
+	// no pipelined command is waiting, before any read that may block,
+	// and on Close (see writeResponse).
+	wmu sync.Mutex
+
 	bdatPipe      *io.PipeWriter
 	bdatStatus    *statusCollector // used for BDAT on LMTP
 	dataResult    chan error
@@ -68,7 +73,7 @@ func (c *Conn) init() {
 		io.Writer
 		io.Closer
 	}{
-		Reader: c.conn,
+		Reader: flushBeforeRead{c: c, r: c.conn},
 		Writer: c.conn,
 		Closer: c.conn,
 	}
@@ -178,6 +183,16 @@ func (c *Conn) setSession(session Session) {
 }
 
 func (c *Conn) Close() error {
+	// cuemta: the last replies (221, 421, ...) go out before the close.
+	// Another goroutine's Close (the server's) does not wait for a write
+	// in progress: the close is what unblocks it.
+	if c.wmu.TryLock() {
+		if c.text.W.Buffered() > 0 {
+			c.text.W.Flush()
+		}
+		c.wmu.Unlock()
+	}
+
 	c.locker.Lock()
 	defer c.locker.Unlock()
 
@@ -957,6 +972,10 @@ func (c *Conn) handleStartTLS() {
 	}
 
 	c.writeResponse(220, EnhancedCode{2, 0, 0}, "Ready to start TLS")
+	// cuemta: the handshake reads the connection directly, not through
+	// flushBeforeRead. Plaintext pipelined after STARTTLS stays in the
+	// old buffer and is dropped with it (init below).
+	c.flushReplies()
 
 	// Upgrade to TLS
 	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
@@ -1338,15 +1357,50 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 		text[i] = strings.ReplaceAll(t, "\r", " ")
 	}
 
+	// cuemta: the lines go to the buffer, flushed once per reply, and only
+	// when no further command is already buffered: the replies to a
+	// pipelined group leave in one write (RFC 2920 §3.2 lets a server
+	// batch them), and a multi-line reply is one write, not one a line.
+	// Whatever is left is flushed before the next read that may block
+	// (flushBeforeRead), so a client never waits for a reply we hold.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	w := c.text.W
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+		fmt.Fprintf(w, "%d-%v\r\n", code, text[i])
 	}
 	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
+		fmt.Fprintf(w, "%d %v\r\n", code, text[lastLineIndex])
 	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+		fmt.Fprintf(w, "%d %v.%v.%v %v\r\n", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
 	}
+	if c.text.R.Buffered() == 0 {
+		w.Flush()
+	}
+}
+
+// flushReplies writes out the replies still buffered.
+func (c *Conn) flushReplies() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.text.W.Buffered() > 0 {
+		c.text.W.Flush()
+	}
+}
+
+// flushBeforeRead is the connection as the reader sees it (cuemta): a
+// read from the network may block until the client sends more, and the
+// client may be waiting for the replies still buffered, so they are
+// flushed first.
+type flushBeforeRead struct {
+	c *Conn
+	r io.Reader
+}
+
+func (f flushBeforeRead) Read(p []byte) (int, error) {
+	f.c.flushReplies()
+	return f.r.Read(p)
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
