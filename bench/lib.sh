@@ -69,6 +69,11 @@ build() {
 	log "building cuemta and bench tools"
 	mkdir -p "$BIN"
 	(cd "$ROOT" && "$GO" build -o "$BIN/" ./cmd/cuemta ./bench/smtpload ./bench/smtpsink ./bench/dkimkey)
+	# CUEMTA_BIN=PATH: measure that cuemta binary instead (two code
+	# versions alternated in one sitting).
+	if [[ -n ${CUEMTA_BIN:-} ]]; then
+		cp "$CUEMTA_BIN" "$BIN/cuemta"
+	fi
 }
 
 # spawn NAME CMD...: run CMD in the background with stdout in WORK/NAME.out

@@ -21,7 +21,8 @@
 # Knobs (environment): SESSIONS (50), SIZE (2048), DURATION (10, seconds),
 # PIPELINING (0|1), INJECT_MODE (defer|hold), SMTP_SOURCE
 # (/usr/sbin/smtp-source), SMTP_SINK (/usr/sbin/smtp-sink),
-# SMTP_SOURCE_MSGS (20000), BENCH_TMP, BENCH_KEEP.
+# SMTP_SOURCE_MSGS (20000), CUEMTA_BIN (a binary to run instead of the
+# checkout's), BENCH_TMP, BENCH_KEEP.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

@@ -76,9 +76,6 @@ fi
 [[ -z $STRACE ]] || mkdir -p "$STRACE"
 
 build
-if [[ -n ${CUEMTA_BIN:-} ]]; then
-	cp "$CUEMTA_BIN" "$BIN/cuemta"
-fi
 start_watchdog
 [[ $POSTFIX == 1 ]] && postfix_setup
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -213,5 +213,5 @@ func (e *Scheduler) Bounce(id, reason string) error {
 			Category: category.Other, Attempt: env.Attempts, InQueue: e.opts.Now().Sub(env.Received), Generation: pol.Generation, DKIM: env.DKIM})
 	}
 	w := &stateWrite{id: id, results: results, outcome: queue.OutcomeBounced, reason: "bounced by the operator: " + reason}
-	return w.apply(e.opts.Store, e.opts.Now())
+	return w.apply(e.opts.Store)
 }

@@ -351,7 +351,7 @@ func (att *attempt) finish() {
 			}
 		}
 	}
-	if err := w.apply(e.opts.Store, now); err != nil && !errors.Is(err, queue.ErrNotFound) {
+	if err := w.apply(e.opts.Store); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		e.opts.Logger.Error("spool: the attempt's outcome could not be recorded; retrying", "id", att.env.ID, "err", err)
 		e.retryStateWrite(w)
 		return
@@ -418,36 +418,29 @@ func LastCategory(r queue.Recipient) string {
 }
 
 // stateWrite is an attempt's outcome as the spool records it: the
-// recipients' results with the next attempt, then, when nothing is left
-// to try, the completion. It remembers what is already durable, so that a
-// retry repeats only the missing step (RecordAttempt counts an attempt and
-// must not run twice for one).
+// recipients' results with the next attempt, or, when nothing is left to
+// try, the completion alone. A finished message leaves the index with its
+// completion record, so recording its last results first would be one
+// more synchronous commit per delivered message that nothing reads; the
+// delivery log and the DSNs already have them. Until the one write is
+// durable the message stays reserved, so it never looks due meanwhile.
 type stateWrite struct {
-	id       string
-	results  []queue.RecipientResult
-	next     time.Time // zero: the message is finished
-	outcome  queue.Outcome
-	reason   string
-	recorded bool
+	id      string
+	results []queue.RecipientResult
+	next    time.Time // zero: the message is finished
+	outcome queue.Outcome
+	reason  string
 }
 
-func (w *stateWrite) apply(st Store, now time.Time) error {
-	if !w.recorded {
-		next := w.next
-		if next.IsZero() {
-			// Complete follows at once; until it is durable the message
-			// must not look due.
-			next = now.Add(lease)
-		}
-		if err := st.RecordAttempt(w.id, w.results, next); err != nil {
-			return fmt.Errorf("record attempt: %w", err)
-		}
-		w.recorded = true
-	}
+func (w *stateWrite) apply(st Store) error {
 	if w.next.IsZero() {
 		if err := st.Complete(w.id, w.outcome, w.reason); err != nil {
 			return fmt.Errorf("complete: %w", err)
 		}
+		return nil
+	}
+	if err := st.RecordAttempt(w.id, w.results, w.next); err != nil {
+		return fmt.Errorf("record attempt: %w", err)
 	}
 	return nil
 }
@@ -472,7 +465,7 @@ func (e *Scheduler) retryStateWrite(w *stateWrite) {
 				return
 			case <-t.C:
 			}
-			err := w.apply(e.opts.Store, e.opts.Now())
+			err := w.apply(e.opts.Store)
 			if err == nil || errors.Is(err, queue.ErrNotFound) {
 				e.opts.Logger.Info("spool: the attempt's outcome is recorded after a retry", "id", w.id)
 				return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/queue"
+	"github.com/cuemta/cuemta/rules"
 	"github.com/cuemta/cuemta/smtpreply"
 )
 
@@ -315,47 +316,58 @@ func TestRefusedDSNKeepsOriginal(t *testing.T) {
 
 // TestRefusedStateWriteIsRetried: a spool that refuses the outcome of an
 // attempt (full disk) keeps the message reserved, and the write is retried
-// until it is durable; RecordAttempt runs once, Complete after it.
+// until it is durable: a finished message's completion alone, a deferred
+// one's attempt, each written once.
 func TestRefusedStateWriteIsRetried(t *testing.T) {
 	defer func(a, b time.Duration) { stateRetryMin, stateRetryMax = a, b }(stateRetryMin, stateRetryMax)
 	stateRetryMin, stateRetryMax = time.Millisecond, 4*time.Millisecond
 	cfg := loadTestConfig(t, "hostname: \"mta.example\"\n")
-	now := time.Now()
-	env := queue.Envelope{ID: "m1", From: "s@example.org", Received: now, Recipients: []queue.Recipient{{Addr: "u@example.net"}}}
-	st := newMemStore(env)
-	st.failWrites = 3 // RecordAttempt twice, then Complete once
-	e := New(Options{Store: st, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e.ctx = ctx
+	for _, tc := range []struct {
+		name                string
+		out                 outcome
+		attempts, completes int
+	}{
+		{"delivered", outcome{rcpt: "u@example.net", class: rules.Delivered, reply: smtpreply.New(250, "", "ok")}, 0, 1},
+		{"deferred", outcome{rcpt: "u@example.net", class: rules.Transient, reply: smtpreply.New(451, "4.3.0", "later")}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			env := queue.Envelope{ID: "m1", From: "s@example.org", Received: now, Recipients: []queue.Recipient{{Addr: "u@example.net"}}}
+			st := newMemStore(env)
+			st.failWrites = 3
+			e := New(Options{Store: st, Policy: func() *Policy { return &Policy{Config: cfg, Generation: 1} }})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			e.ctx = ctx
 
-	att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
-	e.inflight["m1"] = att
-	(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}}).complete(
-		[]outcome{{rcpt: "u@example.net", class: "delivered", reply: smtpreply.New(250, "", "ok")}})
-	e.mu.Lock()
-	_, busy := e.inflight["m1"]
-	e.mu.Unlock()
-	if !busy {
-		t.Fatal("the message was released with its delivery unrecorded")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		e.mu.Lock()
-		_, busy = e.inflight["m1"]
-		e.mu.Unlock()
-		if !busy || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if busy {
-		t.Fatalf("outcome still unrecorded after 5 s (failWrites left %d)", st.failWrites)
-	}
-	if len(st.attempts) != 1 || len(st.completes) != 1 {
-		t.Errorf("recorded %d attempts and %d completions, want 1 and 1", len(st.attempts), len(st.completes))
+			att := &attempt{sched: e, env: env, policy: e.opts.Policy(), started: now, jobs: 1}
+			e.inflight["m1"] = att
+			(&job{att: att, domain: "example.net", rcpts: []string{"u@example.net"}}).complete([]outcome{tc.out})
+			e.mu.Lock()
+			_, busy := e.inflight["m1"]
+			e.mu.Unlock()
+			if !busy {
+				t.Fatal("the message was released with its outcome unrecorded")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				e.mu.Lock()
+				_, busy = e.inflight["m1"]
+				e.mu.Unlock()
+				if !busy || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if busy {
+				t.Fatalf("outcome still unrecorded after 5 s (failWrites left %d)", st.failWrites)
+			}
+			if len(st.attempts) != tc.attempts || len(st.completes) != tc.completes {
+				t.Errorf("recorded %d attempts and %d completions, want %d and %d", len(st.attempts), len(st.completes), tc.attempts, tc.completes)
+			}
+		})
 	}
 }
 
