@@ -245,8 +245,21 @@ func (j *job) complete(outs []outcome) {
 	last := att.jobs == 0
 	att.mu.Unlock()
 	if last {
-		att.finish()
+		att.finishAsync()
 	}
+}
+
+// finishAsync runs finish beside the caller, usually a lane's connection:
+// finish waits for a spool commit (an fsync), and the connection can send
+// its next message meanwhile. The message stays reserved until finish
+// ends, so nothing else takes it up before its outcome is durable.
+func (att *attempt) finishAsync() {
+	e := att.sched
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		att.finish()
+	}()
 }
 
 // park finishes a job untried: its lane was full and holds the message

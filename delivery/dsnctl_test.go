@@ -57,6 +57,7 @@ func runDSNCase(t *testing.T, tc dsnCase) (*memStore, queue.Envelope) {
 		reply = smtpreply.New(451, "4.7.1", "greylisted, try later")
 	}
 	j.complete([]outcome{{rcpt: rc.Addr, class: tc.class, reply: reply, remoteMTA: "mx.example.net", hopDSN: tc.hopDSN}})
+	e.wg.Wait() // finish runs beside the lane
 	if len(st.dsnBodies) != len(tc.want) {
 		t.Fatalf("%d DSNs queued, want %d", len(st.dsnBodies), len(tc.want))
 	}

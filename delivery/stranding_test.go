@@ -280,6 +280,7 @@ func TestRefusedDSNKeepsOriginal(t *testing.T) {
 		{rcpt: "gone@example.net", class: "permanent", reply: smtpreply.New(550, "5.1.1", "no such user")},
 		{rcpt: "ok@example.net", class: "delivered", reply: smtpreply.New(250, "2.0.0", "ok")},
 	})
+	e.wg.Wait() // finish runs beside the lane
 	if len(st.completes) != 0 {
 		t.Fatal("the original was completed although its DSN was refused")
 	}
