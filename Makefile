@@ -80,7 +80,7 @@ FUZZ_TARGETS := \
 	queue:FuzzEnvelopeRoundTrip queue:FuzzDecodeEnvelope queue:FuzzDecodeRecord queue:FuzzReplay \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
-	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse feedback:FuzzParse \
+	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse internal/msgheader:FuzzCountField feedback:FuzzParse \
 	dkim:FuzzSign
 
 fuzz:

@@ -102,8 +102,7 @@ func headerEndWithin(msg []byte, limit int) (end int, ok bool) {
 // countFields counts the fields called name (case-insensitive, RFC 5322
 // §1.2.2) in the header section hdr, up to max.
 func countFields(hdr []byte, name string, max int) int {
-	h, _ := msgheader.ParseHeader(hdr) // what can be read counts
-	return min(h.Count(name), max)
+	return msgheader.CountField(hdr, name, max) // what can be read counts
 }
 
 // buildMessage returns the message to store: the Received header, the

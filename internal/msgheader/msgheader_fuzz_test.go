@@ -101,3 +101,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCountField: CountField agrees with ParseHeader's Count for a message
+// with CRLF line ends only, and never counts past max.
+func FuzzCountField(f *testing.F) {
+	for _, s := range []string{
+		"Received: a\r\nreceived : b\r\n\tc\r\nRECEIVED:d\r\n\r\nReceived: body\r\n",
+		"Received: a\r\nnot a field\r\nReceived: b\r\n",
+		" Received: a\r\n",
+		"X-Received: a\r\nReceivedX: b\r\n",
+	} {
+		f.Add([]byte(s), "Received", 3)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, name string, max int) {
+		if bytes.Count(msg, []byte("\r")) != bytes.Count(msg, []byte("\r\n")) ||
+			bytes.Count(msg, []byte("\n")) != bytes.Count(msg, []byte("\r\n")) {
+			return
+		}
+		h, _ := ParseHeader(msg)
+		want := h.Count(name)
+		if got := CountField(msg, name, 1<<30); got != want {
+			t.Fatalf("CountField(%q, %q) = %d, ParseHeader's Count %d", msg, name, got, want)
+		}
+		if max >= 0 {
+			if got := CountField(msg, name, max); got != min(want, max) {
+				t.Fatalf("CountField(%q, %q, %d) = %d, want %d", msg, name, max, got, min(want, max))
+			}
+		}
+	})
+}
