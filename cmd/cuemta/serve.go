@@ -24,6 +24,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("c", "", "config `PATH`: a directory holding a CUE package, or a .cue file (default: embedded)")
 	logJSON := fs.Bool("log-json", false, "write the process log as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `FILE` until the server stops (for performance work)")
+	memProfile := fs.String("memprofile", "", "write a heap profile (allocations since the start) to `FILE` when the server stops (for performance work)")
 	logLevel := fs.String("log-level", "info", "process log `level`: debug (a line per message and delivery), info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -52,6 +53,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "cuemta serve: -memprofile: %v\n", err)
+			return 1
+		}
+		defer func() {
+			defer f.Close()
+			// Allocations are sampled all along; the profile holds them all
+			// (go tool pprof -sample_index=alloc_space).
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintf(stderr, "cuemta serve: -memprofile: %v\n", err)
+			}
+		}()
 	}
 
 	snap, err := server.Load(*path)
