@@ -233,6 +233,16 @@ describe_machine() {
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load avg $load, $($GO version | cut -d' ' -f3), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
 }
 
+# http_get ADDR PATH: the response (headers and body) to an HTTP/1.0 GET
+# of PATH at ADDR (host:port), with bash alone (no curl on a fresh machine).
+http_get() {
+	local fd
+	exec {fd}<>"/dev/tcp/${1%:*}/${1##*:}" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$2" "$1" >&"$fd"
+	cat <&"$fd"
+	exec {fd}>&-
+}
+
 # high_port: a free loopback TCP port in 20000-59999.
 high_port() {
 	local p i

@@ -59,7 +59,7 @@ variant() {
 	wait_exit "$SINK_PID" "$DRAIN" || stop "$SINK_PID"
 	CPU[$name]=$(($(cpu_ticks "$MTA_PID") - cpu0))
 	RCPU[$name]=$(($(cpu_ticks "$REDIS_PID") - rcpu0))
-	TRIPS[$name]=$(curl -fsS "http://$admin/metrics" 2>/dev/null | awk '$1 == "cuemta_cluster_redis_round_trips_total" { print $2 }')
+	TRIPS[$name]=$(http_get "$admin" /metrics 2>/dev/null | awk '$1 == "cuemta_cluster_redis_round_trips_total" { print $2 }')
 	stop "$MTA_PID" 30
 	RATE[$name]=$(jget "$WORK/$name.sink.out" steady_rate)
 	DELIVERED[$name]=$(jget "$WORK/$name.sink.out" msgs)

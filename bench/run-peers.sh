@@ -99,8 +99,15 @@ sink_start() {
 	wait_port "$port" 10 || die "smtp-sink did not listen: $(cat "$WORK/sink.$1.err")"
 }
 
-declare -A INJ E2E CPU
+declare -A INJ E2E CPU COMMITS
 FAILED=0
+# spool_commits NAME: cuemta's group commits so far (each one fsync of the
+# log, beside the body file's), from its admin API's metrics.
+spool_commits() {
+	local admin
+	admin=$(grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$1.err" | sed 's/.*addr=//')
+	http_get "$admin" /metrics 2>/dev/null | awk '$1 == "cuemta_spool_fsync_seconds_count" { print $2 }'
+}
 # one TARGET SIZE REP: one run; records inject and e2e msgs/s and CPU.
 one() {
 	local target=$1 size=$2 rep=$3 key="$1/$2/$3" addr cpufn t0 t1 t2 c0 c1 port prof=()
@@ -159,13 +166,14 @@ one() {
 	CPU[$key]=$(calc "($c1 - $c0) / $CLK_TCK * 1e6 / $N" %.0f)
 	case $target in
 	cuemta)
+		COMMITS[$key]=$(spool_commits "mta.$size.$rep")
 		# SIGTERM detaches strace, which then writes its table.
 		[[ -n $STRACE ]] && stop "$STRACE_PID"
 		stop "$MTA_PID" 30
 		;;
 	postfix) pf_stop ;;
 	esac
-	log "$key: inject ${INJ[$key]}/s, e2e ${E2E[$key]}/s, cpu ${CPU[$key]} us/msg, load $(cut -d' ' -f1 /proc/loadavg)"
+	log "$key: inject ${INJ[$key]}/s, e2e ${E2E[$key]}/s, cpu ${CPU[$key]} us/msg$([[ $target == cuemta ]] && echo ", spool commits/msg $(calc "${COMMITS[$key]:-0} / $N" %.3f)"), load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
 # wait_listening NAME: cuemta's mx listener address from its log (MTA_ADDR).

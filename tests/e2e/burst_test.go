@@ -30,9 +30,13 @@ var simMessageID = regexp.MustCompile(`(?m)^Message-ID: <(m\d+@mta\.test)>`)
 // attempted) and is released in order as the lane drains.
 func TestBurstBeyondLaneBoundDrains(t *testing.T) {
 	n := burstSize()
+	// A millisecond before each reply keeps delivery (20 connections,
+	// four replies a message: at most 5,000 msgs/s) slower than the
+	// injection, so the backlog outgrows a lane's bound on any machine.
+	latency := sim.Duration(time.Millisecond)
 	s := startSim(t, map[string]*sim.Site{
-		"relay": {Domains: []string{"route.test"}, MX: []sim.MXHost{{Host: "relay.sim.test", IP: "127.0.0.9"}}},
-		"bulk":  {Domains: []string{"bulk.test"}, MX: []sim.MXHost{{Host: "mx.bulk.test", IP: "127.0.0.10"}}},
+		"relay": {Domains: []string{"route.test"}, MX: []sim.MXHost{{Host: "relay.sim.test", IP: "127.0.0.9"}}, Latency: latency},
+		"bulk":  {Domains: []string{"bulk.test"}, MX: []sim.MXHost{{Host: "mx.bulk.test", IP: "127.0.0.10"}}, Latency: latency},
 	})
 	dir := mtaConfig(t, s, fmt.Sprintf(`
 relay: domains: ["route.test", "bulk.test"]
