@@ -194,11 +194,7 @@ func (l *lane) stsDialFailed(j *job, host string, err error) (smtpreply.Reply, b
 	if j.sts == nil || !smtpclient.IsTLSFailure(err) {
 		return smtpreply.Reply{}, false
 	}
-	kind := tlsrpt.ValidationFailure
-	if errors.Is(err, smtpclient.ErrNoSTARTTLS) {
-		kind = tlsrpt.StartTLSNotSupported
-	}
-	l.recordSTS(nil, host, j, tlsrpt.PolicySTS, kind, err.Error())
+	l.recordSTS(nil, host, j, tlsrpt.PolicySTS, resultTypeOf(err), err.Error())
 	if !j.stsEnforced() {
 		return smtpreply.Reply{}, false
 	}
