@@ -103,29 +103,15 @@ func isField(line []byte) bool {
 // CRLF line ends (FuzzCountField), without building the header. Reception
 // counts Received fields with it on every message.
 func CountField(msg []byte, name string, max int) int {
+	end, _ := End(msg) // every line before end is a field or a continuation
 	n := 0
-	for pos := 0; pos < len(msg) && n < max; {
-		i := bytes.Index(msg[pos:], []byte("\r\n"))
-		if i < 0 {
-			i = len(msg) - pos
+	for line := range bytes.SplitSeq(msg[:end], []byte("\r\n")) {
+		if n >= max {
+			break
 		}
-		line := msg[pos : pos+i]
-		switch {
-		case len(line) == 0:
-			return n
-		case line[0] == ' ' || line[0] == '\t':
-			if pos == 0 {
-				return 0 // a continuation of nothing: no header section
-			}
-		case !isField(line):
-			return n
-		default:
-			f, _, _ := bytes.Cut(line, []byte(":"))
-			if strings.EqualFold(string(bytes.TrimRight(f, " \t")), name) {
-				n++
-			}
+		if len(line) > 0 && line[0] != ' ' && line[0] != '\t' && rawNamed(line, name) {
+			n++
 		}
-		pos += i + 2
 	}
 	return n
 }
