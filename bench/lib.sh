@@ -233,6 +233,11 @@ describe_machine() {
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load avg $load, $($GO version | cut -d' ' -f3), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
 }
 
+# admin_addr NAME: the admin API address cuemta logged in WORK/NAME.err.
+admin_addr() {
+	grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$1.err" | sed 's/.*addr=//'
+}
+
 # http_get ADDR PATH: the response (headers and body) to an HTTP/1.0 GET
 # of PATH at ADDR (host:port), with bash alone (no curl on a fresh machine).
 http_get() {

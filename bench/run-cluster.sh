@@ -51,7 +51,7 @@ variant() {
 	start_sink "$name.sink" -idle-exit 3s -duration "$((DURATION + DRAIN + 10))s"
 	cuemta_config "$WORK/$name.cue" "$SINK_ADDR" "$(generous_profile "$MAXCONN")" "$extra"
 	start_cuemta "$name.mta" "$WORK/$name.cue"
-	admin=$(grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$name.mta.err" | sed 's/.*addr=//')
+	admin=$(admin_addr "$name.mta")
 	log "$name: smtpload -> cuemta $MTA_ADDR -> smtpsink $SINK_ADDR, maxConnections $MAXCONN, ${DURATION}s"
 	cpu0=$(cpu_ticks "$MTA_PID")
 	rcpu0=$(cpu_ticks "$REDIS_PID")

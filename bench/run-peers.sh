@@ -105,7 +105,7 @@ FAILED=0
 # log, beside the body file's), from its admin API's metrics.
 spool_commits() {
 	local admin
-	admin=$(grep -m1 -o 'msg="admin listening" addr=[^ ]*' "$WORK/$1.err" | sed 's/.*addr=//')
+	admin=$(admin_addr "$1")
 	http_get "$admin" /metrics 2>/dev/null | awk '$1 == "cuemta_spool_fsync_seconds_count" { print $2 }'
 }
 # one TARGET SIZE REP: one run; records inject and e2e msgs/s and CPU.
