@@ -18,16 +18,19 @@ type Meta struct {
 
 // Index remembers the recent messages this server accepted, by queue id
 // and by Message-ID, so that a report can be matched to its message after
-// the message has left the spool. It lives in memory only and is bounded
-// (FIFO): after a restart, or for a message older than the last size
-// messages, a VERP report still matches by queue id, without tenant and
-// campaign, and a report matched only by Message-ID does not match.
+// the message has left the spool. It is bounded (FIFO). An Index from
+// NewIndex lives in memory only; one from OpenIndex also keeps its
+// entries in a log and reads them back after a restart (indexlog.go). For a message older than the last size messages (or
+// after a restart without the log), a VERP report still matches by queue
+// id, without tenant and campaign, and a report matched only by
+// Message-ID does not match.
 type Index struct {
 	mu    sync.Mutex
 	byID  map[string]*Meta
 	byMID map[string]string // Message-ID → queue id
 	ring  []string
 	pos   int
+	log   *indexLog // nil: memory only (NewIndex)
 }
 
 // DefaultIndexSize is the number of messages an Index keeps: about 260
@@ -86,6 +89,9 @@ func (x *Index) Accepted(id, from, tenant, campaign string) {
 	defer x.mu.Unlock()
 	m := x.entry(id)
 	m.From, m.Tenant, m.Campaign = from, tenant, campaign
+	if x.log != nil {
+		x.log.append(m)
+	}
 }
 
 // ByID returns what is known of queue id.

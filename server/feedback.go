@@ -23,12 +23,32 @@ type feedbackState struct {
 func (s *Server) feedbackState() *feedbackState {
 	f := &s.fb
 	f.once.Do(func() {
-		f.index = feedback.NewIndex(0)
-		f.reports = s.metrics.FeedbackReports()
 		// The spool's directory, opened once: a reload does not move it.
-		f.store = &feedback.Store{Dir: filepath.Join(s.Snapshot().Config.Spool.Dir, "feedback", "unmatched")}
+		dir := filepath.Join(s.Snapshot().Config.Spool.Dir, "feedback")
+		idx, skipped, err := feedback.OpenIndex(dir, 0, s.logger)
+		switch {
+		case err != nil:
+			// The index is a cache: without its log, reports still
+			// match while the process lives, and by VERP after.
+			s.logger.Error("feedback index: log not opened; recent messages are kept in memory only", "err", err)
+			idx = feedback.NewIndex(0)
+		case skipped > 0:
+			s.logger.Warn("feedback index: damaged records skipped", "dir", dir, "skipped", skipped)
+		}
+		f.index = idx
+		f.reports = s.metrics.FeedbackReports()
+		f.store = &feedback.Store{Dir: filepath.Join(dir, "unmatched")}
 	})
 	return f
+}
+
+// closeFeedback writes out the feedback index's log, if one was opened.
+func (s *Server) closeFeedback() {
+	if s.fb.index != nil {
+		if err := s.fb.index.Close(); err != nil {
+			s.logger.Error("feedback index: close", "err", err)
+		}
+	}
 }
 
 // stored is given every message stored (SMTP or the injection API) before

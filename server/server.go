@@ -152,6 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.suppressions.Close()
+	defer s.closeFeedback() // after the listeners, which fill its index
 	defer s.gw.close()
 	dlog, err := deliverylog.New(cfg.Log)
 	if err != nil {

@@ -225,3 +225,82 @@ func spoolOf(t *testing.T, dir string) string {
 	}
 	return string(m[1])
 }
+
+// TestFeedbackIndexOutlivesCrash: without VERP a complaint can only be
+// matched by the returned message's Message-ID, and complaints come
+// hours or days after the mail. cuemta is killed with SIGKILL after the
+// message left and its index entry reached the disk; after the restart
+// an ARF report quoting that Message-ID still reaches the hook as a
+// complaint of that queue id, with its tenant and campaign, and
+// suppresses the reader for the tenant.
+func TestFeedbackIndexOutlivesCrash(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{
+		"bigmail": {Domains: []string{"bigmail.test"}, MX: []sim.MXHost{{Host: "mx.bigmail.test", IP: "127.0.0.2"}}},
+	})
+	rcv := newHookReceiver(t, "e2e-secret", 0)
+	rcv.up()
+	dir := mtaConfig(t, s, fmt.Sprintf(`
+listeners: fbl: {addr: %q, mode: "feedback"}
+feedback: {domains: ["fb.test"]}
+events: hooks: crm: {
+	url:    %q
+	events: ["complaint"]
+	secret: "e2e-secret"
+	batch:  {size: 10, wait: "20ms"}
+}
+`, freePort(t), rcv.url()))
+	srv := startServer(t, dir, "mx", "fbl")
+	c, err := dialSMTP(srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.send("news@origin.test", []string{"reader@bigmail.test"},
+		"From: <news@origin.test>\nTo: <reader@bigmail.test>\nSubject: spring sale\nMessage-ID: <sale-2@origin.test>\nX-Tenant: acme\nX-Campaign: spring\n\nhello\n")
+	c.close()
+	if err != nil {
+		t.Fatalf("send: %v %s", err, msg)
+	}
+	id := hookQueuedRE.FindStringSubmatch(msg)[1]
+	waitFor(t, 10*time.Second, "the message at the sim", func() bool { return len(messagesTo(s, "bigmail")) == 1 })
+	if from := messagesTo(s, "bigmail")[0].From; from != "news@origin.test" {
+		t.Fatalf("MAIL FROM at the ISP = %q: VERP is off", from)
+	}
+	logPath := filepath.Join(spoolOf(t, dir), "feedback", "index.log")
+	waitFor(t, 10*time.Second, "the index entry on disk", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "<sale-2@origin.test>")
+	})
+	srv.kill()
+
+	srv = startServer(t, dir, "mx", "fbl")
+	fc, err := dialSMTP(srv.addrs["fbl"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, text, err := fc.send("fbl@isp.test", []string{"fbl@fb.test"}, arfReport("news@origin.test", "reader@bigmail.test", "<sale-2@origin.test>")); err != nil {
+		t.Fatalf("ARF report: %d %s %v", code, text, err)
+	}
+	fc.close()
+	waitFor(t, 10*time.Second, "the complaint at the hook", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.events[id]["complaint"]
+	})
+	rcv.mu.Lock()
+	for _, rec := range rcv.records {
+		if rec["message_id"] != id || rec["tenant"] != "acme" || rec["campaign"] != "spring" || rec["rcpt"] != "reader@bigmail.test" {
+			t.Errorf("complaint record: %v, want queue id %s, tenant acme, campaign spring", rec, id)
+		}
+	}
+	rcv.mu.Unlock()
+	c2, err := dialSMTP(srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, text, _ := c2.send("news@origin.test", []string{"reader@bigmail.test"},
+		"From: <news@origin.test>\nSubject: again\nX-Tenant: acme\n\nhello again\n")
+	c2.close()
+	if code != 550 || !strings.Contains(text, "5.7.1") {
+		t.Errorf("acme's next message to the complainer: %d %s, want 550 5.7.1 (suppressed)", code, text)
+	}
+}
