@@ -211,7 +211,9 @@ func (s *Server) enqueueAll(ctx context.Context, req *injectRequest, plan *injec
 		for _, rc := range req.Recipients[first:end] {
 			rcpts = append(rcpts, rc.Email)
 		}
+		dsn, rcptDSN := req.dsnOf(first, end)
 		msgs[k] = &Message{
+			DSN: dsn, RcptDSN: rcptDSN,
 			From:       req.EnvelopeSender,
 			Recipients: rcpts,
 			Body:       plan.body(first),

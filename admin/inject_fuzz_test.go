@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/cuemta/cuemta/internal/msgheader"
 )
@@ -35,6 +36,7 @@ func FuzzInjectRequest(f *testing.F) {
 		`{"envelope_sender":"a@example.org","recipients":[{"email":"b@example.com"}],"content":{"headers":{"Content-Type":"x"}}}`,
 		`{"envelope_sender":"a@example.org","recipients":[{"email":"b@example.com"}],"content":"no header"} trailing`,
 		`{"envelope_sender":"a@example.org","recipients":[{"email":"b@example.com"}],"content":{"text_body":"x","attachments":[{"data":"not base64!","base64":true}]}}`,
+		`{"envelope_sender":"a@example.org","recipients":[{"email":"b@example.com","notify":["success","delay"],"orcpt":"rfc822;B@x"},{"email":"c@example.com","notify":["never"]}],"dsn":{"ret":"hdrs","envid":"e 1+x","notify":["failure"]},"content":"Subject: hi\n\nbody\n"}`,
 		`[1,2,3]`,
 		``,
 	} {
@@ -65,6 +67,22 @@ func FuzzInjectRequest(f *testing.F) {
 		}
 		if plan == nil {
 			t.Fatalf("no problems and no message plan")
+		}
+		// The DSN parameters are what the spool and the next hop take:
+		// RFC 3461's keywords, no control characters.
+		dsn, rcptDSN := req.dsnOf(0, len(req.Recipients))
+		if strings.ContainsFunc(dsn.Ret+dsn.EnvID, unicode.IsControl) || (dsn.Ret != "" && dsn.Ret != "FULL" && dsn.Ret != "HDRS") {
+			t.Fatalf("accepted DSN %+v", dsn)
+		}
+		for _, d := range rcptDSN {
+			for _, k := range d.Notify {
+				if k != "NEVER" && k != "SUCCESS" && k != "FAILURE" && k != "DELAY" {
+					t.Fatalf("accepted NOTIFY %q", d.Notify)
+				}
+			}
+			if strings.ContainsFunc(d.ORCPT, unicode.IsControl) {
+				t.Fatalf("accepted ORCPT %q", d.ORCPT)
+			}
 		}
 		_, obj, _ := parseContent(req.Content)
 		if (obj == nil) != (plan.perMessage > 1) {

@@ -26,6 +26,10 @@ type injectRequest struct {
 	// through headers and rules.
 	Tenant   string `json:"tenant"`
 	Campaign string `json:"campaign"`
+	// cuemta extension: the delivery status notification parameters of
+	// RFC 3461, as MAIL FROM (ret, envid) and RCPT TO (notify) would
+	// carry them.
+	DSN *injectDSN `json:"dsn"`
 
 	// Read only to warn that they were ignored.
 	Substitutions map[string]any `json:"substitutions"`
@@ -35,6 +39,123 @@ type injectRecipient struct {
 	Email         string         `json:"email"`
 	Name          string         `json:"name"`
 	Substitutions map[string]any `json:"substitutions"`
+	// cuemta extensions (RFC 3461 §4.1, §4.2): this recipient's NOTIFY,
+	// in place of dsn.notify, and its original recipient, "type;address"
+	// (e.g. "rfc822;user@example.com").
+	Notify []string `json:"notify"`
+	ORCPT  string   `json:"orcpt"`
+}
+
+// injectDSN is the request's "dsn" object.
+type injectDSN struct {
+	Notify []string `json:"notify"` // "never", or any of "success", "failure", "delay"
+	Ret    string   `json:"ret"`    // "full" or "hdrs"
+	EnvID  string   `json:"envid"`
+}
+
+// RFC 3461's bounds: ENVID at most 100 characters (§4.4), ORCPT's
+// address at most 500 (§4.2).
+const (
+	maxEnvID = 100
+	maxORCPT = 500
+)
+
+// checkNotify validates a NOTIFY list (RFC 3461 §4.1): NEVER alone, or
+// one or more of SUCCESS, FAILURE and DELAY, each once.
+func checkNotify(list []string) error {
+	seen := map[string]bool{}
+	for _, k := range list {
+		k = strings.ToLower(k)
+		switch k {
+		case "never", "success", "failure", "delay":
+		default:
+			return fmt.Errorf("%q is not one of never, success, failure, delay", k)
+		}
+		if seen[k] {
+			return fmt.Errorf("%q is given twice", k)
+		}
+		seen[k] = true
+	}
+	if seen["never"] && len(list) > 1 {
+		return fmt.Errorf("never cannot be combined with another value")
+	}
+	return nil
+}
+
+// checkORCPT validates an original recipient "type;address" (RFC 3461
+// §4.2): an address type (an atom, such as rfc822), then the address.
+func checkORCPT(s string) error {
+	typ, addr, ok := strings.Cut(s, ";")
+	switch {
+	case !ok || typ == "" || addr == "":
+		return fmt.Errorf("%q is not \"type;address\" like \"rfc822;user@example.com\"", s)
+	case strings.ContainsFunc(typ, func(r rune) bool { return r > 0x7e || r <= ' ' || strings.ContainsRune("()<>@,;:\\\"[]", r) }):
+		return fmt.Errorf("%q: the address type is not an atom", s)
+	case len(addr) > maxORCPT || strings.ContainsFunc(addr, unicode.IsControl):
+		return fmt.Errorf("the address of %q is longer than %d characters or holds a control character", s, maxORCPT)
+	}
+	return nil
+}
+
+// validateDSN adds the problems of the request's DSN parameters.
+func (req *injectRequest) validateDSN(add func(string, ...any)) {
+	if d := req.DSN; d != nil {
+		if err := checkNotify(d.Notify); err != nil {
+			add("dsn.notify: %v", err)
+		}
+		switch strings.ToLower(d.Ret) {
+		case "", "full", "hdrs":
+		default:
+			add("dsn.ret: %q is not full or hdrs", d.Ret)
+		}
+		if len(d.EnvID) > maxEnvID || strings.ContainsFunc(d.EnvID, func(r rune) bool { return r < ' ' || r > 0x7e }) {
+			add("dsn.envid: longer than %d characters or not printable ASCII", maxEnvID)
+		}
+	}
+	for i, rc := range req.Recipients {
+		if err := checkNotify(rc.Notify); err != nil {
+			add("recipients[%d].notify: %v", i, err)
+		}
+		if rc.ORCPT != "" {
+			if err := checkORCPT(rc.ORCPT); err != nil {
+				add("recipients[%d].orcpt: %v", i, err)
+			}
+		}
+	}
+}
+
+// dsnOf is the request's DSN parameters for recipients[first:end]: ret
+// and envid, and beside each recipient its NOTIFY (its own, else the
+// request's) and ORCPT, upper- and lower-cased as SMTP would carry them.
+// All empty when the request gives none.
+func (req *injectRequest) dsnOf(first, end int) (MessageDSN, []RecipientDSN) {
+	var m MessageDSN
+	var notify []string
+	if d := req.DSN; d != nil {
+		m = MessageDSN{Ret: strings.ToUpper(d.Ret), EnvID: d.EnvID}
+		notify = d.Notify
+	}
+	var rcpts []RecipientDSN
+	for i, rc := range req.Recipients[first:end] {
+		n := rc.Notify
+		if len(n) == 0 {
+			n = notify
+		}
+		if len(n) == 0 && rc.ORCPT == "" {
+			continue
+		}
+		if rcpts == nil {
+			rcpts = make([]RecipientDSN, end-first)
+		}
+		for _, k := range n {
+			rcpts[i].Notify = append(rcpts[i].Notify, strings.ToUpper(k))
+		}
+		if rc.ORCPT != "" {
+			typ, addr, _ := strings.Cut(rc.ORCPT, ";")
+			rcpts[i].ORCPT = strings.ToLower(typ) + ";" + addr
+		}
+	}
+	return m, rcpts
 }
 
 // builderContent is the object form of content: KumoMTA builds the MIME
@@ -97,6 +218,7 @@ func (req *injectRequest) validate() []string {
 			add("%v", err)
 		}
 	}
+	req.validateDSN(add)
 	return problems
 }
 

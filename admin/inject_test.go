@@ -324,6 +324,47 @@ func TestInjectBuilderPerRecipient(t *testing.T) {
 	}
 }
 
+// TestInjectDSN: the request's dsn object and each recipient's notify
+// and orcpt reach the backend as SMTP would carry them: keywords in upper
+// case, a recipient's own notify before the request's, none when neither
+// is given.
+func TestInjectDSN(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("POST", "/api/inject/v1", map[string]any{
+		"envelope_sender": "a@example.com", "content": "Subject: x\n\ny",
+		"dsn": map[string]any{"ret": "hdrs", "envid": "spring-7", "notify": []string{"failure", "delay"}},
+		"recipients": []map[string]any{
+			{"email": "b@example.com", "notify": []string{"never"}, "orcpt": "RFC822;B@Example.com"},
+			{"email": "c@example.com"},
+		},
+	})
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	m := h.sortedMessages()[0]
+	if m.DSN != (MessageDSN{Ret: "HDRS", EnvID: "spring-7"}) {
+		t.Errorf("DSN %+v", m.DSN)
+	}
+	want := []RecipientDSN{{Notify: []string{"NEVER"}, ORCPT: "rfc822;B@Example.com"}, {Notify: []string{"FAILURE", "DELAY"}}}
+	if len(m.RcptDSN) != len(want) {
+		t.Fatalf("RcptDSN %+v, want %+v", m.RcptDSN, want)
+	}
+	for i := range want {
+		if !slices.Equal(m.RcptDSN[i].Notify, want[i].Notify) || m.RcptDSN[i].ORCPT != want[i].ORCPT {
+			t.Errorf("RcptDSN[%d] = %+v, want %+v", i, m.RcptDSN[i], want[i])
+		}
+	}
+
+	h = newHarness(t)
+	h.do("POST", "/api/inject/v1", map[string]any{
+		"envelope_sender": "a@example.com", "content": "Subject: x\n\ny",
+		"recipients": []map[string]any{{"email": "b@example.com"}},
+	})
+	if m := h.sortedMessages()[0]; m.DSN != (MessageDSN{}) || m.RcptDSN != nil {
+		t.Errorf("without DSN parameters: %+v, %+v; want none", m.DSN, m.RcptDSN)
+	}
+}
+
 func TestInjectValidation(t *testing.T) {
 	for _, c := range []struct {
 		name, body string
@@ -350,6 +391,14 @@ func TestInjectValidation(t *testing.T) {
 		{"bad cc", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "content": {"text_body": "x", "headers": {"Cc": "a@@b"}}}`, []string{"not an address list"}},
 		{"bad base64", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "content": {"text_body": "x", "attachments": [{"data": "!!", "base64": true}]}}`, []string{"not valid base64"}},
 		{"bad content type", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "content": {"text_body": "x", "attachments": [{"data": "x", "content_type": "no type"}]}}`, []string{"content_type"}},
+		{"notify never and more", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com", "notify": ["never", "failure"]}], "content": "Subject: x\n\ny"}`, []string{"recipients[0].notify: never cannot be combined"}},
+		{"notify unknown", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "dsn": {"notify": ["always"]}, "content": "Subject: x\n\ny"}`, []string{`dsn.notify: "always" is not one of`}},
+		{"notify twice", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "dsn": {"notify": ["delay", "DELAY"]}, "content": "Subject: x\n\ny"}`, []string{`"delay" is given twice`}},
+		{"bad ret", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "dsn": {"ret": "body"}, "content": "Subject: x\n\ny"}`, []string{`dsn.ret: "body" is not full or hdrs`}},
+		{"envid with newline", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "dsn": {"envid": "a\r\nb"}, "content": "Subject: x\n\ny"}`, []string{"dsn.envid"}},
+		{"envid too long", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com"}], "dsn": {"envid": "` + strings.Repeat("x", 101) + `"}, "content": "Subject: x\n\ny"}`, []string{"dsn.envid: longer than 100"}},
+		{"orcpt without type", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com", "orcpt": "b@example.com"}], "content": "Subject: x\n\ny"}`, []string{"recipients[0].orcpt"}},
+		{"orcpt type not an atom", `{"envelope_sender": "a@example.com", "recipients": [{"email": "b@example.com", "orcpt": "rfc 822;b@example.com"}], "content": "Subject: x\n\ny"}`, []string{"not an atom"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)

@@ -38,6 +38,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 		// An injection declares nothing: its content decides, as MAIL FROM's
 		// parameters would have (RFC 6531 §3.4, RFC 6152 §2).
 		SMTPUTF8: intake.InjectedUTF8(m.From, m.Recipients), EightBitMIME: mime7bit.Has8bit(m.Body),
+		DSN: reception.MailDSN{Ret: m.DSN.Ret, EnvID: m.DSN.EnvID}, RcptDSN: rcptDSN(m.RcptDSN),
 	})
 	if err != nil {
 		var r *reception.Reply
@@ -73,6 +74,19 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	b.s.accepted(&snap.Policy, id, env, len(body), matched)
 	b.s.delivery.Wake()
 	return id, nil
+}
+
+// rcptDSN is the injection's per-recipient DSN parameters as intake
+// takes them.
+func rcptDSN(in []admin.RecipientDSN) []reception.RcptDSN {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]reception.RcptDSN, len(in))
+	for i, d := range in {
+		out[i] = reception.RcptDSN{Notify: d.Notify, ORCPT: d.ORCPT}
+	}
+	return out
 }
 
 // Queue groups the queued messages by site, pool or tenant.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -200,5 +201,50 @@ func TestDSNRelayedToDSNHop(t *testing.T) {
 	})
 	if n := len(dsnFor(s, "alice@home.test")); n != 0 || strings.Contains(srv.log.String(), "success DSN queued") {
 		t.Errorf("%d success DSNs from cuemta, though the hop offers DSN", n)
+	}
+}
+
+// TestDSNInjectedRelayedToDSNHop: the injection API's dsn object and
+// per-recipient notify and orcpt reach a DSN-capable next hop as MAIL
+// FROM's and RCPT TO's parameters would have (xtext-encoded on the wire);
+// a recipient without its own notify takes the request's. A bad value is
+// refused with the field named, and nothing is queued.
+func TestDSNInjectedRelayedToDSNHop(t *testing.T) {
+	sites := dsnSites()
+	sites["far"].OfferDSN = true
+	s := startSim(t, sites)
+	srv := startServer(t, mtaConfig(t, s, dsnProfile), "mx")
+	url := "http://" + srv.admin + "/api/inject/v1"
+
+	code, body := api(t, "POST", url, "", `{"envelope_sender": "alice@home.test",
+		"recipients": [{"email": "bob@far.test", "notify": ["never", "success"]}],
+		"dsn": {"ret": "most"}, "content": "Subject: bad\r\n\r\nx\r\n"}`)
+	if text := fmt.Sprint(body); code != 400 || !strings.Contains(text, "recipients[0].notify") || !strings.Contains(text, "dsn.ret") {
+		t.Fatalf("bad DSN parameters: %d %v, want 400 naming recipients[0].notify and dsn.ret", code, body)
+	}
+
+	code, body = api(t, "POST", url, "", `{"envelope_sender": "alice@home.test",
+		"recipients": [{"email": "bob@far.test", "notify": ["success", "delay"], "orcpt": "rfc822;Bob+x@Far.test"}, {"email": "carol@far.test"}],
+		"dsn": {"ret": "hdrs", "envid": "spring 7+x", "notify": ["failure"]},
+		"content": "From: <alice@home.test>\r\nSubject: relayed\r\n\r\nx\r\n"}`)
+	if code != 200 || body["success_count"] != float64(2) {
+		t.Fatalf("inject: %d %v", code, body)
+	}
+	waitFor(t, 20*time.Second, "the message at the DSN hop", func() bool { return len(messagesTo(s, "far")) > 0 })
+	if n := len(messagesTo(s, "far")); n != 1 {
+		t.Fatalf("%d messages at the hop, want 1 (the refused request queued nothing)", n)
+	}
+	m := messagesTo(s, "far")[0]
+	if !slices.Contains(m.MailParams, "RET=HDRS") || !slices.Contains(m.MailParams, "ENVID=spring+207+2Bx") {
+		t.Errorf("MAIL parameters %q, want RET=HDRS and ENVID=spring+207+2Bx", m.MailParams)
+	}
+	want := map[string][]string{
+		"bob@far.test":   {"NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;Bob+2Bx@Far.test"},
+		"carol@far.test": {"NOTIFY=FAILURE"},
+	}
+	for i, r := range m.Rcpts {
+		if i >= len(m.RcptParams) || !slices.Equal(m.RcptParams[i], want[r]) {
+			t.Errorf("RCPT %s parameters %q, want %q", r, m.RcptParams, want[r])
+		}
 	}
 }
