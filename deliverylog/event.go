@@ -64,10 +64,13 @@ type Event struct {
 	// DKIM is the signatures put on the message at reception, in the
 	// order applied (reception events, and the delivery, transient,
 	// bounce and expiry events of delivery attempts and operator bounces).
-	DKIM   []DKIMSignature `json:"dkim,omitempty"`
-	Action string          `json:"action,omitempty"`
-	Actor  string          `json:"actor,omitempty"`
-	Reason string          `json:"reason,omitempty"`
+	DKIM []DKIMSignature `json:"dkim,omitempty"`
+	// Tags are the stage rules' tags of a message received over SMTP
+	// (reception events; the X-Cuemta-Tags field of the stored message).
+	Tags   []string `json:"tags,omitempty"`
+	Action string   `json:"action,omitempty"`
+	Actor  string   `json:"actor,omitempty"`
+	Reason string   `json:"reason,omitempty"`
 	// Addr, Domain and List are a reputation event's source address or
 	// sending domain and the list's zone.
 	Addr   string `json:"addr,omitempty"`

@@ -64,8 +64,9 @@ type Acceptor struct {
 	// Stored, when set, is given each message stored, before Accepted
 	// (the webhooks read its headers there, not from the spool).
 	Stored func(id string, body []byte)
-	// Accepted is called after each enqueue (logs, metrics, wakes delivery).
-	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched []string)
+	// Accepted is called after each enqueue (logs, metrics, wakes
+	// delivery), with the rules that matched and the stage rules' tags.
+	Accepted func(p *Policy, id string, env *queue.Envelope, size int, matched, tags []string)
 	// Suppressions drops recipients on the tenant's suppression list
 	// (DropSuppressed); nil: none. Suppressed is told of each one dropped
 	// (the delivery log's suppression event).
@@ -136,7 +137,7 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		a.Stored(id, body)
 	}
 	if a.Accepted != nil {
-		a.Accepted(snap, id, env, len(body), matched)
+		a.Accepted(snap, id, env, len(body), matched, sub.Tags)
 	}
 	return id, nil
 }

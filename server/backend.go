@@ -71,7 +71,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 		return "", admin.Refusal(*intake.StorageReply(err))
 	}
 	b.s.stored(id, body)
-	b.s.accepted(&snap.Policy, id, env, len(body), matched)
+	b.s.accepted(&snap.Policy, id, env, len(body), matched, nil)
 	b.s.delivery.Wake()
 	return id, nil
 }

@@ -139,8 +139,8 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 	}
 	acc := &intake.Acceptor{Policy: func() *intake.Policy { return &snap.Policy }, Spool: s.spool, Logger: s.logger, Guard: s.guard,
 		Admit: s.admitHooks, Stored: s.stored,
-		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
-			s.accepted(p, id, env, size, matched)
+		Accepted: func(p *intake.Policy, id string, env *queue.Envelope, size int, matched, tags []string) {
+			s.accepted(p, id, env, size, matched, tags)
 			s.delivery.Wake()
 		},
 		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake, Resolver: s.verifyResolver()}

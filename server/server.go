@@ -405,8 +405,9 @@ func (s *Server) startAdmin(cfg *config.Config) error {
 	return nil
 }
 
-// accepted records a message taken into the spool, from SMTP or HTTP.
-func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, size int, matched []string) {
+// accepted records a message taken into the spool, from SMTP or HTTP;
+// tags are the stage rules' (SMTP only).
+func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, size int, matched, tags []string) {
 	for _, r := range matched {
 		s.metrics.RuleHit("message", r)
 	}
@@ -424,7 +425,7 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 	s.remember(id, env.From, env.Tenant, env.Campaign)
 	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
-		ClientIP: env.ClientIP, Generation: snap.Generation, DKIM: s.dkimSignatures(env.DKIM)})
+		ClientIP: env.ClientIP, Generation: snap.Generation, DKIM: s.dkimSignatures(env.DKIM), Tags: tags})
 }
 
 // dkimSignatures is the delivery log's form of an envelope's DKIM record.

@@ -100,7 +100,7 @@ func (s *Server) enqueueTLSReport(ctx context.Context, from, to string, msg []by
 		return "", fmt.Errorf("spool: %w", err)
 	}
 	s.stored(id, body)
-	s.accepted(&snap.Policy, id, env, len(body), matched)
+	s.accepted(&snap.Policy, id, env, len(body), matched, nil)
 	s.delivery.Wake()
 	return id, nil
 }

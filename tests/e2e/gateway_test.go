@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,10 @@ func TestGatewayGreylistTwoInstances(t *testing.T) {
 		}
 	})
 	gwSpool := t.TempDir() + "/spool"
+	gwLog := t.TempDir() + "/delivery.log"
 	gwDir := writeConfig(t, fmt.Sprintf(`
 hostname: "gw.test"
+log: file: %q
 listeners: mx: addr: "127.0.0.1:0"
 admin: addr: "127.0.0.1:0"
 spool: dir: %q
@@ -62,7 +65,7 @@ rules: rcpt: [{
 	greylist: true
 }]
 greylist: {delay: "2s", autoWhitelist: 1}
-`, gwSpool, dns.DNSAddr(), inbox.Port()))
+`, gwLog, gwSpool, dns.DNSAddr(), inbox.Port()))
 	gw := startServer(t, gwDir, "mx")
 	_, gwPort, err := net.SplitHostPort(gw.addrs["mx"])
 	if err != nil {
@@ -106,6 +109,12 @@ profiles: gw: {
 	m := inbox.Messages()[0]
 	if !strings.Contains(string(m.Body), "X-Cuemta-Tags: pbl\r\n") || m.Rcpts[0] != "bob@gw.test" {
 		t.Errorf("delivered message:\n%s", m.Body)
+	}
+	// The reception event says so too (the delivery log is flushed
+	// within a second).
+	waitFor(t, 5*time.Second, "the reception event", func() bool { return len(logEvents(t, gwLog, "reception")) > 0 })
+	if evs := logEvents(t, gwLog, "reception"); len(evs) != 1 || !slices.Equal(evs[0].Tags, []string{"pbl"}) {
+		t.Errorf("reception events %+v, want one with tags [pbl]", evs)
 	}
 
 	// The network retried correctly: whitelisted, the next one passes
