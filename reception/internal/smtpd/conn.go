@@ -43,7 +43,6 @@ type Conn struct {
 	wmu sync.Mutex
 
 	bdatPipe      *io.PipeWriter
-	bdatStatus    *statusCollector // used for BDAT on LMTP
 	dataResult    chan error
 	bytesReceived int64 // counts total size of chunks when BDAT is used
 
@@ -126,18 +125,8 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
 		// These commands are not implemented in any state
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, fmt.Sprintf("%v command not implemented", cmd))
-	case "HELO", "EHLO", "LHLO":
-		lmtp := cmd == "LHLO"
-		enhanced := lmtp || cmd == "EHLO"
-		if c.server.LMTP && !lmtp {
-			c.writeResponse(500, EnhancedCode{5, 5, 1}, "This is a LMTP server, use LHLO")
-			return
-		}
-		if !c.server.LMTP && lmtp {
-			c.writeResponse(500, EnhancedCode{5, 5, 1}, "This is not a LMTP server")
-			return
-		}
-		c.handleGreet(enhanced, arg)
+	case "HELO", "EHLO":
+		c.handleGreet(cmd == "EHLO", arg)
 	case "MAIL":
 		c.handleMail(arg)
 	case "RCPT":
@@ -1026,11 +1015,6 @@ func (c *Conn) handleData(arg string) {
 
 	defer c.reset()
 
-	if c.server.LMTP {
-		c.handleDataLMTP()
-		return
-	}
-
 	r := newDataReader(c)
 	code, enhancedCode, msg := dataErrorToStatus(c.Session().Data(r))
 	r.limited = false
@@ -1082,10 +1066,6 @@ func (c *Conn) handleBdat(arg string) {
 		return
 	}
 
-	if c.bdatStatus == nil && c.server.LMTP {
-		c.bdatStatus = c.createStatusCollector()
-	}
-
 	if c.bdatPipe == nil {
 		var r *io.PipeReader
 		r, c.bdatPipe = io.Pipe()
@@ -1095,28 +1075,14 @@ func (c *Conn) handleBdat(arg string) {
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
+					c.handlePanic(err)
 
 					c.dataResult <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
 
-			var err error
-			if !c.server.LMTP {
-				err = c.Session().Data(r)
-			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
-				if !ok {
-					err = c.Session().Data(r)
-					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
-					}
-				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
-				}
-			}
-
+			err := c.Session().Data(r)
 			c.dataResult <- err
 			r.CloseWithError(err)
 		}()
@@ -1151,15 +1117,7 @@ func (c *Conn) handleBdat(arg string) {
 
 		err := <-c.dataResult
 
-		if c.server.LMTP {
-			c.bdatStatus.fillRemaining(err)
-			for i, rcpt := range c.recipients {
-				code, enchCode, msg := dataErrorToStatus(<-c.bdatStatus.status[i])
-				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
-			}
-		} else {
-			c.writeResponse(dataErrorToStatus(err))
-		}
+		c.writeResponse(dataErrorToStatus(err))
 
 		if err == errPanic {
 			c.Close()
@@ -1182,128 +1140,9 @@ var errPanic = &SMTPError{
 	Message:      "Internal server error",
 }
 
-func (c *Conn) handlePanic(err interface{}, status *statusCollector) {
-	if status != nil {
-		status.fillRemaining(errPanic)
-	}
-
+func (c *Conn) handlePanic(err interface{}) {
 	stack := debug.Stack()
 	c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
-}
-
-func (c *Conn) createStatusCollector() *statusCollector {
-	rcptCounts := make(map[string]int, len(c.recipients))
-
-	status := &statusCollector{
-		statusMap: make(map[string]chan error, len(c.recipients)),
-		status:    make([]chan error, 0, len(c.recipients)),
-	}
-	for _, rcpt := range c.recipients {
-		rcptCounts[rcpt]++
-	}
-	// Create channels with buffer sizes necessary to fit all
-	// statuses for a single recipient to avoid deadlocks.
-	for rcpt, count := range rcptCounts {
-		status.statusMap[rcpt] = make(chan error, count)
-	}
-	for _, rcpt := range c.recipients {
-		status.status = append(status.status, status.statusMap[rcpt])
-	}
-
-	return status
-}
-
-type statusCollector struct {
-	// Contains map from recipient to list of channels that are used for that
-	// recipient.
-	statusMap map[string]chan error
-
-	// Contains channels from statusMap, in the same
-	// order as Conn.recipients.
-	status []chan error
-}
-
-// fillRemaining sets status for all recipients SetStatus was not called for before.
-func (s *statusCollector) fillRemaining(err error) {
-	// Amount of times certain recipient was specified is indicated by the channel
-	// buffer size, so once we fill it, we can be confident that we sent
-	// at least as much statuses as needed. Extra statuses will be ignored anyway.
-chLoop:
-	for _, ch := range s.statusMap {
-		for {
-			select {
-			case ch <- err:
-			default:
-				continue chLoop
-			}
-		}
-	}
-}
-
-func (s *statusCollector) SetStatus(rcptTo string, err error) {
-	ch := s.statusMap[rcptTo]
-	if ch == nil {
-		panic("SetStatus is called for recipient that was not specified before")
-	}
-
-	select {
-	case ch <- err:
-	default:
-		// There enough buffer space to fit all statuses at once, if this is
-		// not the case - backend is doing something wrong.
-		panic("SetStatus is called more times than particular recipient was specified")
-	}
-}
-
-func (c *Conn) handleDataLMTP() {
-	r := newDataReader(c)
-	status := c.createStatusCollector()
-
-	done := make(chan bool, 1)
-
-	lmtpSession, ok := c.Session().(LMTPSession)
-	if !ok {
-		// Fallback to using a single status for all recipients.
-		err := c.Session().Data(r)
-		r.limited = false
-		io.Copy(ioutil.Discard, r) // Make sure all the data has been consumed
-		for _, rcpt := range c.recipients {
-			status.SetStatus(rcpt, err)
-		}
-		done <- true
-	} else {
-		go func() {
-			defer func() {
-				if err := recover(); err != nil {
-					status.fillRemaining(&SMTPError{
-						Code:         421,
-						EnhancedCode: EnhancedCode{4, 0, 0},
-						Message:      "Internal server error",
-					})
-
-					stack := debug.Stack()
-					c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
-					done <- false
-				}
-			}()
-
-			status.fillRemaining(lmtpSession.LMTPData(r, status))
-			r.limited = false
-			io.Copy(ioutil.Discard, r) // Make sure all the data has been consumed
-			done <- true
-		}()
-	}
-
-	for i, rcpt := range c.recipients {
-		code, enchCode, msg := dataErrorToStatus(<-status.status[i])
-		c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
-	}
-
-	// If done gets false, the panic occurred in LMTPData and the connection
-	// should be closed.
-	if !<-done {
-		c.Close()
-	}
 }
 
 func dataErrorToStatus(err error) (code int, enchCode EnhancedCode, msg string) {
@@ -1324,11 +1163,7 @@ func (c *Conn) Reject() {
 }
 
 func (c *Conn) greet() {
-	protocol := "ESMTP"
-	if c.server.LMTP {
-		protocol = "LMTP"
-	}
-	c.writeResponse(220, NoEnhancedCode, fmt.Sprintf("%v %s Service Ready", c.server.Domain, protocol))
+	c.writeResponse(220, NoEnhancedCode, fmt.Sprintf("%v ESMTP Service Ready", c.server.Domain))
 }
 
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
@@ -1461,7 +1296,6 @@ func (c *Conn) reset() {
 		c.bdatPipe.CloseWithError(ErrDataReset)
 		c.bdatPipe = nil
 	}
-	c.bdatStatus = nil
 	c.bytesReceived = 0
 
 	if c.session != nil {

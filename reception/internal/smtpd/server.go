@@ -27,10 +27,7 @@ type Server struct {
 	// TCP or Unix address to listen on.
 	Addr string
 	// The server TLS configuration.
-	TLSConfig *tls.Config
-	// Enable LMTP mode, as defined in RFC 2033.
-	LMTP bool
-
+	TLSConfig         *tls.Config
 	Domain            string
 	MaxRecipients     int
 	MaxMessageBytes   int64
@@ -239,21 +236,18 @@ func (s *Server) network() string {
 	if s.Network != "" {
 		return s.Network
 	}
-	if s.LMTP {
-		return "unix"
-	}
 	return "tcp"
 }
 
 // ListenAndServe listens on the network address s.Addr and then calls Serve
 // to handle requests on incoming connections.
 //
-// If s.Addr is blank and LMTP is disabled, ":smtp" is used.
+// If s.Addr is blank, ":smtp" is used.
 func (s *Server) ListenAndServe() error {
 	network := s.network()
 
 	addr := s.Addr
-	if !s.LMTP && addr == "" {
+	if addr == "" {
 		addr = ":smtp"
 	}
 
@@ -268,12 +262,12 @@ func (s *Server) ListenAndServe() error {
 // ListenAndServeTLS listens on the TCP network address s.Addr and then calls
 // Serve to handle requests on incoming TLS connections.
 //
-// If s.Addr is blank and LMTP is disabled, ":smtps" is used.
+// If s.Addr is blank, ":smtps" is used.
 func (s *Server) ListenAndServeTLS() error {
 	network := s.network()
 
 	addr := s.Addr
-	if !s.LMTP && addr == "" {
+	if addr == "" {
 		addr = ":smtps"
 	}
 

@@ -15,8 +15,6 @@
 //   - RRVS (RFC 7293)
 //   - REQUIRETLS (RFC 8689)
 //
-// LMTP (RFC 2033) is also supported.
-//
 // Additional extensions may be handled by other packages.
 package smtp
 
