@@ -2,19 +2,10 @@ package delivery
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/delivery/mx"
+	"github.com/cuemta/cuemta/internal/testpki"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/rules"
 	"github.com/cuemta/cuemta/sim"
@@ -169,23 +161,9 @@ func (r *daneRig) outcome(rcpt string) Event {
 // site and returns the files and the certificate's SPKI SHA-256 in hex.
 func selfSignedFiles(t *testing.T) (certFile, keyFile, spki256 string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dane"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	c := testpki.Issue(t, testpki.Spec{CommonName: "dane"}, nil)
+	certFile, keyFile = c.WriteFiles(t, t.TempDir(), "dane")
+	h := sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)
 	return certFile, keyFile, hex.EncodeToString(h[:])
 }
 

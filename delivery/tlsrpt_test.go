@@ -1,18 +1,12 @@
 package delivery
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cuemta/cuemta/internal/testpki"
 	"github.com/cuemta/cuemta/queue"
 	"github.com/cuemta/cuemta/tlsrpt"
 )
@@ -21,18 +15,7 @@ import (
 // trusts.
 func selfSigned(t *testing.T, host string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testpki.Issue(t, testpki.Spec{CommonName: host, DNSNames: []string{host}}, nil).TLS()
 }
 
 // TestTLSResultsNoPolicy: every STARTTLS attempt of an MX delivery is

@@ -8,15 +8,11 @@
 package packaging
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +22,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	_ "github.com/cuemta/cuemta/internal/golden" // defines -update, which go test ./... -update passes to every package
+	"github.com/cuemta/cuemta/internal/testpki"
 )
 
 // root is the repository root, relative to this package.
@@ -141,29 +138,7 @@ func loadWithSecrets(t *testing.T, name, src string, files map[string]secret) *c
 // selfSigned returns a certificate for mta1.example.com and its key, PEM.
 func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mta1.example.com"},
-		DNSNames:     []string{"mta1.example.com"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	return testpki.Issue(t, testpki.Spec{CommonName: "mta1.example.com", DNSNames: []string{"mta1.example.com"}, NotAfter: time.Now().Add(24 * time.Hour)}, nil).PEM(t)
 }
 
 // ed25519Key returns a DKIM signing key, PKCS#8 PEM.

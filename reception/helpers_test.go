@@ -4,23 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cuemta/cuemta/config"
+	"github.com/cuemta/cuemta/internal/testpki"
 )
 
 var testNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
@@ -137,49 +130,11 @@ func newEnv(t *testing.T) *testEnv {
 // 127.0.0.1, written to t.TempDir().
 func (e *testEnv) withTLS() *testEnv {
 	e.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mx.test"},
-		DNSNames:              []string{"mx.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	dir := e.t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(e.t, certFile, "CERTIFICATE", der)
-	writePEM(e.t, keyFile, "EC PRIVATE KEY", keyDER)
+	c := testpki.Issue(e.t, testpki.Spec{CommonName: "mx.test", DNSNames: []string{"mx.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, CA: true}, nil)
+	certFile, keyFile := c.WriteFiles(e.t, e.t.TempDir(), "mx")
 	e.l.TLS = &config.TLSFiles{Cert: certFile, Key: keyFile}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.roots = x509.NewCertPool()
-	e.roots.AddCert(cert)
+	e.roots = c.Pool()
 	return e
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // withAuth enables AUTH with the given user/password pairs (cheap hashes).

@@ -163,7 +163,7 @@ func TestBadCommands(t *testing.T) {
 		want  string
 	}{
 		{"unknown command", nil, "FOOB bar", "500 5.5.2"},
-		{"LMTP's LHLO", nil, "LHLO c.test", "500 5.5.2"}, // an SMTP server only (RFC 2033 §4.1: LMTP must not listen on port 25)
+		{"LMTP's LHLO", nil, "LHLO c.test", "500 5.5.2"},                                           // an SMTP server only (RFC 2033 §4.1: LMTP must not listen on port 25)
 		{"MAIL before EHLO", nil, "MAIL FROM:<a@client.test>", "502 5.5.1"},                        // go-smtp; RFC 5321 §4.1.4 prefers 503
 		{"RCPT before MAIL", []string{"EHLO c.test"}, "RCPT TO:<b@example.com>", "502 5.5.1"},      // go-smtp; RFC prefers 503
 		{"DATA before RCPT", []string{"EHLO c.test", "MAIL FROM:<a@c.test>"}, "DATA", "502 5.5.1"}, // go-smtp

@@ -1,61 +1,23 @@
 package dane
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"testing"
 	"time"
 
+	"github.com/cuemta/cuemta/internal/testpki"
 	"github.com/miekg/dns"
 )
 
 var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
-// issue makes a certificate for tmpl signed by parent (self-signed when
-// parent is nil).
-func issue(t *testing.T, tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
-}
-
-var serial int64
-
-func tmpl(cn string, ca bool, notBefore, notAfter time.Time, names ...string) *x509.Certificate {
-	serial++
-	c := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: notBefore, NotAfter: notAfter, DNSNames: names,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if ca {
-		c.IsCA, c.BasicConstraintsValid = true, true
-		c.KeyUsage |= x509.KeyUsageCertSign
-		c.ExtKeyUsage = nil
-	}
-	return c
+// issue makes a certificate for names, valid from nb to na, signed by
+// parent (self-signed when nil).
+func issue(t *testing.T, cn string, ca bool, nb, na time.Time, parent *testpki.Issued, names ...string) *testpki.Issued {
+	return testpki.Issue(t, testpki.Spec{CommonName: cn, CA: ca, NotBefore: nb, NotAfter: na, DNSNames: names}, parent)
 }
 
 func sum256(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
@@ -64,15 +26,16 @@ func sum512(b []byte) []byte { h := sha512.Sum512(b); return h[:] }
 func TestVerify(t *testing.T) {
 	valid := func() (time.Time, time.Time) { return now.Add(-time.Hour), now.Add(24 * time.Hour) }
 	nb, na := valid()
-	root, rootKey := issue(t, tmpl("Test Root", true, nb, na), nil, nil)
-	inter, interKey := issue(t, tmpl("Test Intermediate", true, nb, na), root, rootKey)
-	leaf, _ := issue(t, tmpl("mx.example.test", false, nb, na, "mx.example.test"), inter, interKey)
-	wild, _ := issue(t, tmpl("wildcard", false, nb, na, "*.example.test"), inter, interKey)
-	expired, _ := issue(t, tmpl("mx.example.test", false, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "mx.example.test"), inter, interKey)
+	rootCA := issue(t, "Test Root", true, nb, na, nil)
+	interCA := issue(t, "Test Intermediate", true, nb, na, rootCA)
+	root, inter := rootCA.Cert, interCA.Cert
+	leaf := issue(t, "mx.example.test", false, nb, na, interCA, "mx.example.test").Cert
+	wild := issue(t, "wildcard", false, nb, na, interCA, "*.example.test").Cert
+	expired := issue(t, "mx.example.test", false, now.Add(-48*time.Hour), now.Add(-24*time.Hour), interCA, "mx.example.test").Cert
 	// A self-signed certificate that names nothing we ask for and has
 	// expired: DANE-EE accepts it all the same.
-	selfExpired, _ := issue(t, tmpl("whatever", false, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "other.invalid"), nil, nil)
-	otherRoot, _ := issue(t, tmpl("Other Root", true, nb, na), nil, nil)
+	selfExpired := issue(t, "whatever", false, now.Add(-48*time.Hour), now.Add(-24*time.Hour), nil, "other.invalid").Cert
+	otherRoot := issue(t, "Other Root", true, nb, na, nil).Cert
 
 	chain := []*x509.Certificate{leaf, inter, root}
 	names := []string{"mx.example.test", "example.test"}

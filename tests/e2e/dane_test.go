@@ -2,75 +2,18 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cuemta/cuemta/internal/testpki"
 	"github.com/cuemta/cuemta/sim"
 )
-
-// daneCert makes a certificate for names, signed by parent (self-signed
-// when nil), valid from notBefore to notAfter.
-func daneCert(t *testing.T, cn string, ca bool, notBefore, notAfter time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, names ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: sn, Subject: pkix.Name{CommonName: cn}, DNSNames: names,
-		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	if ca {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
-}
-
-// writeChain writes a PEM chain and key for a sim site.
-func writeChain(t *testing.T, dir, name string, key *ecdsa.PrivateKey, chain ...*x509.Certificate) (certFile, keyFile string) {
-	t.Helper()
-	var certs []byte
-	for _, c := range chain {
-		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 func sha256Hex(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
 
@@ -95,15 +38,16 @@ func sha256Hex(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToStri
 func TestDANE(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	ee, eeKey := daneCert(t, "unrelated.invalid", false, now.Add(-48*time.Hour), now.Add(-24*time.Hour), nil, nil, "unrelated.invalid")
-	other, _ := daneCert(t, "other", false, now.Add(-time.Hour), now.Add(time.Hour), nil, nil, "other.invalid")
-	ca, caKey := daneCert(t, "cuemta test CA", true, now.Add(-time.Hour), now.Add(24*time.Hour), nil, nil)
-	taLeaf, taKey := daneCert(t, "mx.ta.test", false, now.Add(-time.Hour), now.Add(24*time.Hour), ca, caKey, "mx.ta.test")
-	eeCert, eeKeyFile := writeChain(t, dir, "ee", eeKey, ee)
-	taCert, taKeyFile := writeChain(t, dir, "ta", taKey, taLeaf, ca)
+	ee := testpki.Issue(t, testpki.Spec{CommonName: "unrelated.invalid", DNSNames: []string{"unrelated.invalid"},
+		NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-24 * time.Hour)}, nil)
+	other := testpki.Issue(t, testpki.Spec{CommonName: "other", DNSNames: []string{"other.invalid"}}, nil)
+	ca := testpki.Issue(t, testpki.Spec{CommonName: "cuemta test CA", CA: true, NotAfter: now.Add(24 * time.Hour)}, nil)
+	taLeaf := testpki.Issue(t, testpki.Spec{CommonName: "mx.ta.test", DNSNames: []string{"mx.ta.test"}, NotAfter: now.Add(24 * time.Hour)}, ca)
+	eeCert, eeKeyFile := ee.WriteFiles(t, dir, "ee")
+	taCert, taKeyFile := taLeaf.WriteFiles(t, dir, "ta", ca)
 
-	match := "3 1 1 " + sha256Hex(ee.RawSubjectPublicKeyInfo)
-	mismatch := "3 1 1 " + sha256Hex(other.RawSubjectPublicKeyInfo)
+	match := "3 1 1 " + sha256Hex(ee.Cert.RawSubjectPublicKeyInfo)
+	mismatch := "3 1 1 " + sha256Hex(other.Cert.RawSubjectPublicKeyInfo)
 	site := func(domain, ip string, starttls bool, cert, key string, hosts ...string) *sim.Site {
 		st := &sim.Site{Domains: []string{domain}, STARTTLS: starttls, TLSCert: cert, TLSKey: key}
 		for i, h := range hosts {
@@ -129,7 +73,7 @@ func TestDANE(t *testing.T) {
 	}
 	if err := s.AddRecords(
 		tlsa("mx.ee.test", match),
-		tlsa("mx.ta.test", "2 0 1 "+sha256Hex(ca.Raw)),
+		tlsa("mx.ta.test", "2 0 1 "+sha256Hex(ca.Cert.Raw)),
 		tlsa("mx1.two.test", mismatch),
 		tlsa("mx2.two.test", match),
 		tlsa("mx.bad.test", mismatch),
