@@ -126,8 +126,9 @@ func (l *lane) waitMessage(ctx context.Context, p *provider) error {
 // plaintext).
 //
 // An address that is one of this MTA's own listeners is skipped (RFC 5321
-// §5.1: a host must not deliver to itself): when that leaves nothing to
-// try, the error wraps errMailLoop.
+// §5.1: a host must not deliver to itself), and so is an MX host whose
+// greeting names this MTA's hostname (see greetsAsUs): when that leaves
+// nothing to try, the error wraps errMailLoop.
 //
 // The connection is made for first (nil: no job in particular): when its
 // domain's MTA-STS policy is in enforce mode, only the MX hosts the
@@ -238,6 +239,18 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 				l.mu.Unlock()
 				opts.TLS = "none"
 				conn, err = e.opts.Dial(ctx, opts)
+			}
+			if err == nil && !h.static && greetsAsUs(conn.Greeting(), cfg.Hostname) {
+				// Our own listener behind an address that is not ours
+				// (NAT, a load balancer): the address check cannot see it.
+				conn.Quit()
+				if loop == nil {
+					loop = fmt.Errorf("%w: %s (%s) greeted with this server's own hostname %s", errMailLoop, host, opts.Addr, cfg.Hostname)
+				}
+				if lastHost == "" {
+					lastHost = host
+				}
+				continue
 			}
 			if err == nil {
 				return conn, host, nil

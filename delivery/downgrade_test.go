@@ -37,7 +37,15 @@ func TestDowngradeAndLoopClassification(t *testing.T) {
 	plain := startFakeMX(t, "8BITMIME", "SMTPUTF8", "PIPELINING")
 	seven := startFakeMX(t, "PIPELINING") // neither 8BITMIME nor SMTPUTF8
 	eightOnly := startFakeMX(t, "8BITMIME")
-	servers := map[string]*fakeMX{"192.0.2.1": plain, "192.0.2.2": seven, "192.0.2.3": eightOnly}
+	// natSelf is this server behind NAT: an address that is not ours,
+	// greeting with our hostname (the config's "mta.example").
+	natSelf := startScriptedMX(t, mxScript{reply: func(_ *mxSession, verb, _ string) string {
+		if verb == "CONNECT" {
+			return "220 MTA.example. ESMTP"
+		}
+		return ""
+	}})
+	servers := map[string]*fakeMX{"192.0.2.1": plain, "192.0.2.2": seven, "192.0.2.3": eightOnly, "192.0.2.4": natSelf}
 
 	type want struct {
 		delivered string // the fake that must have the message ("" none)
@@ -96,6 +104,12 @@ func TestDowngradeAndLoopClassification(t *testing.T) {
 		{name: "a listener on 0.0.0.0 is reached at an interface address",
 			mxs: []string{"lan.example.net"}, rcpt: "u@example.net", body: "Subject: x\r\n\r\nx\r\n", listeners: []string{"0.0.0.0:25"}, ifaces: []string{"192.0.2.77"},
 			want: want{bounce: "5.4.6", diag: "lan.example.net (192.0.2.77:25)"}},
+		{name: "an MX behind NAT greeting with our hostname: 5.4.6",
+			mxs: []string{"nat.example.net"}, rcpt: "u@example.net", body: "Subject: x\r\n\r\nx\r\n",
+			want: want{bounce: "5.4.6", diag: "554 5.4.6 mail loop: MX for example.net points back to this server: nat.example.net (192.0.2.4:25) greeted with this server's own hostname mta.example"}},
+		{name: "an MX greeting with our hostname is skipped for the next one",
+			mxs: []string{"nat.example.net", "plain.example.net"}, rcpt: "u@example.net", body: "Subject: x\r\n\r\nx\r\n",
+			want: want{delivered: "192.0.2.1", mail: "MAIL FROM:<sender@example.org>"}},
 		{name: "a listener on another port is not us",
 			mxs: []string{"self.example.net"}, rcpt: "u@example.net", body: "Subject: x\r\n\r\nx\r\n", listeners: []string{"127.0.0.1:2525"},
 			want: want{retried: true}}, // dialled: nothing answers at the mapped address
@@ -116,7 +130,7 @@ func TestDowngradeAndLoopClassification(t *testing.T) {
 			}
 			dns := fakeDNS{mx: map[string][]string{"example.net": tc.mxs}, hosts: map[string]string{
 				"plain.example.net": "192.0.2.1", "seven.example.net": "192.0.2.2", "eight.example.net": "192.0.2.3",
-				"down.example.net": "192.0.2.9", "self.example.net": "127.0.0.1", "lan.example.net": "192.0.2.77",
+				"down.example.net": "192.0.2.9", "nat.example.net": "192.0.2.4", "self.example.net": "127.0.0.1", "lan.example.net": "192.0.2.77",
 			}}
 			var mu sync.Mutex
 			var dialled []string

@@ -96,3 +96,19 @@ func loopReply(j *job, err error) smtpreply.Reply {
 	detail := strings.TrimPrefix(err.Error(), errMailLoop.Error()+": ")
 	return smtpreply.New(554, "5.4.6", "mail loop: "+what+" points back to this server: "+detail) // RFC 3463 §3.5
 }
+
+// greetsAsUs reports whether a next hop's 220 greeting names this MTA's
+// own hostname, which is how Postfix tells that an MX reached at an
+// address that is not ours (NAT, a load balancer in front) is still
+// this server: its first word is the server's name (RFC 5321 §4.2, §4.3.1).
+// A hostname without a dot, or localhost.localdomain, is not unique (the
+// default config's "localhost" is what many test and development servers
+// greet with too), so it never matches.
+func greetsAsUs(greeting smtpreply.Reply, hostname string) bool {
+	hostname = strings.TrimSuffix(hostname, ".")
+	if !strings.Contains(hostname, ".") || strings.EqualFold(hostname, "localhost.localdomain") {
+		return false
+	}
+	name, _, _ := strings.Cut(strings.TrimSpace(greeting.Text), " ") // Text has no enhanced code
+	return strings.EqualFold(strings.TrimSuffix(name, "."), hostname)
+}

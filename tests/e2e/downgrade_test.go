@@ -14,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,6 +281,75 @@ routes: "home.test": "127.0.0.87:%d"
 		}
 	}
 	if n := strings.Count(srv.log.String(), "msg=accepted"); n != 1 { // DSNs are queued, not accepted: nothing looped back
+		t.Errorf("%d messages accepted, want the original only, log:\n%s", n, srv.log)
+	}
+}
+
+// TestMXBehindNATToSelfBounces: a domain whose MX is an address that is
+// not this server's but leads to it (NAT, a load balancer: here a TCP
+// forwarder on 127.0.0.3) is recognised by its greeting, which names
+// this server's hostname, and bounced with 5.4.6 instead of looping until
+// the Received limit.
+func TestMXBehindNATToSelfBounces(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{
+		"nat":  {Domains: []string{"nat.test"}, MX: []sim.MXHost{{Host: "mx.nat.test", IP: "127.0.0.3"}}},
+		"home": {Domains: []string{"home.test"}, MX: []sim.MXHost{{Host: "mx.home.test", IP: "127.0.0.87"}}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	nat, err := net.Listen("tcp", fmt.Sprintf("127.0.0.3:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nat.Close() })
+	var forwarded atomic.Int32
+	go func() {
+		for {
+			c, err := nat.Accept()
+			if err != nil {
+				return
+			}
+			forwarded.Add(1)
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	dir := writeConfig(t, fmt.Sprintf(`
+hostname: "mta.test"
+listeners: mx: addr: "127.0.0.1:%d"
+admin: addr: "127.0.0.1:0"
+spool: dir: %q
+dns: servers: [%q]
+delivery: port: %d
+profiles: default: tls: "none"
+routes: "home.test": "127.0.0.87:%d"
+`, port, t.TempDir()+"/spool", s.DNSAddr(), port, s.Port()))
+	srv := startServer(t, dir, "mx")
+	sendWithParams(t, srv.addrs["mx"], "", "alice@home.test", []string{"bob@nat.test"},
+		"From: <alice@home.test>\nTo: <bob@nat.test>\nSubject: nat\nMessage-ID: <n1@home.test>\n\nx\n")
+	waitFor(t, 10*time.Second, "the DSN at the sender's site", func() bool { return len(dsnFor(s, "alice@home.test")) > 0 })
+	dsn := unfold(dsnFor(s, "alice@home.test")[0].Body)
+	for _, want := range []string{"Status: 5.4.6", "554 5.4.6 mail loop: MX for nat.test points back to this server: mx.nat.test (127.0.0.3:" + strconv.Itoa(port) + ") greeted with this server's own hostname mta.test"} {
+		if !strings.Contains(dsn, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
+		}
+	}
+	if forwarded.Load() == 0 {
+		t.Error("the forwarder was never dialled")
+	}
+	if n := strings.Count(srv.log.String(), "msg=accepted"); n != 1 { // nothing came back through the forwarder
 		t.Errorf("%d messages accepted, want the original only, log:\n%s", n, srv.log)
 	}
 }
