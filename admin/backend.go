@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	"github.com/cuemta/cuemta/smtpreply"
 )
 
@@ -131,23 +132,12 @@ type Message struct {
 	ClientIP   string   // the HTTP client, for rules and the delivery log
 	// DSN and RcptDSN are the RFC 3461 parameters, as MAIL FROM and each
 	// RCPT TO would carry them; RcptDSN is beside Recipients, or empty.
-	DSN     MessageDSN
-	RcptDSN []RecipientDSN
+	DSN     dsnparams.Mail
+	RcptDSN []dsnparams.Rcpt
 	// Refused is set by Enqueue: the recipients (by index in Recipients)
 	// it did not store while it stored the others, each with its refusal
 	// (550 5.7.1 for a recipient on the suppression list).
 	Refused map[int]error
-}
-
-// MessageDSN is MAIL FROM's DSN parameters (RFC 3461 §4.3, §4.4): Ret
-// "FULL", "HDRS" or "" (not given), and the envelope id.
-type MessageDSN struct{ Ret, EnvID string }
-
-// RecipientDSN is one RCPT TO's (RFC 3461 §4.1, §4.2): the NOTIFY
-// keywords in upper case (none: not given) and ORCPT as "type;address".
-type RecipientDSN struct {
-	Notify []string
-	ORCPT  string
 }
 
 // QueueGroup is one group of queued messages.

@@ -7,6 +7,8 @@ import (
 	"net/mail"
 	"strings"
 	"unicode"
+
+	"github.com/cuemta/cuemta/internal/dsnparams"
 )
 
 // maxInjectRecipients bounds one request.
@@ -128,14 +130,14 @@ func (req *injectRequest) validateDSN(add func(string, ...any)) {
 // and envid, and beside each recipient its NOTIFY (its own, else the
 // request's) and ORCPT, upper- and lower-cased as SMTP would carry them.
 // All empty when the request gives none.
-func (req *injectRequest) dsnOf(first, end int) (MessageDSN, []RecipientDSN) {
-	var m MessageDSN
+func (req *injectRequest) dsnOf(first, end int) (dsnparams.Mail, []dsnparams.Rcpt) {
+	var m dsnparams.Mail
 	var notify []string
 	if d := req.DSN; d != nil {
-		m = MessageDSN{Ret: strings.ToUpper(d.Ret), EnvID: d.EnvID}
+		m = dsnparams.Mail{Ret: strings.ToUpper(d.Ret), EnvID: d.EnvID}
 		notify = d.Notify
 	}
-	var rcpts []RecipientDSN
+	var rcpts []dsnparams.Rcpt
 	for i, rc := range req.Recipients[first:end] {
 		n := rc.Notify
 		if len(n) == 0 {
@@ -145,7 +147,7 @@ func (req *injectRequest) dsnOf(first, end int) (MessageDSN, []RecipientDSN) {
 			continue
 		}
 		if rcpts == nil {
-			rcpts = make([]RecipientDSN, end-first)
+			rcpts = make([]dsnparams.Rcpt, end-first)
 		}
 		for _, k := range n {
 			rcpts[i].Notify = append(rcpts[i].Notify, strings.ToUpper(k))

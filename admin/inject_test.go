@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	"github.com/cuemta/cuemta/internal/golden"
 	"github.com/cuemta/cuemta/smtpreply"
 )
@@ -342,10 +343,10 @@ func TestInjectDSN(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	m := h.sortedMessages()[0]
-	if m.DSN != (MessageDSN{Ret: "HDRS", EnvID: "spring-7"}) {
+	if m.DSN != (dsnparams.Mail{Ret: "HDRS", EnvID: "spring-7"}) {
 		t.Errorf("DSN %+v", m.DSN)
 	}
-	want := []RecipientDSN{{Notify: []string{"NEVER"}, ORCPT: "rfc822;B@Example.com"}, {Notify: []string{"FAILURE", "DELAY"}}}
+	want := []dsnparams.Rcpt{{Notify: []string{"NEVER"}, ORCPT: "rfc822;B@Example.com"}, {Notify: []string{"FAILURE", "DELAY"}}}
 	if len(m.RcptDSN) != len(want) {
 		t.Fatalf("RcptDSN %+v, want %+v", m.RcptDSN, want)
 	}
@@ -360,7 +361,7 @@ func TestInjectDSN(t *testing.T) {
 		"envelope_sender": "a@example.com", "content": "Subject: x\n\ny",
 		"recipients": []map[string]any{{"email": "b@example.com"}},
 	})
-	if m := h.sortedMessages()[0]; m.DSN != (MessageDSN{}) || m.RcptDSN != nil {
+	if m := h.sortedMessages()[0]; m.DSN != (dsnparams.Mail{}) || m.RcptDSN != nil {
 		t.Errorf("without DSN parameters: %+v, %+v; want none", m.DSN, m.RcptDSN)
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	"github.com/cuemta/cuemta/queue"
-	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/server"
 )
 
@@ -27,8 +27,8 @@ func TestPrepareKeepsDSNParameters(t *testing.T) {
 	env, _, _, err := intake.Prepare(&snap.Policy, &intake.Message{
 		From: "a@x.test", Recipients: []string{"b@y.test", "c@y.test", "d@y.test"},
 		Body: []byte("Subject: s\r\n\r\nx\r\n"),
-		DSN:  reception.MailDSN{Ret: "HDRS", EnvID: "QQ314159"},
-		RcptDSN: []reception.RcptDSN{
+		DSN:  dsnparams.Mail{Ret: "HDRS", EnvID: "QQ314159"},
+		RcptDSN: []dsnparams.Rcpt{
 			{Notify: []string{"NEVER"}},
 			{Notify: []string{"SUCCESS", "DELAY"}, ORCPT: "rfc822;C@y.test"},
 			{},

@@ -20,6 +20,7 @@ import (
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/inauth"
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	"github.com/cuemta/cuemta/internal/mime7bit"
 	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/queue"
@@ -162,8 +163,8 @@ type Message struct {
 	EightBitMIME bool
 	// DSN and RcptDSN are the RFC 3461 parameters of MAIL FROM and of each
 	// RCPT TO (RcptDSN beside Recipients, or empty).
-	DSN     reception.MailDSN
-	RcptDSN []reception.RcptDSN
+	DSN     dsnparams.Mail
+	RcptDSN []dsnparams.Rcpt
 	// Verification is the inbound verification of the message, nil
 	// without one: its Authentication-Results field goes on top and the
 	// rules see its results.

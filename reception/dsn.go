@@ -4,24 +4,9 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
-
-// MailDSN is what MAIL FROM says about notifications (RFC 3461 §4.3,
-// §4.4): Ret "FULL", "HDRS" or "" (not given), EnvID decoded from xtext.
-type MailDSN struct {
-	Ret   string
-	EnvID string
-}
-
-// RcptDSN is what one RCPT TO says about notifications (RFC 3461 §4.1,
-// §4.2): the NOTIFY keywords as given ("NEVER", or some of "SUCCESS",
-// "FAILURE", "DELAY"; none: not given) and ORCPT as "type;address",
-// decoded ("rfc822;Bob@example.com").
-type RcptDSN struct {
-	Notify []string
-	ORCPT  string
-}
 
 // RFC 3461 §4.4 and §4.2 bound the parameters' length.
 const (
@@ -41,25 +26,25 @@ var (
 // mailDSN checks and keeps MAIL FROM's DSN parameters. The fork has
 // decoded the xtext and refused bad syntax; the length limit and the
 // characters of the decoded value are checked here.
-func mailDSN(opts *smtp.MailOptions) (MailDSN, error) {
+func mailDSN(opts *smtp.MailOptions) (dsnparams.Mail, error) {
 	if opts == nil {
-		return MailDSN{}, nil
+		return dsnparams.Mail{}, nil
 	}
 	// RFC 3461 §4.4: ENVID is at most 100 characters; its decoded form
 	// (which is never longer) is echoed in the DSN's header fields, so no
 	// control character may be in it.
 	if len(opts.EnvelopeID) > maxEnvID || strings.ContainsFunc(opts.EnvelopeID, unicode.IsControl) {
-		return MailDSN{}, errBadEnvID
+		return dsnparams.Mail{}, errBadEnvID
 	}
-	return MailDSN{Ret: string(opts.Return), EnvID: opts.EnvelopeID}, nil
+	return dsnparams.Mail{Ret: string(opts.Return), EnvID: opts.EnvelopeID}, nil
 }
 
 // rcptDSN checks and keeps one RCPT TO's DSN parameters.
-func rcptDSN(opts *smtp.RcptOptions) (RcptDSN, error) {
+func rcptDSN(opts *smtp.RcptOptions) (dsnparams.Rcpt, error) {
 	if opts == nil {
-		return RcptDSN{}, nil
+		return dsnparams.Rcpt{}, nil
 	}
-	var d RcptDSN
+	var d dsnparams.Rcpt
 	for _, n := range opts.Notify {
 		d.Notify = append(d.Notify, string(n))
 	}
@@ -68,7 +53,7 @@ func rcptDSN(opts *smtp.RcptOptions) (RcptDSN, error) {
 		// RFC 3461 §4.2: at most 500 characters; the address goes into a
 		// DSN field (Original-Recipient), so no control characters.
 		if len(a) > maxORCPT || strings.ContainsFunc(a, unicode.IsControl) {
-			return RcptDSN{}, errBadORCPT
+			return dsnparams.Rcpt{}, errBadORCPT
 		}
 		d.ORCPT = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + a
 	}

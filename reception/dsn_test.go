@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cuemta/cuemta/internal/dsnparams"
 )
 
 // TestDSNParameters: RET, ENVID, NOTIFY and ORCPT (RFC 3461 §4) are
@@ -16,17 +18,17 @@ func TestDSNParameters(t *testing.T) {
 		mail  string
 		rcpt  string
 		want  string // reply prefix of the command with parameters
-		dsn   MailDSN
-		rcptD RcptDSN
+		dsn   dsnparams.Mail
+		rcptD dsnparams.Rcpt
 	}{
-		{name: "none", want: "250", rcptD: RcptDSN{}},
-		{name: "ret full envid", mail: " RET=FULL ENVID=QQ314159", want: "250", dsn: MailDSN{Ret: "FULL", EnvID: "QQ314159"}},
-		{name: "ret hdrs lower case", mail: " ret=hdrs", want: "250", dsn: MailDSN{Ret: "HDRS"}},
-		{name: "envid xtext", mail: " ENVID=a+2Bb+3Dc", want: "250", dsn: MailDSN{EnvID: "a+b=c"}},
-		{name: "notify never", rcpt: " NOTIFY=NEVER", want: "250", rcptD: RcptDSN{Notify: []string{"NEVER"}}},
-		{name: "notify set", rcpt: " NOTIFY=success,DELAY", want: "250", rcptD: RcptDSN{Notify: []string{"SUCCESS", "DELAY"}}},
-		{name: "orcpt", rcpt: " ORCPT=rfc822;Bob+2Bx@Example.COM", want: "250", rcptD: RcptDSN{ORCPT: "rfc822;Bob+x@Example.COM"}},
-		{name: "orcpt utf-8", rcpt: ` ORCPT=utf-8;j\x{FC}rgen@b.test`, want: "250", rcptD: RcptDSN{ORCPT: "utf-8;jürgen@b.test"}},
+		{name: "none", want: "250", rcptD: dsnparams.Rcpt{}},
+		{name: "ret full envid", mail: " RET=FULL ENVID=QQ314159", want: "250", dsn: dsnparams.Mail{Ret: "FULL", EnvID: "QQ314159"}},
+		{name: "ret hdrs lower case", mail: " ret=hdrs", want: "250", dsn: dsnparams.Mail{Ret: "HDRS"}},
+		{name: "envid xtext", mail: " ENVID=a+2Bb+3Dc", want: "250", dsn: dsnparams.Mail{EnvID: "a+b=c"}},
+		{name: "notify never", rcpt: " NOTIFY=NEVER", want: "250", rcptD: dsnparams.Rcpt{Notify: []string{"NEVER"}}},
+		{name: "notify set", rcpt: " NOTIFY=success,DELAY", want: "250", rcptD: dsnparams.Rcpt{Notify: []string{"SUCCESS", "DELAY"}}},
+		{name: "orcpt", rcpt: " ORCPT=rfc822;Bob+2Bx@Example.COM", want: "250", rcptD: dsnparams.Rcpt{ORCPT: "rfc822;Bob+x@Example.COM"}},
+		{name: "orcpt utf-8", rcpt: ` ORCPT=utf-8;j\x{FC}rgen@b.test`, want: "250", rcptD: dsnparams.Rcpt{ORCPT: "utf-8;jürgen@b.test"}},
 		{name: "bad ret", mail: " RET=BODY", want: "501 5.5.4"},
 		{name: "bad envid xtext", mail: " ENVID=a+4", want: "501 5.5.4"},
 		{name: "envid control char", mail: " ENVID=a+0Ab", want: "501 5.5.4"},
@@ -65,8 +67,8 @@ func TestDSNParameters(t *testing.T) {
 				t.Fatalf("sink got %d messages", len(subs))
 			}
 			s := subs[0]
-			wantRcpt := []RcptDSN{{}, {}}
-			wantMail := MailDSN{}
+			wantRcpt := []dsnparams.Rcpt{{}, {}}
+			wantMail := dsnparams.Mail{}
 			if tt.want == "250" {
 				wantRcpt[0], wantMail = tt.rcptD, tt.dsn
 			}

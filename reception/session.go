@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cuemta/cuemta/internal/dsnparams"
 	smtp "github.com/cuemta/cuemta/reception/internal/smtpd"
 )
 
@@ -35,8 +36,8 @@ type transaction struct {
 	from     string
 	utf8     bool
 	eightBit bool
-	dsn      MailDSN
-	rcptDSN  []RcptDSN // beside rcpts
+	dsn      dsnparams.Mail
+	rcptDSN  []dsnparams.Rcpt // beside rcpts
 	rcpts    []string
 	seen     map[string]bool // normalised recipients, to drop duplicates
 	tags     []string        // added by the mail and rcpt rules

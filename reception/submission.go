@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cuemta/cuemta/dnsbl"
+	"github.com/cuemta/cuemta/internal/dsnparams"
 )
 
 // Submission is one message as received, handed to the Sink after DATA or
@@ -36,8 +37,8 @@ type Submission struct {
 	EightBitMIME bool
 	// DSN holds MAIL FROM's RET and ENVID, RcptDSN each recipient's NOTIFY
 	// and ORCPT (RFC 3461), in the order of Recipients.
-	DSN     MailDSN
-	RcptDSN []RcptDSN
+	DSN     dsnparams.Mail
+	RcptDSN []dsnparams.Rcpt
 	// FromNetwork is set when the client is in relay.networks: mail from
 	// our own hosts, which inbound verification leaves alone.
 	FromNetwork bool

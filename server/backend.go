@@ -38,7 +38,7 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 		// An injection declares nothing: its content decides, as MAIL FROM's
 		// parameters would have (RFC 6531 §3.4, RFC 6152 §2).
 		SMTPUTF8: intake.InjectedUTF8(m.From, m.Recipients), EightBitMIME: mime7bit.Has8bit(m.Body),
-		DSN: reception.MailDSN{Ret: m.DSN.Ret, EnvID: m.DSN.EnvID}, RcptDSN: rcptDSN(m.RcptDSN),
+		DSN: m.DSN, RcptDSN: m.RcptDSN,
 	})
 	if err != nil {
 		var r *reception.Reply
@@ -74,19 +74,6 @@ func (b backend) Enqueue(ctx context.Context, m *admin.Message) (string, error) 
 	b.s.accepted(&snap.Policy, id, env, len(body), matched, nil)
 	b.s.delivery.Wake()
 	return id, nil
-}
-
-// rcptDSN is the injection's per-recipient DSN parameters as intake
-// takes them.
-func rcptDSN(in []admin.RecipientDSN) []reception.RcptDSN {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]reception.RcptDSN, len(in))
-	for i, d := range in {
-		out[i] = reception.RcptDSN{Notify: d.Notify, ORCPT: d.ORCPT}
-	}
-	return out
 }
 
 // Queue groups the queued messages by site, pool or tenant.
