@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,6 +78,77 @@ Diagnostic-Code: smtp; 550 5.1.1 mailbox no longer exists
 `, returnPath, rcpt)
 }
 
+// feedbackRig is cuemta with a feedback listener "fbl" and a webhook
+// "crm", relaying to one ISP of the sim (bigmail.test).
+type feedbackRig struct {
+	sim *sim.Sim
+	rcv *hookReceiver
+	dir string
+	srv *server
+}
+
+// startFeedbackRig starts it; feedback is the feedback block's fields
+// and hook the extra fields of the webhook, which takes events.
+func startFeedbackRig(t *testing.T, feedback, hook string, events ...string) *feedbackRig {
+	t.Helper()
+	r := &feedbackRig{sim: startSim(t, map[string]*sim.Site{
+		"bigmail": {Domains: []string{"bigmail.test"}, MX: []sim.MXHost{{Host: "mx.bigmail.test", IP: "127.0.0.2"}}},
+	})}
+	r.rcv = newHookReceiver(t, "e2e-secret", 0)
+	r.rcv.up()
+	list, _ := json.Marshal(events)
+	r.dir = mtaConfig(t, r.sim, fmt.Sprintf(`
+listeners: fbl: {addr: %q, mode: "feedback"}
+feedback: {%s}
+events: hooks: crm: {
+	url:    %q
+	events: %s
+	secret: "e2e-secret"
+	batch:  {size: 10, wait: "20ms"}
+	%s
+}
+`, freePort(t), feedback, r.rcv.url(), list, hook))
+	r.srv = startServer(t, r.dir, "mx", "fbl")
+	return r
+}
+
+// sendNewsletter sends acme's spring campaign to reader@bigmail.test with
+// the given Message-ID, waits for it at the ISP and returns its queue id
+// and the MAIL FROM it arrived with.
+func (r *feedbackRig) sendNewsletter(t *testing.T, messageID string) (id, mailFrom string) {
+	t.Helper()
+	c, err := dialSMTP(r.srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.send("news@origin.test", []string{"reader@bigmail.test"},
+		"From: <news@origin.test>\nTo: <reader@bigmail.test>\nSubject: spring sale\nMessage-ID: "+messageID+"\nX-Tenant: acme\nX-Campaign: spring\n\nhello\n")
+	c.close()
+	if err != nil {
+		t.Fatalf("send: %v %s", err, msg)
+	}
+	id = hookQueuedRE.FindStringSubmatch(msg)[1]
+	waitFor(t, 10*time.Second, "the message at the sim", func() bool { return len(messagesTo(r.sim, "bigmail")) == 1 })
+	return id, messagesTo(r.sim, "bigmail")[0].From
+}
+
+// expectSuppressed checks that acme's next message to the reader is
+// refused: a complaint put them on acme's suppression list, intake drops
+// the recipient, and none is left.
+func (r *feedbackRig) expectSuppressed(t *testing.T) {
+	t.Helper()
+	c, err := dialSMTP(r.srv.addrs["mx"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, text, _ := c.send("news@origin.test", []string{"reader@bigmail.test"},
+		"From: <news@origin.test>\nSubject: again\nX-Tenant: acme\n\nhello again\n")
+	c.close()
+	if code != 550 || !strings.Contains(text, "5.7.1") {
+		t.Errorf("acme's next message to the complainer: %d %s, want 550 5.7.1 (suppressed)", code, text)
+	}
+}
+
 // TestFeedbackVERPComplaintAndBounceReachHook: with feedback.verp, a
 // message leaves with MAIL FROM bounce+<queue id>@fb.test; an ARF
 // complaint naming that return path and an asynchronous DSN sent to it,
@@ -86,37 +158,9 @@ Diagnostic-Code: smtp; 550 5.1.1 mailbox no longer exists
 // listener relays nothing, and a report it cannot match is kept on disk
 // and counted.
 func TestFeedbackVERPComplaintAndBounceReachHook(t *testing.T) {
-	s := startSim(t, map[string]*sim.Site{
-		"bigmail": {Domains: []string{"bigmail.test"}, MX: []sim.MXHost{{Host: "mx.bigmail.test", IP: "127.0.0.2"}}},
-	})
-	rcv := newHookReceiver(t, "e2e-secret", 0)
-	rcv.up()
-	dir := mtaConfig(t, s, fmt.Sprintf(`
-listeners: fbl: {addr: %q, mode: "feedback"}
-feedback: {domains: ["fb.test"], verp: true, keepUnmatched: 2}
-events: hooks: crm: {
-	url:     %q
-	events:  ["complaint", "bounce"]
-	secret:  "e2e-secret"
-	batch:   {size: 10, wait: "20ms"}
-	headers: Authorization: "Bearer e2e"
-}
-`, freePort(t), rcv.url()))
-	srv := startServer(t, dir, "mx", "fbl")
-
-	c, err := dialSMTP(srv.addrs["mx"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, msg, err := c.send("news@origin.test", []string{"reader@bigmail.test"},
-		"From: <news@origin.test>\nTo: <reader@bigmail.test>\nSubject: spring sale\nMessage-ID: <sale-1@origin.test>\nX-Tenant: acme\nX-Campaign: spring\n\nhello\n")
-	c.close()
-	if err != nil {
-		t.Fatalf("send: %v %s", err, msg)
-	}
-	id := hookQueuedRE.FindStringSubmatch(msg)[1]
-	waitFor(t, 10*time.Second, "the message at the sim", func() bool { return len(messagesTo(s, "bigmail")) == 1 })
-	verp := messagesTo(s, "bigmail")[0].From
+	r := startFeedbackRig(t, `domains: ["fb.test"], verp: true, keepUnmatched: 2`, `headers: Authorization: "Bearer e2e"`, "complaint", "bounce")
+	s, rcv, dir, srv := r.sim, r.rcv, r.dir, r.srv
+	id, verp := r.sendNewsletter(t, "<sale-1@origin.test>")
 	if want := "bounce+" + id + "@fb.test"; verp != want {
 		t.Fatalf("MAIL FROM at the ISP = %q, want %q", verp, want)
 	}
@@ -169,19 +213,8 @@ events: hooks: crm: {
 	}
 	rcv.mu.Unlock()
 
-	// The complaint put the reader on acme's suppression list: acme's
-	// next message to them is refused (intake drops the recipient, and
-	// none is left). The entry was added before the report's 250.
-	c2, err := dialSMTP(srv.addrs["mx"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, text, _ := c2.send("news@origin.test", []string{"reader@bigmail.test"},
-		"From: <news@origin.test>\nSubject: again\nX-Tenant: acme\n\nhello again\n")
-	c2.close()
-	if code != 550 || !strings.Contains(text, "5.7.1") {
-		t.Errorf("acme's next message to the complainer: %d %s, want 550 5.7.1 (suppressed)", code, text)
-	}
+	// The complaint's suppression entry was added before the report's 250.
+	r.expectSuppressed(t)
 
 	// The unmatched report: kept as received, logged and counted.
 	kept, _ := filepath.Glob(filepath.Join(spoolOf(t, dir), "feedback", "unmatched", "*.eml"))
@@ -234,35 +267,10 @@ func spoolOf(t *testing.T, dir string) string {
 // complaint of that queue id, with its tenant and campaign, and
 // suppresses the reader for the tenant.
 func TestFeedbackIndexOutlivesCrash(t *testing.T) {
-	s := startSim(t, map[string]*sim.Site{
-		"bigmail": {Domains: []string{"bigmail.test"}, MX: []sim.MXHost{{Host: "mx.bigmail.test", IP: "127.0.0.2"}}},
-	})
-	rcv := newHookReceiver(t, "e2e-secret", 0)
-	rcv.up()
-	dir := mtaConfig(t, s, fmt.Sprintf(`
-listeners: fbl: {addr: %q, mode: "feedback"}
-feedback: {domains: ["fb.test"]}
-events: hooks: crm: {
-	url:    %q
-	events: ["complaint"]
-	secret: "e2e-secret"
-	batch:  {size: 10, wait: "20ms"}
-}
-`, freePort(t), rcv.url()))
-	srv := startServer(t, dir, "mx", "fbl")
-	c, err := dialSMTP(srv.addrs["mx"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, msg, err := c.send("news@origin.test", []string{"reader@bigmail.test"},
-		"From: <news@origin.test>\nTo: <reader@bigmail.test>\nSubject: spring sale\nMessage-ID: <sale-2@origin.test>\nX-Tenant: acme\nX-Campaign: spring\n\nhello\n")
-	c.close()
-	if err != nil {
-		t.Fatalf("send: %v %s", err, msg)
-	}
-	id := hookQueuedRE.FindStringSubmatch(msg)[1]
-	waitFor(t, 10*time.Second, "the message at the sim", func() bool { return len(messagesTo(s, "bigmail")) == 1 })
-	if from := messagesTo(s, "bigmail")[0].From; from != "news@origin.test" {
+	r := startFeedbackRig(t, `domains: ["fb.test"]`, "", "complaint")
+	rcv, dir := r.rcv, r.dir
+	id, from := r.sendNewsletter(t, "<sale-2@origin.test>")
+	if from != "news@origin.test" {
 		t.Fatalf("MAIL FROM at the ISP = %q: VERP is off", from)
 	}
 	logPath := filepath.Join(spoolOf(t, dir), "feedback", "index.log")
@@ -270,10 +278,10 @@ events: hooks: crm: {
 		b, _ := os.ReadFile(logPath)
 		return strings.Contains(string(b), "<sale-2@origin.test>")
 	})
-	srv.kill()
+	r.srv.kill()
 
-	srv = startServer(t, dir, "mx", "fbl")
-	fc, err := dialSMTP(srv.addrs["fbl"])
+	r.srv = startServer(t, dir, "mx", "fbl")
+	fc, err := dialSMTP(r.srv.addrs["fbl"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,14 +301,5 @@ events: hooks: crm: {
 		}
 	}
 	rcv.mu.Unlock()
-	c2, err := dialSMTP(srv.addrs["mx"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, text, _ := c2.send("news@origin.test", []string{"reader@bigmail.test"},
-		"From: <news@origin.test>\nSubject: again\nX-Tenant: acme\n\nhello again\n")
-	c2.close()
-	if code != 550 || !strings.Contains(text, "5.7.1") {
-		t.Errorf("acme's next message to the complainer: %d %s, want 550 5.7.1 (suppressed)", code, text)
-	}
+	r.expectSuppressed(t)
 }
