@@ -36,7 +36,7 @@ func testIndex() *Index {
 		{ID: "1j1jjmrp00000000", MessageID: "<sale-0412.jane@example.com>", From: "news@example.com", Tenant: "shop"},
 		{ID: "1j1jexim00000000", MessageID: "<digest-2026-47.old@example.com>", From: "news@example.com", Tenant: "acme", Campaign: "digest"},
 	} {
-		x.Stored(m.ID, []byte("From: a@example.com\r\nMessage-ID: "+m.MessageID+"\r\n\r\nbody\r\n"))
+		x.Stored(m.ID, m.MessageID)
 		x.Accepted(m.ID, m.From, m.Tenant, m.Campaign)
 	}
 	return x
@@ -130,7 +130,7 @@ func TestUnmatchedNotKeptIs451(t *testing.T) {
 func TestIndexEvicts(t *testing.T) {
 	x := NewIndex(2)
 	for _, id := range []string{"a", "b", "c"} {
-		x.Stored(id, []byte("Message-ID: <"+id+"@x>\r\n\r\n"))
+		x.Stored(id, "<"+id+"@x>")
 	}
 	if _, ok := x.ByID("a"); ok {
 		t.Error("a still indexed after two newer messages")

@@ -3,8 +3,6 @@ package feedback
 import (
 	"strings"
 	"sync"
-
-	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Meta is what a report's events say about the message it matched.
@@ -64,13 +62,12 @@ func (x *Index) entry(id string) *Meta {
 	return m
 }
 
-// Stored notes a message stored under id: its Message-ID, read from the
-// header of body (the header alone is enough).
-func (x *Index) Stored(id string, body []byte) {
+// Stored notes a message stored under id and its Message-ID field's
+// value, as the header holds it ("" when it has none).
+func (x *Index) Stored(id, mid string) {
 	if x == nil {
 		return
 	}
-	mid := headerMessageID(body)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := x.entry(id)
@@ -114,10 +111,4 @@ func (x *Index) ByMessageID(mid string) (Meta, bool) {
 		}
 	}
 	return Meta{}, false
-}
-
-// headerMessageID is the Message-ID of a message's header block.
-func headerMessageID(msg []byte) string {
-	h, _ := msgheader.ParseHeader(msg)
-	return h.Get("Message-ID")
 }

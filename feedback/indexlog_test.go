@@ -11,7 +11,7 @@ import (
 
 // add stores and accepts message id as the server does.
 func add(x *Index, id, tenant string) {
-	x.Stored(id, []byte("From: a@example.com\r\nMessage-ID: <"+id+"@example.com>\r\n\r\nbody\r\n"))
+	x.Stored(id, "<"+id+"@example.com>")
 	x.Accepted(id, "news@example.com", tenant, "camp-"+id)
 }
 

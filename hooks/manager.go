@@ -15,6 +15,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/deliverylog"
+	"github.com/cuemta/cuemta/internal/msgheader"
 )
 
 // Options are what a Manager needs beyond its config.
@@ -195,10 +196,21 @@ func (m *Manager) Publish(ev deliverylog.Event) error {
 	return errors.Join(errs...)
 }
 
-// Remember takes the headers of a message just stored, so that its events
-// need not read it back from the spool. It does nothing when no hook is
-// configured.
-func (m *Manager) Remember(id string, msg []byte) {
+// Active reports whether any hook is configured, so that a caller can
+// skip parsing a header nobody will read.
+func (m *Manager) Active() bool {
+	if m == nil {
+		return false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.hooks) > 0
+}
+
+// Remember takes the parsed header of a message just stored, so that its
+// events need not read it back from the spool. It does nothing when no
+// hook is configured.
+func (m *Manager) Remember(id string, h msgheader.Header) {
 	if m == nil {
 		return
 	}
@@ -207,7 +219,7 @@ func (m *Manager) Remember(id string, msg []byte) {
 	if len(m.hooks) == 0 {
 		return
 	}
-	m.cache.put(id, parseHeaders(msg, m.headers))
+	m.cache.put(id, headersOf(h, m.headers))
 }
 
 // messageHeaders looks a message's headers up, from the cache or the spool;

@@ -41,6 +41,11 @@ type msgHeaders struct {
 // yields what parsed before the fault: the event matters more.
 func parseHeaders(msg []byte, names []string) msgHeaders {
 	h, _ := msgheader.ParseHeader(msg)
+	return headersOf(h, names)
+}
+
+// headersOf picks Message-ID and the names asked for from a parsed header.
+func headersOf(h msgheader.Header, names []string) msgHeaders {
 	out := msgHeaders{messageID: h.Get("Message-ID")}
 	for _, n := range names {
 		if v := h.Values(n); len(v) > 0 {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/feedback"
+	"github.com/cuemta/cuemta/internal/msgheader"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,11 +53,19 @@ func (s *Server) closeFeedback() {
 }
 
 // stored is given every message stored (SMTP or the injection API) before
-// it is accepted: the webhooks' header cache and the feedback index.
+// it is accepted: the webhooks' header cache and the feedback index. The
+// header is parsed once for both, and not at all when neither is on.
 func (s *Server) stored(id string, body []byte) {
-	s.hooks.Remember(id, body)
-	if feedbackOn(s.Snapshot()) {
-		s.feedbackState().index.Stored(id, body)
+	hooksOn, feedback := s.hooks.Active(), feedbackOn(s.Snapshot())
+	if !hooksOn && !feedback {
+		return
+	}
+	h, _ := msgheader.ParseHeader(body) // a malformed header yields what parsed before the fault
+	if hooksOn {
+		s.hooks.Remember(id, h)
+	}
+	if feedback {
+		s.feedbackState().index.Stored(id, h.Get("Message-ID"))
 	}
 }
 
