@@ -25,7 +25,12 @@ require (
 	golang.org/x/time v0.16.0
 )
 
-require github.com/d--j/go-milter v0.10.1
+require (
+	github.com/KimMachineGun/automemlimit v1.0.2
+	github.com/d--j/go-milter v0.10.1
+)
+
+require github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 
 require (
 	cel.dev/expr v0.25.1 // indirect

@@ -11,6 +11,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/cuemta/cuemta/internal/privdrop"
 	"github.com/cuemta/cuemta/server"
 )
@@ -78,6 +80,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	setMemoryLimit(logger, memlimit.FromCgroup)
 	cfg := snap.Config
 	plan, err := privdrop.Decide(privdrop.Settings{User: cfg.User, Group: cfg.Group, AllowRoot: cfg.AllowRoot},
 		privdrop.Current(), privdrop.System{})
