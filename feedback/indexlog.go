@@ -70,14 +70,16 @@ func OpenIndex(dir string, size int, logger *slog.Logger) (x *Index, skipped int
 		return nil, 0, fmt.Errorf("feedback index: %w", err)
 	}
 	cur := filepath.Join(dir, indexLogName)
+	torn := false
 	for _, path := range []string{cur + ".1", cur} {
-		n, bad, err := x.replay(path)
+		n, bad, endsTorn, err := x.replay(path)
 		if err != nil {
 			return nil, 0, err
 		}
 		skipped += bad
 		if path == cur {
 			x.log = &indexLog{dir: dir, size: len(x.ring), records: n, logger: logger, mu: &x.mu}
+			torn = endsTorn
 		}
 	}
 	f, err := os.OpenFile(cur, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -85,7 +87,7 @@ func OpenIndex(dir string, size int, logger *slog.Logger) (x *Index, skipped int
 		return nil, 0, fmt.Errorf("feedback index: %w", err)
 	}
 	x.log.f, x.log.w = f, bufio.NewWriterSize(f, 64<<10)
-	if endsTorn(cur) {
+	if torn {
 		// A record cut short by a crash: the next one starts on a line
 		// of its own rather than completing it.
 		x.log.w.WriteByte('\n')
@@ -93,32 +95,16 @@ func OpenIndex(dir string, size int, logger *slog.Logger) (x *Index, skipped int
 	return x, skipped, nil
 }
 
-// endsTorn reports whether the file at path is not empty and does not end
-// with a line end.
-func endsTorn(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [1]byte
-	st, err := f.Stat()
-	if err != nil || st.Size() == 0 {
-		return false
-	}
-	_, err = f.ReadAt(b[:], st.Size()-1)
-	return err == nil && b[0] != '\n'
-}
-
 // replay adds the records of path to x; lines is the number of lines
-// read, bad those skipped. A missing file is an empty one.
-func (x *Index) replay(path string) (lines, bad int, err error) {
+// read, bad those skipped, torn whether the last one lacks its line end
+// (cut short by a crash). A missing file is an empty one.
+func (x *Index) replay(path string) (lines, bad int, torn bool, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, 0, nil
+		return 0, 0, false, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("feedback index: %w", err)
+		return 0, 0, false, fmt.Errorf("feedback index: %w", err)
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 64<<10)
@@ -131,6 +117,9 @@ func (x *Index) replay(path string) (lines, bad int, err error) {
 			}
 			lines++
 			bad++
+			if err == io.EOF {
+				return lines, bad, true, nil // the long line was the last, without its line end
+			}
 			continue
 		}
 		if len(line) > 0 {
@@ -140,10 +129,10 @@ func (x *Index) replay(path string) (lines, bad int, err error) {
 			}
 		}
 		if err == io.EOF {
-			return lines, bad, nil
+			return lines, bad, len(line) > 0, nil // ReadSlice returns a final line without '\n' with EOF
 		}
 		if err != nil {
-			return lines, bad, fmt.Errorf("feedback index: %s: %w", path, err)
+			return lines, bad, false, fmt.Errorf("feedback index: %s: %w", path, err)
 		}
 	}
 }

@@ -104,40 +104,49 @@ func TestIndexLogRotation(t *testing.T) {
 }
 
 // TestIndexLogSkipsDamage: a record with a flipped byte and a torn last
-// record are skipped and counted, the others kept; a record appended
-// after the torn one starts a line of its own and survives the next
-// reopen.
+// record (half a record, or a line longer than the read buffer) are
+// skipped and counted, the others kept; a record appended after the torn
+// one starts a line of its own and survives the next reopen.
 func TestIndexLogSkipsDamage(t *testing.T) {
-	dir := t.TempDir()
-	x, _ := openIndex(t, dir, 16)
-	for _, id := range []string{"a", "b", "c"} {
-		add(x, id, "acme")
-	}
-	x.Close()
-	path := filepath.Join(dir, indexLogName)
-	b, _ := os.ReadFile(path)
-	lines := bytes.SplitAfter(b, []byte("\n"))
-	lines[1][12] ^= 0x20 // inside b's record
-	torn := lines[2][:len(lines[2])/2]
-	b = append(bytes.Join(lines, nil), torn...)
-	os.WriteFile(path, b, 0o600)
+	for _, tc := range []struct {
+		name string
+		tail func(last []byte) []byte
+	}{
+		{"half a record", func(last []byte) []byte { return last[:len(last)/2] }},
+		{"a line past the read buffer", func([]byte) []byte { return bytes.Repeat([]byte("x"), 200<<10) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			x, _ := openIndex(t, dir, 16)
+			for _, id := range []string{"a", "b", "c"} {
+				add(x, id, "acme")
+			}
+			x.Close()
+			path := filepath.Join(dir, indexLogName)
+			b, _ := os.ReadFile(path)
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			lines[1][12] ^= 0x20 // inside b's record
+			b = append(bytes.Join(lines, nil), tc.tail(lines[2])...)
+			os.WriteFile(path, b, 0o600)
 
-	y, skipped := openIndex(t, dir, 16)
-	if skipped != 2 {
-		t.Errorf("skipped %d, want 2 (the damaged and the torn record)", skipped)
-	}
-	wantIndexed(t, y, "a", "acme")
-	wantForgotten(t, y, "b")
-	wantIndexed(t, y, "c", "acme")
-	add(y, "e", "shop")
-	y.Close()
+			y, skipped := openIndex(t, dir, 16)
+			if skipped != 2 {
+				t.Errorf("skipped %d, want 2 (the damaged and the torn record)", skipped)
+			}
+			wantIndexed(t, y, "a", "acme")
+			wantForgotten(t, y, "b")
+			wantIndexed(t, y, "c", "acme")
+			add(y, "e", "shop")
+			y.Close()
 
-	z, skipped := openIndex(t, dir, 16)
-	defer z.Close()
-	if skipped != 2 {
-		t.Errorf("after appending: skipped %d, want 2", skipped)
+			z, skipped := openIndex(t, dir, 16)
+			defer z.Close()
+			if skipped != 2 {
+				t.Errorf("after appending: skipped %d, want 2", skipped)
+			}
+			wantIndexed(t, z, "e", "shop")
+		})
 	}
-	wantIndexed(t, z, "e", "shop")
 }
 
 // TestIndexLogFlushesWithoutClose: an entry reaches the file within
