@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cuemta/cuemta/config"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -99,6 +102,26 @@ func TestAuth(t *testing.T) {
 		c.expect("AUTH PLAIN "+b64("no-nul-bytes"), "501 5.5.2")
 		c.expect("AUTH LOGIN", "334 ")
 		c.expect("*", "501 5.0.0") // cancelled (RFC 4954 §4)
+	})
+
+	t.Run("silent client in the exchange: 421 after one command timeout", func(t *testing.T) {
+		e := newEnv(t).withTLS().withAuth("alice", "secret")
+		e.l.Mode = "submission"
+		e.l.Limits.CommandTimeout = config.Duration(time.Second)
+		e.start()
+		c := e.ehlo()
+		c.startTLS()
+		c.expect("EHLO client.test", "250")
+		start := time.Now()
+		c.expect("AUTH LOGIN", "334 ")
+		if got := c.reply(); !strings.HasPrefix(got, "421 4.4.2") {
+			t.Fatalf("after a silent second, got %q; want 421 4.4.2", got)
+		}
+		// Not a second timeout in the command loop after the first.
+		if d := time.Since(start); d > 1900*time.Millisecond {
+			t.Errorf("421 after %v, want one command timeout (1s)", d)
+		}
+		c.expectClosed()
 	})
 
 	t.Run("not enabled", func(t *testing.T) {

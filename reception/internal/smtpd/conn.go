@@ -906,7 +906,11 @@ func (c *Conn) handleAuth(arg string) {
 
 		encoded, err = c.readLine()
 		if err != nil {
-			return // TODO: error handling
+			// cuemta: answered and closed as in the command loop, so a
+			// silent client does not get a second command timeout.
+			c.readFailed(err)
+			c.Close()
+			return
 		}
 
 		if encoded == "*" {

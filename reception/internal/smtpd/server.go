@@ -207,29 +207,36 @@ func (s *Server) handleConn(c *Conn) error {
 
 			c.handle(cmd, arg)
 		} else {
-			if err == io.EOF || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if err == ErrTooLongLine {
-				c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
-				return nil
-			}
-
-			// cuemta: a read error that carries its reply (a BDAT transfer
-			// cut off between chunks) is answered with it.
-			if reply, ok := replyFor(err); ok {
-				c.writeResponse(reply.Code, reply.EnhancedCode, reply.Message)
-				return nil
-			}
-			if neterr, ok := err.(net.Error); ok && neterr.Timeout() {
-				c.writeResponse(421, EnhancedCode{4, 4, 2}, "Idle timeout, bye bye")
-				return nil
-			}
-
-			c.writeResponse(421, EnhancedCode{4, 4, 0}, "Connection error, sorry")
-			return err
+			return c.readFailed(err)
 		}
 	}
+}
+
+// readFailed answers a command line that could not be read, before the
+// connection is closed: nothing for a client that went away, 500 5.4.0
+// for a line over the limit, 421 4.4.2 for a timeout, 421 4.4.0 for
+// anything else (returned, for the server's error log). cuemta: the
+// command loop and the AUTH exchange end the same way.
+func (c *Conn) readFailed(err error) error {
+	if err == io.EOF || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	if err == ErrTooLongLine {
+		c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
+		return nil
+	}
+	// cuemta: a read error that carries its reply (a BDAT transfer cut
+	// off between chunks) is answered with it.
+	if reply, ok := replyFor(err); ok {
+		c.writeResponse(reply.Code, reply.EnhancedCode, reply.Message)
+		return nil
+	}
+	if neterr, ok := err.(net.Error); ok && neterr.Timeout() {
+		c.writeResponse(421, EnhancedCode{4, 4, 2}, "Idle timeout, bye bye")
+		return nil
+	}
+	c.writeResponse(421, EnhancedCode{4, 4, 0}, "Connection error, sorry")
+	return err
 }
 
 func (s *Server) network() string {
