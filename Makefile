@@ -24,7 +24,7 @@ build:
 # redis-server (the cluster tests start their own on a loopback port,
 # without persistence). apt runs only when one of them is missing;
 # without apt-get the tests that need them say so and skip.
-DEB_PKGS := systemd python3-dkim python3-nacl postfix chromium spamass-milter spamassassin spamd redis-server
+DEB_PKGS := systemd python3-dkim python3-nacl python3-authres postfix chromium spamass-milter spamassassin spamd redis-server
 # What the benchmarks add (`make bench-deps`): opendkim and opendkim-tools,
 # the signing milter bench/run-dkim.sh compares with (no daemon is set up).
 BENCH_DEB_PKGS := postfix opendkim opendkim-tools
@@ -81,7 +81,7 @@ FUZZ_TARGETS := \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
 	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse internal/msgheader:FuzzCountField feedback:FuzzParse \
-	dkim:FuzzSign
+	dkim:FuzzSign inauth:FuzzVerifyARC
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \

@@ -257,6 +257,7 @@ type ListenerVerify struct {
 	SPF           bool     `json:"spf"`
 	DKIM          bool     `json:"dkim"`
 	DMARC         bool     `json:"dmarc"`
+	ARC           bool     `json:"arc"`
 	AuthservID    string   `json:"authservID"` // "": Config.Hostname
 	MaxSignatures int      `json:"maxSignatures"`
 	MaxQueries    int      `json:"maxQueries"`
@@ -264,7 +265,7 @@ type ListenerVerify struct {
 }
 
 // Any reports whether a check is on.
-func (v ListenerVerify) Any() bool { return v.SPF || v.DKIM || v.DMARC }
+func (v ListenerVerify) Any() bool { return v.SPF || v.DKIM || v.DMARC || v.ARC }
 
 type TLSFiles struct {
 	Cert string `json:"cert"`
@@ -533,6 +534,10 @@ type TestAuth struct {
 		Disposition string `json:"disposition"`
 		Domain      string `json:"domain"`
 	} `json:"dmarc"`
+	ARC struct {
+		Result string `json:"result"`
+		Sealer string `json:"sealer"`
+	} `json:"arc"`
 }
 
 type TestReply struct {

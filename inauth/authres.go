@@ -1,6 +1,7 @@
 package inauth
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/cuemta/cuemta/internal/msgheader"
@@ -50,6 +51,18 @@ func (r *Results) Field(authservID string) []byte {
 		}
 		parts = append(parts, p)
 	}
+	if r.Checks.ARC {
+		// RFC 8617 §4.4 and §7.2: the chain validation status; the
+		// comment says how long the chain is and who sealed it last.
+		p := "arc=" + r.ARC.Result
+		switch {
+		case r.ARC.Result == ResultPass && isHostname(r.ARC.Sealer()):
+			p += " (i=" + strconv.Itoa(r.ARC.Instances) + " d=" + r.ARC.Sealer() + ")"
+		case r.ARC.Instances > 0:
+			p += " (i=" + strconv.Itoa(r.ARC.Instances) + ")"
+		}
+		parts = append(parts, p)
+	}
 	if len(parts) == 0 {
 		parts = []string{"none"} // RFC 8601 §2.2: no-result
 	}
@@ -94,6 +107,18 @@ func pvalue(v string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// isHostname reports whether v is letters, digits, hyphens and dots
+// only, so that it can stand in a comment (RFC 5322 §3.2.2) as it is.
+func isHostname(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return v != ""
 }
 
 // RemoveForged deletes the Authentication-Results fields that claim to

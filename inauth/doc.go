@@ -1,8 +1,9 @@
 // Package inauth verifies inbound mail: SPF (RFC 7208) for the client's
 // address and the envelope sender, DKIM (RFC 6376) for every signature up
 // to a bound, and DMARC (RFC 7489) for the From: domain, with the
-// organisational domain from the public suffix list; and it writes the
-// outcome as an Authentication-Results field (RFC 8601).
+// organisational domain from the public suffix list, and the ARC chain
+// (RFC 8617) of the hosts that forwarded it; and it writes the outcome as
+// an Authentication-Results field (RFC 8601).
 //
 // Invariants:
 //   - Every DNS query goes through the Resolver given (the configured

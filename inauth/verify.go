@@ -11,7 +11,7 @@ import (
 
 // Checks says which verifications run.
 type Checks struct {
-	SPF, DKIM, DMARC bool
+	SPF, DKIM, DMARC, ARC bool
 }
 
 // Options bound one message's verification.
@@ -45,6 +45,7 @@ type Results struct {
 	SPF   SPFResult
 	DKIM  []DKIMResult
 	DMARC DMARCResult
+	ARC   ARCResult
 	Checks
 }
 
@@ -77,6 +78,9 @@ func Verify(ctx context.Context, r Resolver, opts Options, in Input) *Results {
 	if opts.DMARC {
 		m, _ := msgheader.Parse(in.Message)
 		res.DMARC = evalDMARC(ctx, b, m.Header.Values("From"), res.SPF, res.DKIM, opts.Sample)
+	}
+	if opts.ARC {
+		res.ARC = verifyARC(ctx, b, in.Message)
 	}
 	if !opts.SPF {
 		res.SPF = SPFResult{}

@@ -33,7 +33,7 @@ func verify(ctx context.Context, r inauth.Resolver, cfg *config.Config, sub *rec
 	}
 	v := l.Verify
 	res := inauth.Verify(ctx, r, inauth.Options{
-		Checks:        inauth.Checks{SPF: v.SPF, DKIM: v.DKIM, DMARC: v.DMARC},
+		Checks:        inauth.Checks{SPF: v.SPF, DKIM: v.DKIM, DMARC: v.DMARC, ARC: v.ARC},
 		MaxSignatures: v.MaxSignatures, MaxQueries: v.MaxQueries, Timeout: v.Timeout.D(),
 	}, inauth.Input{ClientIP: ip, Helo: sub.Helo, From: sub.From, Message: sub.Body})
 	id := v.AuthservID
@@ -67,6 +67,9 @@ func authInput(v *Verification) *rules.AuthInput {
 		SPF:        rules.AuthSPF{Result: r.SPF.Result, Domain: r.SPF.Domain, Scope: r.SPF.Scope},
 		DMARC:      rules.AuthDMARC{Result: r.DMARC.Result, Policy: r.DMARC.Policy, Disposition: r.DMARC.Disposition, Domain: r.DMARC.Domain},
 		DKIMResult: r.DKIMSummary(),
+	}
+	if r.Checks.ARC {
+		in.ARC = rules.AuthARC{Result: r.ARC.Result, Sealer: r.ARC.Sealer(), Instances: r.ARC.Instances}
 	}
 	for _, d := range r.DKIM {
 		in.DKIM = append(in.DKIM, rules.AuthDKIM{Result: d.Result, Domain: d.Domain, Selector: d.Selector})

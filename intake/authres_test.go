@@ -23,9 +23,9 @@ func TestVerificationApplied(t *testing.T) {
 	src := `spool: dir: "` + filepath.Join(dir, "spool") + `"
 hostname: "mx.receiver.test"
 rules: message: [
-	{name: "dmarc-reject", when: "auth.dmarc == 'fail' && dmarc.disposition == 'reject'", reject: {code: 550, enhanced: "5.7.1", text: "DMARC policy of the From: domain"}},
+	{name: "dmarc-reject", when: "auth.dmarc == 'fail' && dmarc.disposition == 'reject' && !(arc.result == 'pass' && arc.sealer == 'lists.example')", reject: {code: 550, enhanced: "5.7.1", text: "DMARC policy of the From: domain"}},
 	{name: "tag", when: "spf.result == 'pass' && dkim.exists(s, s.result == 'pass' && s.domain == 'sender.test')", addHeaders: {"X-Verified": "sender.test"}},
-	{name: "unverified", when: "auth.spf == '' && auth.dkim == '' && dmarc.result == '' && size(dkim) == 0", addHeaders: {"X-Unverified": "yes"}},
+	{name: "unverified", when: "auth.spf == '' && auth.dkim == '' && dmarc.result == '' && size(dkim) == 0 && auth.arc == '' && arc.sealer == ''", addHeaders: {"X-Unverified": "yes"}},
 ]
 `
 	if err := os.WriteFile(cfgFile, []byte(src), 0o644); err != nil {
@@ -75,6 +75,34 @@ rules: message: [
 			t.Fatalf("err %v, want the rule's 550 5.7.1", err)
 		}
 	})
+	// A mailing list broke the author's DKIM, so DMARC fails; its ARC
+	// seal vouches for what it received. The rule trusts lists.example
+	// only.
+	for _, tc := range []struct {
+		sealer   string
+		rejected bool
+	}{{"lists.example", false}, {"elsewhere.example", true}} {
+		t.Run("dmarc fail, ARC pass sealed by "+tc.sealer, func(t *testing.T) {
+			listed := *fail
+			listed.Checks.ARC = true
+			listed.ARC = inauth.ARCResult{Result: "pass", Instances: 1, Sealers: []string{tc.sealer}}
+			_, out, _, err := intake.Prepare(&snap.Policy, &intake.Message{From: "list-bounces@lists.example", Recipients: []string{"u@receiver.test"},
+				Body: body, Verification: &intake.Verification{Results: &listed, AuthservID: "mx.receiver.test"}})
+			if tc.rejected {
+				var reply *reception.Reply
+				if !errors.As(err, &reply) || reply.Code != 550 {
+					t.Fatalf("err %v, want the rule's 550", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if want := "\tarc=pass (i=1 d=lists.example)\r\n"; !strings.Contains(string(out), want) {
+				t.Errorf("stored message lacks %q:\n%s", want, out)
+			}
+		})
+	}
 	t.Run("unverified", func(t *testing.T) {
 		_, out, matched, err := intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"}, Body: body})
 		if err != nil {

@@ -14,7 +14,8 @@ const (
 	varSPF   = "spf"   // {result, domain, scope}
 	varDKIM  = "dkim"  // [{result, domain, selector}], one per signature
 	varDMARC = "dmarc" // {result, policy, disposition, domain}
-	varAuth  = "auth"  // {spf, dkim, dmarc}: one result word each
+	varARC   = "arc"   // {result, sealer}
+	varAuth  = "auth"  // {spf, dkim, dmarc, arc}: one result word each
 )
 
 // AuthInput is the verification of a message as message rules see it.
@@ -25,6 +26,17 @@ type AuthInput struct {
 	DMARC AuthDMARC
 	// DKIMResult is one word for all signatures (auth.dkim).
 	DKIMResult string
+	// ARC is the chain of the hosts that forwarded the message; zero when
+	// it was not checked.
+	ARC AuthARC
+}
+
+// AuthARC is an ARC chain's validation (RFC 8617): Result pass, fail or
+// none; Sealer the newest sealer's domain when it passed; Instances the
+// length of the chain.
+type AuthARC struct {
+	Result, Sealer string
+	Instances      int
 }
 
 type AuthSPF struct{ Result, Domain, Scope string }
@@ -53,6 +65,7 @@ func authEnvOptions() []cel.EnvOption {
 		cel.Variable(varSPF, str),
 		cel.Variable(varDKIM, cel.ListType(str)),
 		cel.Variable(varDMARC, str),
+		cel.Variable(varARC, str),
 		cel.Variable(varAuth, str),
 	}
 }
@@ -87,9 +100,17 @@ func (a *AuthInput) dmarcVal() ref.Val {
 	return stringMap(map[string]string{"result": d.Result, "policy": d.Policy, "disposition": d.Disposition, "domain": d.Domain})
 }
 
+func (a *AuthInput) arcVal() ref.Val {
+	var r AuthARC
+	if a != nil {
+		r = a.ARC
+	}
+	return stringMap(map[string]string{"result": r.Result, "sealer": r.Sealer})
+}
+
 func (a *AuthInput) authVal() ref.Val {
 	if a == nil {
-		return stringMap(map[string]string{"spf": "", "dkim": "", "dmarc": ""})
+		return stringMap(map[string]string{"spf": "", "dkim": "", "dmarc": "", "arc": ""})
 	}
-	return stringMap(map[string]string{"spf": a.SPF.Result, "dkim": a.DKIMResult, "dmarc": a.DMARC.Result})
+	return stringMap(map[string]string{"spf": a.SPF.Result, "dkim": a.DKIMResult, "dmarc": a.DMARC.Result, "arc": a.ARC.Result})
 }

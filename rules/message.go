@@ -222,6 +222,7 @@ const (
 	mSPF
 	mDKIM
 	mDMARC
+	mARC
 	mAuth
 	mTags
 	nMessageVars
@@ -319,6 +320,8 @@ func (a *messageActivation) ResolveName(name string) (any, bool) {
 		i = mDKIM
 	case varDMARC:
 		i = mDMARC
+	case varARC:
+		i = mARC
 	case varAuth:
 		i = mAuth
 	case varTags:
@@ -369,6 +372,8 @@ func (a *messageActivation) value(i int) ref.Val {
 		return m.Auth.dkimVal()
 	case mDMARC:
 		return m.Auth.dmarcVal()
+	case mARC:
+		return m.Auth.arcVal()
 	case mAuth:
 		return m.Auth.authVal()
 	case mTags:

@@ -88,6 +88,7 @@ func testAuthInput(a *config.TestAuth) *AuthInput {
 	in := &AuthInput{
 		SPF:   AuthSPF{Result: a.SPF.Result, Domain: a.SPF.Domain, Scope: a.SPF.Scope},
 		DMARC: AuthDMARC{Result: a.DMARC.Result, Policy: a.DMARC.Policy, Disposition: a.DMARC.Disposition, Domain: a.DMARC.Domain},
+		ARC:   AuthARC{Result: a.ARC.Result, Sealer: a.ARC.Sealer},
 	}
 	for _, d := range a.DKIM {
 		in.DKIM = append(in.DKIM, AuthDKIM{Result: d.Result, Domain: d.Domain, Selector: d.Selector})

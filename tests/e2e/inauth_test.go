@@ -89,17 +89,17 @@ rules: message: [
 		{"signed aligned", "127.0.10.1", "alice@sender.test",
 			sign(body("Alice <alice@sender.test>", "signed aligned"), "sender.test", "s1"), "250 ",
 			"Authentication-Results: mta.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n\tdkim=pass header.d=sender.test header.s=s1;\r\n" +
-				"\tdmarc=pass (p=reject dis=none) header.from=sender.test\r\n", false},
+				"\tdmarc=pass (p=reject dis=none) header.from=sender.test;\r\n\tarc=none\r\n", false},
 		{"unsigned, SPF aligned", "127.0.10.1", "alice@sender.test",
 			append([]byte(forged), body("alice@sender.test", "unsigned aligned")...), "250 ",
 			"Authentication-Results: mta.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n\tdkim=none;\r\n" +
-				"\tdmarc=pass (p=reject dis=none) header.from=sender.test\r\n", false},
+				"\tdmarc=pass (p=reject dis=none) header.from=sender.test;\r\n\tarc=none\r\n", false},
 		{"unsigned, from an unlisted address", "127.0.20.1", "ceo@sender.test",
 			body("CEO <ceo@sender.test>", "spoofed"), "550 5.7.1", "", false},
 		{"signed by another domain, misaligned", "127.0.10.2", "bounce@esp.test",
 			sign(body("news@lists.test", "misaligned"), "esp.test", "k"), "250 ",
 			"Authentication-Results: mta.test;\r\n\tspf=pass smtp.mailfrom=esp.test;\r\n\tdkim=pass header.d=esp.test header.s=k;\r\n" +
-				"\tdmarc=fail (p=quarantine dis=quarantine) header.from=lists.test\r\n", true},
+				"\tdmarc=fail (p=quarantine dis=quarantine) header.from=lists.test;\r\n\tarc=none\r\n", true},
 	}
 	delivered := 0
 	for _, tc := range tests {
