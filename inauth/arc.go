@@ -150,7 +150,7 @@ func collectARCSets(fields []dkim.Field) (sets []arcSet, n int, err error) {
 		default:
 			continue
 		}
-		i, err := arcInstance(f.Raw)
+		i, err := arcInstance(f.Raw, kind == arcAuthRes)
 		if err != nil {
 			return nil, 0, arcFail("%s: %v", kind, err)
 		}
@@ -178,18 +178,34 @@ func collectARCSets(fields []dkim.Field) (sets []arcSet, n int, err error) {
 	return sets, n, nil
 }
 
-// arcInstance reads the i= tag of an ARC field: the first tag of each
-// (RFC 8617 §4.2.1), a number from 1 to 50.
-func arcInstance(raw []byte) (int, error) {
-	_, value, _ := bytes.Cut(raw, []byte(":"))
-	first, _, _ := bytes.Cut(value, []byte(";"))
-	name, num, ok := bytes.Cut(first, []byte("="))
-	if !ok || string(bytes.TrimSpace(name)) != "i" {
-		return 0, errors.New("no i= tag first")
+// arcInstance reads the i= tag of an ARC field, a number from 1 to 50
+// (RFC 8617 §4.2.1): the first thing in an ARC-Authentication-Results
+// (its value is "i=N;" and then an Authentication-Results payload), a
+// tag like the others in a seal or message signature.
+func arcInstance(raw []byte, first bool) (int, error) {
+	var num string
+	if first {
+		_, value, _ := bytes.Cut(raw, []byte(":"))
+		spec, _, _ := bytes.Cut(value, []byte(";"))
+		name, v, ok := bytes.Cut(spec, []byte("="))
+		if !ok || string(bytes.TrimSpace(name)) != "i" {
+			return 0, errors.New("no i= tag first")
+		}
+		num = string(bytes.TrimSpace(v))
+	} else {
+		t, err := parseTagList(raw)
+		if err != nil {
+			return 0, err
+		}
+		v, ok := t["i"]
+		if !ok {
+			return 0, errors.New("no i= tag")
+		}
+		num = v
 	}
-	i, err := strconv.Atoi(string(bytes.TrimSpace(num)))
+	i, err := strconv.Atoi(num)
 	if err != nil || i < 1 || i > maxARCInstances {
-		return 0, fmt.Errorf("instance %q is not a number from 1 to %d", bytes.TrimSpace(num), maxARCInstances)
+		return 0, fmt.Errorf("instance %q is not a number from 1 to %d", num, maxARCInstances)
 	}
 	return i, nil
 }

@@ -214,7 +214,8 @@ func dropField(t *testing.T, msg []byte, prefix string) []byte {
 	return append(append(out, "\r\n"...), msg[body:]...)
 }
 
-// TestARCStructure: chains refused before any signature is checked.
+// TestARCStructure: chains refused before any signature is checked, and
+// one whose structure holds, refused only at its signature.
 func TestARCStructure(t *testing.T) {
 	set := func(i int) string {
 		return fmt.Sprintf("ARC-Seal: i=%d; cv=none; a=rsa-sha256; d=x.example; s=s; b=AA==\r\n"+
@@ -227,7 +228,9 @@ func TestARCStructure(t *testing.T) {
 		{"a gap in the instances", set(1) + set(3), "ARC set i=2 is incomplete"},
 		{"two seals of one instance", set(1) + "ARC-Seal: i=1; cv=none; a=rsa-sha256; d=y.example; s=s; b=AA==\r\n", "two ARC-Seal fields with i=1"},
 		{"instance over 50", strings.Replace(set(1), "ARC-Seal: i=1", "ARC-Seal: i=51", 1), "instance \"51\" is not a number from 1 to 50"},
-		{"no instance first", strings.Replace(set(1), "ARC-Seal: i=1; cv=none", "ARC-Seal: cv=none; i=1", 1), "ARC-Seal: no i= tag first"},
+		{"results without their instance first", strings.Replace(set(1), "ARC-Authentication-Results: i=1; x.example", "ARC-Authentication-Results: x.example; i=1", 1), "ARC-Authentication-Results: no i= tag first"},
+		{"a seal with i= after other tags is read", strings.Replace(set(1), "ARC-Seal: i=1; cv=none", "ARC-Seal: cv=none; i=1", 1), "ARC-Message-Signature i=1: body hash does not match"},
+		{"a seal without an instance", strings.Replace(set(1), "ARC-Seal: i=1; cv=none", "ARC-Seal: cv=none", 1), "ARC-Seal: no i= tag"},
 		{"a tag twice", strings.Replace(set(1), "cv=none;", "cv=none; cv=none;", 1), "tag cv given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
