@@ -94,7 +94,7 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 	if v != nil {
 		a.Logger.Debug("verified", "listener", sub.Listener, "client", sub.ClientIP, "from", sub.From,
 			"spf", v.Results.SPF.Result, "dkim", v.Results.DKIMSummary(), "dmarc", v.Results.DMARC.Result,
-			"disposition", v.Results.DMARC.Disposition)
+			"disposition", v.Results.DMARC.Disposition, "arc", v.Results.ARC.Result)
 	}
 	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,
