@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,19 +89,7 @@ rules: message: [
 			"List-Id: <team.lists.test>\r\n\r\nThe minutes.\r\n--\r\nteam mailing list\r\n")
 	}
 	send := func(msg []byte) string {
-		c, greeting := dialFrom(t, srv.addrs["mx"], "127.0.10.2")
-		if !strings.HasPrefix(greeting, "220 ") {
-			t.Fatalf("greeting %q", greeting)
-		}
-		defer c.tp.PrintfLine("QUIT")
-		c.expect("EHLO lists.test", "250")
-		c.expect("MAIL FROM:<team-bounces@lists.test>", "250")
-		c.expect("RCPT TO:<team@corp.test>", "250")
-		c.expect("DATA", "354")
-		w := c.tp.DotWriter()
-		io.Copy(w, bytes.NewReader(msg))
-		w.Close()
-		return c.reply()
+		return sendFrom(t, srv.addrs["mx"], "127.0.10.2", "lists.test", "team-bounces@lists.test", "team@corp.test", msg)
 	}
 
 	if got := send(seal(post("sealed by the list"), "lists.test")); !strings.HasPrefix(got, "250 ") {

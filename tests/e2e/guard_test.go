@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -70,6 +72,25 @@ func dialFrom(t *testing.T, addr, local string) (*rawClient, string) {
 	t.Cleanup(func() { conn.Close() })
 	c := &rawClient{t: t, conn: conn, tp: textproto.NewConn(conn)}
 	return c, c.reply()
+}
+
+// sendFrom sends msg in one transaction from the local address, after
+// EHLO helo, and returns the reply to its end of data.
+func sendFrom(t *testing.T, addr, local, helo, mailFrom, rcpt string, msg []byte) string {
+	t.Helper()
+	c, greeting := dialFrom(t, addr, local)
+	if !strings.HasPrefix(greeting, "220 ") {
+		t.Fatalf("greeting %q", greeting)
+	}
+	defer c.tp.PrintfLine("QUIT")
+	c.expect("EHLO "+helo, "250")
+	c.expect("MAIL FROM:<"+mailFrom+">", "250")
+	c.expect("RCPT TO:<"+rcpt+">", "250")
+	c.expect("DATA", "354")
+	w := c.tp.DotWriter()
+	io.Copy(w, bytes.NewReader(msg))
+	w.Close()
+	return c.reply()
 }
 
 func (c *rawClient) reply() string {

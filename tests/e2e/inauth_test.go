@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -62,20 +61,7 @@ rules: message: [
 		return out.Bytes()
 	}
 	send := func(local, mailFrom string, msg []byte) string {
-		c, greeting := dialFrom(t, addr, local)
-		if !strings.HasPrefix(greeting, "220 ") {
-			t.Fatalf("greeting %q", greeting)
-		}
-		c.expect("EHLO mail.client.test", "250")
-		c.expect("MAIL FROM:<"+mailFrom+">", "250")
-		c.expect("RCPT TO:<staff@corp.test>", "250")
-		c.expect("DATA", "354")
-		w := c.tp.DotWriter()
-		io.Copy(w, bytes.NewReader(msg))
-		w.Close()
-		got := c.reply()
-		c.tp.PrintfLine("QUIT")
-		return got
+		return sendFrom(t, addr, local, "mail.client.test", mailFrom, "staff@corp.test", msg)
 	}
 	forged := "Authentication-Results: mta.test; dkim=pass header.d=sender.test\r\n" +
 		"Authentication-Results: upstream.test; arc=none\r\n"
