@@ -292,6 +292,19 @@ func (c *Config) checkSigning(add addFunc) {
 		c.checkKeyList(add, path+".keys", fmt.Sprintf("dkim.domains %q", d), c.DKIM.Domains[d].Keys)
 	}
 	c.checkKeyList(add, "dkim.default", "dkim.default", c.DKIM.Default)
+	for _, l := range slices.Sorted(maps.Keys(c.Listeners)) {
+		v := c.Listeners[l].Verify
+		if v.ARCSeal == "" {
+			continue
+		}
+		path := "listeners." + cueLabel(l) + ".verify.arcSeal"
+		if c.DKIM.Keys[v.ARCSeal] == nil {
+			add(path, "listener %q: verify.arcSeal: no DKIM key named %q (%s)", l, v.ARCSeal, keyNames(c.DKIM.Keys))
+		}
+		if !v.ARC {
+			add(path, "listener %q: verify.arcSeal needs verify.arc: the seal's cv is the validation of the chain that came", l)
+		}
+	}
 }
 
 // checkKeyList reports each name of a list of keys to apply that is no

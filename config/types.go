@@ -258,6 +258,7 @@ type ListenerVerify struct {
 	DKIM          bool     `json:"dkim"`
 	DMARC         bool     `json:"dmarc"`
 	ARC           bool     `json:"arc"`
+	ARCSeal       string   `json:"arcSeal"`    // a DKIMKey name; "": none
 	AuthservID    string   `json:"authservID"` // "": Config.Hostname
 	MaxSignatures int      `json:"maxSignatures"`
 	MaxQueries    int      `json:"maxQueries"`

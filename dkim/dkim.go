@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cuemta/cuemta/config"
@@ -57,6 +59,13 @@ func Load(cfg *config.Config) (Keys, error) {
 			continue
 		}
 		keys[name] = key
+	}
+	// ARC signs rsa-sha256 only (RFC 8617 §4.1.3).
+	for _, l := range slices.Sorted(maps.Keys(cfg.Listeners)) {
+		if name := cfg.Listeners[l].Verify.ARCSeal; keys[name] != nil && keys[name].Algorithm != "rsa-sha256" {
+			errs = append(errs, config.Error{Pos: cfg.PosOf("listeners." + config.Label(l) + ".verify.arcSeal"),
+				Msg: fmt.Sprintf("listener %q: verify.arcSeal: dkim key %q is %s; ARC seals with RSA keys only", l, name, keys[name].Algorithm)})
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
@@ -96,5 +97,27 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLoadRefusesEd25519ARCSeal: a listener's verify.arcSeal must name an
+// RSA key (ARC signs rsa-sha256 only); an RSA key loads.
+func TestLoadRefusesEd25519ARCSeal(t *testing.T) {
+	dir := t.TempDir()
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	edDER, _ := x509.MarshalPKCS8PrivateKey(edKey)
+	cfg := &config.Config{
+		DKIM: config.DKIM{Keys: map[string]*config.DKIMKey{
+			"ed":  {Domain: "example.com", Selector: "e", KeyFile: writeKey(t, dir, "e.pem", edDER, "PRIVATE KEY")},
+			"rsa": {Domain: "example.com", Selector: "r", KeyFile: writeKey(t, dir, "r.pem", x509.MarshalPKCS1PrivateKey(testRSA(t)), "RSA PRIVATE KEY")},
+		}},
+		Listeners: map[string]*config.Listener{"mx": {Verify: config.ListenerVerify{ARC: true, ARCSeal: "ed"}}},
+	}
+	if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), `listener "mx": verify.arcSeal: dkim key "ed" is ed25519-sha256; ARC seals with RSA keys only`) {
+		t.Fatalf("err = %v", err)
+	}
+	cfg.Listeners["mx"].Verify.ARCSeal = "rsa"
+	if _, err := Load(cfg); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package dkim
 
 import (
+	"crypto"
 	"crypto/sha256"
 )
 
@@ -49,3 +50,7 @@ func BodyHash(body []byte, relaxed bool) [sha256.Size]byte {
 	h.Sum(sum[:0])
 	return sum
 }
+
+// Signer is the key's private key, for the ARC sets package inauth seals
+// with a configured DKIM key.
+func (k *Key) Signer() crypto.Signer { return k.signer }

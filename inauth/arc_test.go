@@ -17,7 +17,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
 )
 
@@ -264,6 +266,60 @@ func TestVerifyReportsARC(t *testing.T) {
 				Input{ClientIP: netip.MustParseAddr("127.0.10.1"), From: "ann@origin.example", Message: tc.msg})
 			if f := string(res.Field("mx.receiver.test")); !strings.HasSuffix(f, tc.field) {
 				t.Errorf("field %q, want it to end in %q", f, tc.field)
+			}
+		})
+	}
+}
+
+// TestSealVerifies: the ARC set Seal adds to a message verifies, with
+// this package and with dkimpy: on a message without a chain (i=1,
+// cv=none) and on one a list sealed (i=2, cv=pass). On a chain that
+// failed here it seals cv=fail, which ends the chain for every later hop.
+func TestSealVerifies(t *testing.T) {
+	r := newARCRig(t)
+	cfg := &config.Config{DKIM: config.DKIM{Keys: map[string]*config.DKIMKey{"gw": {Domain: "gw.example", Selector: "s3",
+		KeyFile: r.rsaFile, Headers: []string{"From", "To", "Subject", "Date", "Message-ID"}, Canonicalization: "relaxed/relaxed"}}}}
+	keys, err := dkim.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.add("s3._domainkey.gw.example", r.records["s1._domainkey.lists.example"]) // the same key
+	dns := newDNS(t, r.resolverRecords...)
+	orig := message("Ann <ann@origin.example>")
+	listed := r.seal(orig, "lists.example")
+	for _, tc := range []struct {
+		name    string
+		msg     []byte
+		set     string // the start of the seal
+		want    string // the chain's result after the seal, ours and dkimpy's
+		sealers []string
+	}{
+		{"no chain before", orig, "ARC-Seal: i=1; a=rsa-sha256; t=1796180000; cv=none;\r\n\td=gw.example; s=s3;\r\n\tb=", ResultPass, []string{"gw.example"}},
+		{"after a list's seal", listed, "ARC-Seal: i=2; a=rsa-sha256; t=1796180000; cv=pass;", ResultPass, []string{"lists.example", "gw.example"}},
+		{"after a chain broken on the way", replaceOnce(t, listed, "The figures", "No figures"), "ARC-Seal: i=2; a=rsa-sha256; t=1796180000; cv=fail;", ResultFail, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Verify(context.Background(), dns, Options{Checks: Checks{DKIM: true, ARC: true}},
+				Input{ClientIP: netip.MustParseAddr("127.0.10.1"), From: "ann@origin.example", Message: tc.msg})
+			out := append(res.Field("mx.receiver.test"), tc.msg...)
+			set, err := res.Seal(out, "mx.receiver.test", keys["gw"], time.Unix(1796180000, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(set), tc.set) {
+				t.Errorf("set starts\n%s\nwant\n%s", set, tc.set)
+			}
+			sealed := append(set, out...)
+			got := verifyARC(context.Background(), newBudgeted(dns, 40), sealed)
+			if got.Result != tc.want || !slices.Equal(got.Sealers, tc.sealers) {
+				t.Errorf("after the seal: %+v, want %s by %v\n%s", got, tc.want, tc.sealers, sealed)
+			}
+			want := tc.want
+			if want == ResultFail {
+				want = "terminated" // dkimpy's word for a chain whose newest seal says cv=fail
+			}
+			if v := r.dkimpy(sealed); v != want {
+				t.Errorf("dkimpy says %s, want %s\n%s", v, want, sealed)
 			}
 		})
 	}

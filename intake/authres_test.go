@@ -1,6 +1,10 @@
 package intake_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -116,4 +120,52 @@ rules: message: [
 			t.Errorf("stored message:\n%s\nwant:\n%s", out, want)
 		}
 	})
+}
+
+// TestARCSealOnlyVerifiedMail: a listener with verify.arcSeal seals the
+// mail it verified, on top of everything (its Authentication-Results
+// included); mail it did not verify (a relay network's, an authenticated
+// user's) goes unsealed, with nothing to vouch for.
+func TestARCSealOnlyVerifiedMail(t *testing.T) {
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "gw.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	cfgFile := filepath.Join(dir, "c.cue")
+	src := `spool: dir: "` + filepath.Join(dir, "spool") + `"
+hostname: "mx.receiver.test"
+listeners: mx: {addr: "127.0.0.1:2525", verify: arcSeal: "gw"}
+dkim: keys: gw: {domain: "receiver.test", selector: "arc", keyFile: "` + keyFile + `"}
+`
+	if err := os.WriteFile(cfgFile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := server.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("From: alice@sender.test\r\nTo: u@receiver.test\r\nSubject: s\r\n\r\nbody\r\n")
+	res := &inauth.Results{Checks: inauth.Checks{SPF: true, ARC: true},
+		SPF: inauth.SPFResult{Result: "pass", Domain: "sender.test", Scope: "mailfrom"}, ARC: inauth.ARCResult{Result: "none"}}
+	_, out, _, err := intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"}, Listener: "mx",
+		Body: body, Verification: &intake.Verification{Results: res, AuthservID: "mx.receiver.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ARC-Seal: i=1; a=rsa-sha256; t="
+	aar := "ARC-Authentication-Results: i=1; mx.receiver.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n\tarc=none\r\n" +
+		"Authentication-Results: mx.receiver.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n\tarc=none\r\nFrom: "
+	if !strings.HasPrefix(string(out), want) || !strings.Contains(string(out), "d=receiver.test; s=arc;") || !strings.Contains(string(out), aar) {
+		t.Errorf("verified mail, stored:\n%s\nwant it sealed (%q), the results copied above ours", out, want)
+	}
+	_, out, _, err = intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"}, Listener: "mx", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != string(body) {
+		t.Errorf("unverified mail, stored:\n%s\nwant it as it came", out)
+	}
 }

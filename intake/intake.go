@@ -14,8 +14,10 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
@@ -238,6 +240,10 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		}
 		applied = as
 	}
+	if body, err = sealARC(snap, m, body); err != nil {
+		// RFC 5321 §4.2.3 451; RFC 3463 X.7.0 other security status.
+		return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
+	}
 	pool := d.Pool
 	if pool == "" {
 		pool = cfg.Delivery.DefaultPool
@@ -272,6 +278,32 @@ func StorageReply(err error) *reception.Reply {
 		return &reception.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later", Cause: err}
 	}
 	return &reception.Reply{Code: 451, Enhanced: "4.3.0", Text: "Requested action aborted: local storage error, try again later", Cause: err}
+}
+
+// sealARC adds the listener's ARC set (listeners.*.verify.arcSeal) on
+// top of the message as it will be stored, last, so that nothing changes
+// what it covers: it vouches for this host's verification to a next hop
+// that trusts it. The body is made 7-bit first, as for DKIM. A chain at
+// its 50 sets goes on unsealed; nothing is sealed for mail not verified.
+func sealARC(snap *Policy, m *Message, body []byte) ([]byte, error) {
+	v := m.Verification
+	l := snap.Config.Listeners[m.Listener]
+	if v == nil || l == nil || l.Verify.ARCSeal == "" {
+		return body, nil
+	}
+	key := snap.DKIM[l.Verify.ARCSeal]
+	if key == nil {
+		return nil, fmt.Errorf("ARC seal: no dkim key %q loaded", l.Verify.ARCSeal)
+	}
+	body = sevenBitForSigning(body, m.SMTPUTF8)
+	set, err := v.Results.Seal(body, v.AuthservID, key, time.Now())
+	if errors.Is(err, inauth.ErrChainFull) {
+		return body, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(set, body...), nil
 }
 
 // sevenBitForSigning converts a message with 8-bit body data to 7-bit

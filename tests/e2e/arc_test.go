@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -36,7 +37,9 @@ sys.stdout.buffer.write(b"".join(sig) + msg)
 // author's DKIM). With the list's ARC seal (made by dkimpy) and a rule
 // that trusts that sealer, cuemta accepts it and says arc=pass in its
 // Authentication-Results; the same message sealed by a domain the rule
-// does not trust, or not sealed at all, is rejected as DMARC asks.
+// does not trust, or not sealed at all, is rejected as DMARC asks. cuemta
+// seals what it accepted (verify.arcSeal), and dkimpy validates the
+// two-set chain at the next hop.
 func TestInboundARCTrustedList(t *testing.T) {
 	python := "/usr/bin/python3" // Debian's, which has python3-dkim
 	if err := exec.Command(python, "-c", "import dkim, authres").Run(); err != nil {
@@ -61,11 +64,14 @@ func TestInboundARCTrustedList(t *testing.T) {
 			`lists.test. 300 IN TXT "v=spf1 ip4:127.0.10.2 -all"`,
 			record("arc._domainkey.lists.test."),
 			record("arc._domainkey.other.test."),
+			record("gw._domainkey.mta.test."),
 		}
 	})
 	dir := mtaConfig(t, s, `
 relay: networks: ["192.0.2.0/24"]
 relay: domains: ["corp.test"]
+listeners: mx: verify: arcSeal: "gw"
+dkim: keys: gw: {domain: "mta.test", selector: "gw", keyFile: "`+keyFile+`"}
 rules: message: [
 	{name: "dmarc-reject", when: "auth.dmarc == 'fail' && dmarc.disposition == 'reject' && !(arc.result == 'pass' && arc.sealer == 'lists.test')",
 	 reject: {code: 550, enhanced: "5.7.1", text: "Unauthenticated mail from a domain that asks for rejection"}},
@@ -103,6 +109,8 @@ rules: message: [
 	}
 	waitFor(t, 30*time.Second, "the list's message at the sim", func() bool { return len(messagesTo(s, "corp")) >= 1 })
 	m := messagesTo(s, "corp")[0]
+	_, afterSeal, _ := bytes.Cut(m.Body, []byte("\r\nAuthentication-Results: mta.test;"))
+	m.Body = append([]byte("Authentication-Results: mta.test;"), afterSeal...)
 	want := "Authentication-Results: mta.test;\r\n\tspf=pass smtp.mailfrom=lists.test;\r\n\tdkim=none;\r\n" +
 		"\tdmarc=fail (p=reject dis=reject) header.from=origin.test;\r\n\tarc=pass (i=1 d=lists.test)\r\nReceived: "
 	if !bytes.HasPrefix(m.Body, []byte(want)) {
@@ -112,4 +120,33 @@ rules: message: [
 	if n := len(messagesTo(s, "corp")); n != 1 {
 		t.Errorf("%d messages delivered, want the trusted list's only", n)
 	}
+
+	// cuemta sealed what it verified (verify.arcSeal), after its own
+	// Authentication-Results: the chain is two sets long and dkimpy
+	// validates it.
+	delivered := messagesTo(s, "corp")[0].Body
+	if !bytes.HasPrefix(delivered, []byte("ARC-Seal: i=2; a=rsa-sha256; t=")) || !bytes.Contains(delivered, []byte("cv=pass;\r\n\td=mta.test; s=gw;")) {
+		head, _, _ := bytes.Cut(delivered, []byte("\r\n\r\n"))
+		t.Errorf("no ARC set of cuemta's on top:\n%s", head)
+	}
+	recs := map[string]string{"arc._domainkey.lists.test": "v=DKIM1; k=rsa; p=" + p, "gw._domainkey.mta.test": "v=DKIM1; k=rsa; p=" + p}
+	records, _ := json.Marshal(recs)
+	cmd := exec.Command(python, "-c", arcCheckScript, string(records))
+	cmd.Stdin = bytes.NewReader(delivered)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "pass" {
+		t.Errorf("dkimpy arc_verify of the delivered message: %s %v", out, err)
+	}
 }
+
+// arcCheckScript is dkimpy's ARC verifier on the given key records (no
+// DNS): it prints the chain's status.
+const arcCheckScript = `
+import dkim, json, sys
+recs = json.loads(sys.argv[1])
+def txt(name, timeout=5):
+    v = recs.get(name.decode().rstrip(".").lower())
+    return v.encode() if v else None
+cv, _, why = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=txt)
+print(cv.decode() if cv is not None else "terminated", why if cv != b"pass" else "")
+`
