@@ -42,8 +42,11 @@ func (r *Results) Seal(msg []byte, authservID string, key *dkim.Key, now time.Ti
 	fields, bodyStart := dkim.HeaderFields(msg)
 	sets, n, err := collectARCSets(fields)
 	cv := r.ARC.Result
-	if err != nil || cv == "" {
+	switch {
+	case err != nil || cv == "":
 		cv = ResultFail
+	case n == 0:
+		cv = ResultNone // a rule removed the chain that came: this set starts a new one
 	}
 	if n >= maxARCInstances {
 		return nil, ErrChainFull
