@@ -78,6 +78,9 @@ type Acceptor struct {
 	// Resolver is the DNS of inbound verification (listeners.*.verify);
 	// nil: none.
 	Resolver inauth.Resolver
+	// Verified, when set, is given each message's verification, whatever
+	// then becomes of the message (the metrics).
+	Verified func(listener string, r *inauth.Results)
 }
 
 var _ reception.SpaceReporter = (*Acceptor)(nil)
@@ -97,6 +100,9 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 		a.Logger.Debug("verified", "listener", sub.Listener, "client", sub.ClientIP, "from", sub.From,
 			"spf", v.Results.SPF.Result, "dkim", v.Results.DKIMSummary(), "dmarc", v.Results.DMARC.Result,
 			"disposition", v.Results.DMARC.Disposition, "arc", v.Results.ARC.Result)
+		if a.Verified != nil {
+			a.Verified(sub.Listener, v.Results)
+		}
 	}
 	env, body, matched, err := Prepare(snap, &Message{
 		From: sub.From, Recipients: sub.Recipients, Body: sub.Body,

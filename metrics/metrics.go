@@ -43,6 +43,7 @@ type Metrics struct {
 	authFailed  prometheus.Counter
 	authRefused *prometheus.CounterVec
 	feedback    *prometheus.CounterVec
+	verified    *prometheus.CounterVec
 	tls         *prometheus.CounterVec
 	milters     *milterMetrics       // content filters (milter.go)
 	reputation  *prometheus.GaugeVec // reputation.go
@@ -103,6 +104,7 @@ func New(opts ...Option) *Metrics {
 	m.authRefused = counter("auth_refused_total", "AUTH attempts refused without a password check, by reason (client_ip, user, connection, busy).", "reason")
 	m.tls = counter("recipients_delivered_tls_total", "Recipients delivered, by the TLS version of the connection (none without TLS) and what authenticated the server (none, system-roots, mta-sts).", "version", "verified")
 	m.feedback = counter("feedback_reports_total", "Reports received by feedback listeners, by kind (arf, dsn, bounce, unknown) and whether they matched a message.", "kind", "matched")
+	m.verified = counter("inbound_verifications_total", "Verifications of inbound mail, by listener, check (spf, dkim, dmarc, arc) and result; dkim is one word for all of a message's signatures.", "listener", "check", "result")
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
 	m.tlsReports = newTLSReportGauges()
@@ -116,7 +118,7 @@ func New(opts ...Option) *Metrics {
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
-		m.limited, m.authFailed, m.authRefused, m.feedback, m.tls, m.tlsReports,
+		m.limited, m.authFailed, m.authRefused, m.feedback, m.verified, m.tls, m.tlsReports,
 		m.milters.outcomes, m.milters.errors,
 		m.reputation,
 		m.gateway,

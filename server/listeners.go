@@ -143,7 +143,8 @@ func (s *Server) serve(l *listener, cfg *config.Listener, snap *Snapshot) (*serv
 			s.accepted(p, id, env, size, matched, tags)
 			s.delivery.Wake()
 		},
-		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake, Resolver: s.verifyResolver()}
+		Suppressions: intakeSuppressor{s}, Suppressed: s.suppressedAtIntake, Resolver: s.verifyResolver(),
+		Verified: s.verified}
 	var sink reception.Sink = acc
 	if cfg.Mode == config.ModeFeedback {
 		sink = s.feedbackListener(cfg, snap, &pol)

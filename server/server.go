@@ -21,6 +21,7 @@ import (
 	"github.com/cuemta/cuemta/deliverylog"
 	"github.com/cuemta/cuemta/dkim"
 	"github.com/cuemta/cuemta/hooks"
+	"github.com/cuemta/cuemta/inauth"
 	"github.com/cuemta/cuemta/intake"
 	"github.com/cuemta/cuemta/metrics"
 	"github.com/cuemta/cuemta/queue"
@@ -426,6 +427,23 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 	s.event(deliverylog.Event{Type: deliverylog.TypeReception, MessageID: id, From: env.From, Rcpts: rcpts,
 		Pool: env.Pool, Tenant: env.Tenant, Campaign: env.Campaign, Size: int64(size), Listener: env.Listener,
 		ClientIP: env.ClientIP, Generation: snap.Generation, DKIM: s.dkimSignatures(env.DKIM), Tags: tags})
+}
+
+// verified counts the checks of one inbound message's verification.
+func (s *Server) verified(listener string, r *inauth.Results) {
+	for _, c := range []struct {
+		on            bool
+		check, result string
+	}{
+		{r.Checks.SPF, "spf", r.SPF.Result},
+		{r.Checks.DKIM, "dkim", r.DKIMSummary()},
+		{r.Checks.DMARC, "dmarc", r.DMARC.Result},
+		{r.Checks.ARC, "arc", r.ARC.Result},
+	} {
+		if c.on {
+			s.metrics.Verified(listener, c.check, c.result)
+		}
+	}
 }
 
 // dkimSignatures is the delivery log's form of an envelope's DKIM record.

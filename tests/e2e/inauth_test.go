@@ -133,6 +133,18 @@ rules: message: [
 	if !srv.waitLog("rejected by rule dmarc-reject", 5*time.Second) {
 		t.Errorf("the refusal by rule dmarc-reject is not logged")
 	}
+	// Every verification is counted, the refused message's too.
+	for metric, want := range map[string]float64{
+		`cuemta_inbound_verifications_total{check="dmarc",listener="mx",result="pass"}`: 2,
+		`cuemta_inbound_verifications_total{check="dmarc",listener="mx",result="fail"}`: 2,
+		`cuemta_inbound_verifications_total{check="spf",listener="mx",result="fail"}`:   1,
+		`cuemta_inbound_verifications_total{check="dkim",listener="mx",result="pass"}`:  2,
+		`cuemta_inbound_verifications_total{check="arc",listener="mx",result="none"}`:   4,
+	} {
+		if got := metricValue(t, srv.admin, metric); got != want {
+			t.Errorf("%s = %v, want %v", metric, got, want)
+		}
+	}
 }
 
 func subjectOf(msg []byte) string {
