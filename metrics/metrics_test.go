@@ -47,6 +47,7 @@ func exercise(m *Metrics) {
 	m.AuthFailed()
 	m.AuthRefused("client_ip")
 	m.DeliveredTLS("TLS 1.3", "none")
+	m.Verified("mx", "dmarc", "fail")
 	m.DeliveredTLS("", "none")
 	if r := m.FeedbackReports(); r != nil {
 		r.WithLabelValues("arf", "true").Inc()
