@@ -53,7 +53,12 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*Result, error)
 	res := &Result{Domain: domain, TTL: ttl, Secure: a.secure}
 	if len(a.rrs) == 0 {
 		// RFC 5321 §5.1: no MX records: an implicit MX of preference 0
-		// pointing at the domain (after CNAMEs) itself.
+		// pointing at the domain (after CNAMEs) itself; a CNAME target
+		// with bytes that need escaping (a dot inside a label) is no host
+		// name, as for an MX exchange below.
+		if strings.ContainsRune(a.name, '\\') {
+			return nil, fail(ErrTemporary, errors.New("the CNAME target is not a host name"))
+		}
 		res.Hosts = []Host{{Name: display(a.name)}}
 		res.Implicit = true
 		return res, nil
