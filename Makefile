@@ -16,7 +16,8 @@ build:
 
 # Debian packages the suite uses: systemd (systemd-analyze verifies the
 # unit in packaging/), python3-dkim and python3-nacl (an independent DKIM
-# verifier, RSA and Ed25519), postfix (smtp-source and smtp-sink;
+# verifier, RSA and Ed25519) with python3-authres (dkimpy's ARC signer and
+# verifier need it), postfix (smtp-source and smtp-sink;
 # preseeded "No configuration", so no mail system is set up), chromium
 # (the console page's browser test), spamass-milter, spamassassin and
 # spamd (a real milter in front of spamd for the content-filter tests;
