@@ -58,14 +58,6 @@ type arcSet struct {
 	seal, message, authRes []byte
 }
 
-// errARC marks a chain that is malformed or does not validate; its text
-// is the Reason.
-type errARC struct{ reason string }
-
-func (e *errARC) Error() string { return e.reason }
-
-func arcFail(format string, args ...any) error { return &errARC{fmt.Sprintf(format, args...)} }
-
 // verifyARC validates the ARC chain of msg (RFC 8617 §5.2): every set
 // from 1 to the highest instance exactly once, the seals' cv values
 // right (none for the first, pass after), the newest message signature
@@ -94,7 +86,7 @@ func verifyARC(ctx context.Context, r *budgeted, msg []byte) ARCResult {
 	}
 	// §5.2 steps 2 and 3: a chain its newest sealer found failed stays
 	// failed; otherwise the first seal says none and the others pass.
-	if cv := seals[n]["cv"]; cv == "fail" {
+	if cv := strings.ToLower(seals[n]["cv"]); cv == "fail" {
 		res.Reason = fmt.Sprintf("ARC-Seal i=%d says cv=fail", n)
 		return res
 	}
@@ -152,7 +144,7 @@ func collectARCSets(fields []dkim.Field) (sets []arcSet, n int, err error) {
 		}
 		i, err := arcInstance(f.Raw, kind == arcAuthRes)
 		if err != nil {
-			return nil, 0, arcFail("%s: %v", kind, err)
+			return nil, 0, fmt.Errorf("%s: %v", kind, err)
 		}
 		all = append(all, found{i, kind, f.Raw})
 		n = max(n, i)
@@ -165,14 +157,14 @@ func collectARCSets(fields []dkim.Field) (sets []arcSet, n int, err error) {
 		s := &sets[f.instance]
 		slot := map[string]*[]byte{arcSeal: &s.seal, arcMessage: &s.message, arcAuthRes: &s.authRes}[f.kind]
 		if *slot != nil {
-			return nil, n, arcFail("two %s fields with i=%d", f.kind, f.instance)
+			return nil, n, fmt.Errorf("two %s fields with i=%d", f.kind, f.instance)
 		}
 		*slot = f.raw
 	}
 	for i := 1; i <= n; i++ {
 		s := sets[i]
 		if s.seal == nil || s.message == nil || s.authRes == nil {
-			return nil, n, arcFail("ARC set i=%d is incomplete", i)
+			return nil, n, fmt.Errorf("ARC set i=%d is incomplete", i)
 		}
 	}
 	return sets, n, nil
