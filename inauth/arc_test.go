@@ -7,12 +7,10 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,38 +19,8 @@ import (
 
 	"github.com/cuemta/cuemta/config"
 	"github.com/cuemta/cuemta/dkim"
+	"github.com/cuemta/cuemta/internal/arctest"
 )
-
-// dkimpy's ARC signer (Debian's python3-dkim, with python3-authres for
-// the Authentication-Results it copies; it seals with RSA keys only),
-// one hop per run: it adds the hop's Authentication-Results (arc=CV from
-// the second hop on) and seals the message read on stdin.
-const arcSignScript = `
-import dkim, sys
-sel, dom, keyfile, alg, cv = sys.argv[1:6]
-msg = sys.stdin.buffer.read()
-res = b"arc=" + cv.encode() if cv != "none" else b"spf=pass smtp.mailfrom=origin.example"
-msg = b"Authentication-Results: " + dom.encode() + b"; " + res + b"\r\n" + msg
-sig = dkim.arc_sign(msg, sel.encode(), dom.encode(), open(keyfile, "rb").read(), dom.encode(),
-                    signature_algorithm=alg.encode(), timestamp=1796180000)
-if not sig:
-    sys.exit("dkimpy made no ARC set")
-sys.stdout.buffer.write(b"".join(sig) + msg)
-`
-
-// dkimpy's ARC verifier, on the test's key records (no DNS): prints the
-// chain validation status.
-const arcVerifyScript = `
-import dkim, json, sys
-recs = json.loads(sys.argv[1])
-def txt(name, timeout=5):
-    v = recs.get(name.decode().rstrip(".").lower())
-    return v.encode() if v else None
-cv, _, _ = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=txt)
-print(cv.decode() if cv is not None else "terminated")  # None: an earlier hop reported cv=fail
-`
-
-const python = "/usr/bin/python3" // Debian's, which has python3-dkim
 
 // arcRig signs with two sealers, lists.example (selector s1) and
 // fwd.example (s2), with one RSA 2048 key, and serves their records.
@@ -64,9 +32,7 @@ type arcRig struct {
 }
 
 func newARCRig(t *testing.T) *arcRig {
-	if err := exec.Command(python, "-c", "import dkim, authres").Run(); err != nil {
-		t.Skipf("python3-dkim with python3-authres is not installed; `make deps` installs them: %v", err)
-	}
+	arctest.Require(t)
 	dir := t.TempDir()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -92,36 +58,18 @@ func (r *arcRig) add(name, value string) {
 	r.resolverRecords = append(r.resolverRecords, name+". 300 IN TXT "+strings.Join(chunks, " "))
 }
 
-// seal runs one hop: lists.example (cv none) or fwd.example (cv pass).
+// seal runs one dkimpy hop: lists.example (selector s1, the first, so
+// cv none) or fwd.example (s2, after it: cv pass).
 func (r *arcRig) seal(msg []byte, sealer string) []byte {
 	r.t.Helper()
-	args := map[string][]string{
-		"lists.example": {"s1", "lists.example", r.rsaFile, "rsa-sha256", "none"},
-		"fwd.example":   {"s2", "fwd.example", r.rsaFile, "rsa-sha256", "pass"},
-	}[sealer]
-	cmd := exec.Command(python, append([]string{"-c", arcSignScript}, args...)...)
-	cmd.Stdin = bytes.NewReader(msg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		r.t.Fatalf("dkimpy arc_sign (%s): %v\n%s", sealer, err, stderr.Bytes())
+	if sealer == "lists.example" {
+		return arctest.Seal(r.t, msg, "s1", sealer, r.rsaFile, "spf=pass smtp.mailfrom=origin.example", 1796180000)
 	}
-	return out
+	return arctest.Seal(r.t, msg, "s2", sealer, r.rsaFile, "arc=pass", 1796180000)
 }
 
 // dkimpy is dkimpy's verdict on msg.
-func (r *arcRig) dkimpy(msg []byte) string {
-	r.t.Helper()
-	recs, _ := json.Marshal(r.records)
-	cmd := exec.Command(python, "-c", arcVerifyScript, string(recs))
-	cmd.Stdin = bytes.NewReader(msg)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("dkimpy arc_verify: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+func (r *arcRig) dkimpy(msg []byte) string { return arctest.Verify(r.t, msg, r.records) }
 
 // replaceOnce replaces the first old in msg, failing the test without one.
 func replaceOnce(t *testing.T, msg []byte, old, new string) []byte {

@@ -6,30 +6,16 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cuemta/cuemta/internal/arctest"
 	"github.com/cuemta/cuemta/sim"
 )
-
-// arcSealScript is dkimpy's ARC signer (Debian's python3-dkim with
-// python3-authres) as a mailing list runs it: it adds its own
-// Authentication-Results and seals the message read on stdin.
-const arcSealScript = `
-import dkim, sys
-dom, keyfile = sys.argv[1:3]
-msg = b"Authentication-Results: " + dom.encode() + b"; spf=pass smtp.mailfrom=origin.test\r\n" + sys.stdin.buffer.read()
-sig = dkim.arc_sign(msg, b"arc", dom.encode(), open(keyfile, "rb").read(), dom.encode())
-if not sig:
-    sys.exit("dkimpy made no ARC set")
-sys.stdout.buffer.write(b"".join(sig) + msg)
-`
 
 // TestInboundARCTrustedList: a mailing list relays the mail of a domain
 // that publishes p=reject from its own address, so DMARC fails (SPF
@@ -41,10 +27,7 @@ sys.stdout.buffer.write(b"".join(sig) + msg)
 // seals what it accepted (verify.arcSeal), and dkimpy validates the
 // two-set chain at the next hop.
 func TestInboundARCTrustedList(t *testing.T) {
-	python := "/usr/bin/python3" // Debian's, which has python3-dkim
-	if err := exec.Command(python, "-c", "import dkim, authres").Run(); err != nil {
-		t.Skipf("python3-dkim with python3-authres is not installed; `make deps` installs them: %v", err)
-	}
+	arctest.Require(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +62,7 @@ rules: message: [
 `)
 	srv := startServer(t, dir, "mx")
 	seal := func(msg []byte, sealer string) []byte {
-		cmd := exec.Command(python, "-c", arcSealScript, sealer, keyFile)
-		cmd.Stdin = bytes.NewReader(msg)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("dkimpy arc_sign: %v\n%s", err, stderr.Bytes())
-		}
-		return out
+		return arctest.Seal(t, msg, "arc", sealer, keyFile, "spf=pass smtp.mailfrom=origin.test", 0)
 	}
 	post := func(subject string) []byte {
 		return []byte("From: Ann <ann@origin.test>\r\nTo: <team@corp.test>\r\nSubject: [team] " + subject +
@@ -130,23 +105,7 @@ rules: message: [
 		t.Errorf("no ARC set of cuemta's on top:\n%s", head)
 	}
 	recs := map[string]string{"arc._domainkey.lists.test": "v=DKIM1; k=rsa; p=" + p, "gw._domainkey.mta.test": "v=DKIM1; k=rsa; p=" + p}
-	records, _ := json.Marshal(recs)
-	cmd := exec.Command(python, "-c", arcCheckScript, string(records))
-	cmd.Stdin = bytes.NewReader(delivered)
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "pass" {
-		t.Errorf("dkimpy arc_verify of the delivered message: %s %v", out, err)
+	if v := arctest.Verify(t, delivered, recs); v != "pass" {
+		t.Errorf("dkimpy arc_verify of the delivered message: %s", v)
 	}
 }
-
-// arcCheckScript is dkimpy's ARC verifier on the given key records (no
-// DNS): it prints the chain's status.
-const arcCheckScript = `
-import dkim, json, sys
-recs = json.loads(sys.argv[1])
-def txt(name, timeout=5):
-    v = recs.get(name.decode().rstrip(".").lower())
-    return v.encode() if v else None
-cv, _, why = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=txt)
-print(cv.decode() if cv is not None else "terminated", why if cv != b"pass" else "")
-`
