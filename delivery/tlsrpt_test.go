@@ -54,8 +54,12 @@ func TestTLSResultsNoPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startScriptedMX(t, mxScript{exts: []string{"8BITMIME"}, tls: tc.server})
 			dns := fakeDNS{mx: map[string][]string{"x.test": {"mx.x.test"}, "y.test": {"mx.x.test"}}, hosts: map[string]string{"mx.x.test": "192.0.2.1"}}
+			// One connection at a time, so that both jobs ride the first
+			// one: a second connection dialled after a failed handshake
+			// goes in clear text without trying STARTTLS, and records
+			// nothing.
 			r := newSchedulerRig(t, `hostname: "mta.example"
-profiles: default: {tls: "`+tc.tls+`", connectionRate: "1000/s", retry: {schedule: ["1m"], jitter: 0}}
+profiles: default: {tls: "`+tc.tls+`", maxConnections: 1, connectionRate: "1000/s", retry: {schedule: ["1m"], jitter: 0}}
 `, dns, map[string]*fakeMX{"192.0.2.1": f})
 			id := r.send(queue.Envelope{Recipients: rcpts("a@x.test", "b@y.test"), Listener: tc.listener})
 			r.waitAttempted(1, id)
