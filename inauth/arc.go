@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -286,32 +287,14 @@ func (v *arcVerifier) checkMessageSignature(fields []dkim.Field, body, raw []byt
 	if base64.StdEncoding.EncodeToString(bh[:]) != t["bh"] {
 		return errors.New("body hash does not match: the body changed after this hop")
 	}
-	h := sha256.New()
-	used := map[string]int{} // per lower-case name: instances already taken from the bottom
-	var buf []byte
-	for _, name := range strings.Split(t["h"], ":") {
-		name = strings.ToLower(strings.TrimSpace(name))
-		if name == strings.ToLower(arcSeal) {
-			return errors.New("h= lists ARC-Seal (RFC 8617 §4.1.2)")
-		}
-		skip := used[name]
-		used[name]++
-		for j := len(fields) - 1; j >= 0; j-- {
-			if !strings.EqualFold(string(fields[j].Name), name) {
-				continue
-			}
-			if skip > 0 {
-				skip--
-				continue
-			}
-			buf = dkim.AppendCanonicalField(buf[:0], fields[j].Raw, headerRelaxed)
-			h.Write(buf)
-			break
-		}
+	names := strings.Split(t["h"], ":")
+	if slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSpace(n), arcSeal) }) {
+		return errors.New("h= lists ARC-Seal (RFC 8617 §4.1.2)")
 	}
-	buf = dkim.AppendCanonicalField(buf[:0], withoutSignature(raw), headerRelaxed)
-	h.Write(bytes.TrimSuffix(buf, []byte("\r\n")))
-	return v.checkSignature(t, h.Sum(nil))
+	data := appendSignedFields(nil, fields, names, headerRelaxed)
+	data = appendSignatureField(data, withoutSignature(raw), headerRelaxed)
+	digest := sha256.Sum256(data)
+	return v.checkSignature(t, digest[:])
 }
 
 // checkSeal verifies ARC-Seal i over the ARC sets 1 to i, each in the
@@ -326,21 +309,55 @@ func (v *arcVerifier) checkSeal(sets []arcSet, i int, t tagList) error {
 	if _, ok := t["h"]; ok {
 		return errors.New("h= is not allowed in an ARC-Seal")
 	}
-	h := sha256.New()
-	var buf []byte
-	for j := 1; j <= i; j++ {
-		for _, raw := range [][]byte{sets[j].authRes, sets[j].message} {
-			buf = dkim.AppendCanonicalField(buf[:0], raw, true)
-			h.Write(buf)
-		}
-		if j < i {
-			buf = dkim.AppendCanonicalField(buf[:0], sets[j].seal, true)
-			h.Write(buf)
+	digest := sha256.Sum256(sealData(sets[1:i], sets[i].authRes, sets[i].message, withoutSignature(sets[i].seal)))
+	return v.checkSignature(t, digest[:])
+}
+
+// appendSignedFields appends the canonical form of the header fields an
+// h= list names (RFC 6376 §5.4.2): for a name listed n times, its n
+// bottom-most instances, bottom first; a name listed more often than it
+// occurs adds nothing the extra times.
+func appendSignedFields(dst []byte, fields []dkim.Field, names []string, relaxed bool) []byte {
+	used := map[string]int{} // per lower-case name: instances already taken from the bottom
+	for _, name := range names {
+		name = strings.ToLower(strings.TrimSpace(name))
+		skip := used[name]
+		used[name]++
+		for j := len(fields) - 1; j >= 0; j-- {
+			if !strings.EqualFold(string(fields[j].Name), name) {
+				continue
+			}
+			if skip > 0 {
+				skip--
+				continue
+			}
+			dst = dkim.AppendCanonicalField(dst, fields[j].Raw, relaxed)
+			break
 		}
 	}
-	buf = dkim.AppendCanonicalField(buf[:0], withoutSignature(sets[i].seal), true)
-	h.Write(bytes.TrimSuffix(buf, []byte("\r\n")))
-	return v.checkSignature(t, h.Sum(nil))
+	return dst
+}
+
+// appendSignatureField appends a signature's own field, its b= value
+// already removed, canonical and without its final CRLF: the last thing
+// a signature covers (RFC 6376 §3.7).
+func appendSignatureField(dst, f []byte, relaxed bool) []byte {
+	return bytes.TrimSuffix(dkim.AppendCanonicalField(dst, f, relaxed), []byte("\r\n"))
+}
+
+// sealData is what an ARC-Seal signs (RFC 8617 §5.1.1): the sets before
+// it, each as AAR, AMS and AS, relaxed; then its own AAR and AMS; then
+// itself, sealField being the seal without its b= value.
+func sealData(prior []arcSet, authRes, message, sealField []byte) []byte {
+	var data []byte
+	for _, s := range prior {
+		for _, f := range [][]byte{s.authRes, s.message, s.seal} {
+			data = dkim.AppendCanonicalField(data, f, true)
+		}
+	}
+	data = dkim.AppendCanonicalField(data, authRes, true)
+	data = dkim.AppendCanonicalField(data, message, true)
+	return appendSignatureField(data, sealField, true)
 }
 
 // canonicalization reads a c= tag: header/body, simple by default.

@@ -1,7 +1,6 @@
 package inauth
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -82,16 +81,7 @@ func (r *Results) Seal(msg []byte, authservID string, key *dkim.Key, now time.Ti
 		"\td=" + key.Domain + "; s=" + key.Selector + "; t=" + t + ";\r\n" +
 		"\th=" + strings.Join(names, ":") + ";\r\n" +
 		"\tbh=" + base64.StdEncoding.EncodeToString(bh[:]) + ";\r\n\tb="
-	var data []byte
-	for _, name := range names {
-		for j := len(fields) - 1; j >= 0; j-- { // the bottom-most of each name (RFC 6376 §5.4.2)
-			if strings.EqualFold(string(fields[j].Name), name) {
-				data = dkim.AppendCanonicalField(data, fields[j].Raw, true)
-				break
-			}
-		}
-	}
-	data = bytes.TrimSuffix(dkim.AppendCanonicalField(data, []byte(ams), true), []byte("\r\n"))
+	data := appendSignatureField(appendSignedFields(nil, fields, names, true), []byte(ams), true)
 	b, err := sign(data)
 	if err != nil {
 		return nil, err
@@ -102,17 +92,11 @@ func (r *Results) Seal(msg []byte, authservID string, key *dkim.Key, now time.Ti
 	// when the chain failed.
 	as := "ARC-Seal: i=" + strconv.Itoa(i) + "; a=rsa-sha256; t=" + t + "; cv=" + cv + ";\r\n" +
 		"\td=" + key.Domain + "; s=" + key.Selector + ";\r\n\tb="
-	data = data[:0]
-	if cv != ResultFail {
-		for j := 1; j < i; j++ {
-			for _, f := range [][]byte{sets[j].authRes, sets[j].message, sets[j].seal} {
-				data = dkim.AppendCanonicalField(data, f, true)
-			}
-		}
+	var prior []arcSet
+	if cv != ResultFail && n > 0 {
+		prior = sets[1:i]
 	}
-	data = dkim.AppendCanonicalField(data, []byte(aar), true)
-	data = dkim.AppendCanonicalField(data, []byte(ams), true)
-	data = bytes.TrimSuffix(dkim.AppendCanonicalField(data, []byte(as), true), []byte("\r\n"))
+	data = sealData(prior, []byte(aar), []byte(ams), []byte(as))
 	if b, err = sign(data); err != nil {
 		return nil, err
 	}
