@@ -347,8 +347,17 @@ func TestClusterNodeKilledReleasesLeases(t *testing.T) {
 		}
 		return n
 	}
-	injectEach(t, nodes, 40, 0)
+	// n0 gets its mail first: a node that has slots keeps them while it
+	// has mail (1,000 messages a connection), so with all three fed at
+	// once n0 could wait until the others had drained, and there would
+	// be nobody left to take its slots. n0's 100 messages last 10 s at
+	// the shared rate; the others' 120 outlast the lapse.
+	injectEach(t, nodes[:1], 100, 0)
 	waitFor(t, 20*time.Second, "node n0 to hold slots", func() bool { return live("n0") > 0 })
+	injectEach(t, nodes[1:], 60, 1)
+	if live("n0") == 0 {
+		t.Fatal("n0 released its slots before the kill: it ran out of mail")
+	}
 	nodes[0].kill()
 	killed := time.Now()
 	waitFor(t, clusterTTL+3*time.Second, "n0's slots to lapse", func() bool { return live("n0") == 0 })
