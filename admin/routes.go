@@ -28,6 +28,7 @@ func (s *Server) routes(registry *prometheus.Registry) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/suppressions/{address...}", s.handleUnsuppress)
 	mux.HandleFunc("POST /api/v1/reload", s.handleReload)
 	mux.HandleFunc("POST /api/v1/tlsrpt/send", s.handleTLSReportSend)
+	mux.HandleFunc("POST /api/v1/dmarc/send", s.handleDMARCReportSend)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /api/v1/console", s.handleConsole)
 	mux.HandleFunc("GET /{$}", s.handlePage)

@@ -67,6 +67,7 @@ type options struct {
 	maxBodyBytes   int64
 	suppressions   *suppress.Store // WithSuppressions
 	tlsReports     TLSReports      // WithTLSReports
+	dmarcReports   DMARCReports    // WithDMARCReports
 }
 
 // OnAction sets the hook told of every operator action (inject, suspend,

@@ -177,6 +177,7 @@ func (c *Config) check() Errors {
 	c.checkHooks(add)
 	c.checkFeedback(add)
 	c.checkCluster(add)
+	c.checkDMARCReporting(add)
 	return errs
 }
 
@@ -354,3 +355,17 @@ func (c *Config) PosOf(path string) Pos { return c.posAt(path) }
 
 // Label quotes a map key for use in a path given to PosOf.
 func Label(key string) string { return cueLabel(key) }
+
+// checkDMARCReporting refuses DMARC reporting without a listener that
+// verifies DMARC: its reports could never count anything.
+func (c *Config) checkDMARCReporting(add addFunc) {
+	if !c.DMARCReporting.Enabled {
+		return
+	}
+	for _, l := range c.Listeners {
+		if l.Verify.DMARC {
+			return
+		}
+	}
+	add("dmarcReporting.enabled", "dmarcReporting.enabled: no listener verifies DMARC (listeners.*.verify.dmarc), so there would be nothing to report")
+}

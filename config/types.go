@@ -37,6 +37,9 @@ type Config struct {
 	Feedback    Feedback    `json:"feedback"`
 	// TLSReporting is SMTP TLS Reporting (RFC 8460, tlsreporting.go).
 	TLSReporting TLSReporting `json:"tlsReporting"`
+	// DMARCReporting is DMARC aggregate reporting (RFC 7489 §7.2,
+	// dmarcreporting.go).
+	DMARCReporting DMARCReporting `json:"dmarcReporting"`
 	// Cluster, when set, shares limits and suspensions with other nodes
 	// through Redis (package cluster); nil: this node alone.
 	Cluster *Cluster `json:"cluster,omitempty"`

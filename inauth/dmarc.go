@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/mail"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
@@ -30,6 +31,41 @@ type DMARCResult struct {
 	// SPFAligned and DKIMAligned report which identifier passed aligned.
 	SPFAligned, DKIMAligned bool
 	Reason                  string
+	// Published is the record evaluated, nil without one: what an
+	// aggregate report (RFC 7489 §7.2) says was published, and where it
+	// goes.
+	Published *DMARCRecord
+}
+
+// DMARCRecord is a DMARC policy record as published (RFC 7489 §6.3).
+type DMARCRecord struct {
+	// Domain is where the record was found: the From: domain, or its
+	// organisational domain.
+	Domain string
+	// ADKIM and ASPF are the alignment modes, "r" or "s".
+	ADKIM, ASPF string
+	// P and SP are p= and sp= ("" when sp= is absent).
+	P, SP string
+	// Pct is pct= (100 when absent).
+	Pct int
+	// Rua are the aggregate-report URIs of rua=, as written.
+	Rua []string
+}
+
+// published is rec as a DMARCRecord found at domain.
+func published(domain string, rec *dmarc.Record) *DMARCRecord {
+	p := &DMARCRecord{Domain: domain, ADKIM: "r", ASPF: "r", P: string(rec.Policy), SP: string(rec.SubdomainPolicy), Pct: 100,
+		Rua: slices.Clone(rec.ReportURIAggregate)}
+	if rec.DKIMAlignment == dmarc.AlignmentStrict {
+		p.ADKIM = "s"
+	}
+	if rec.SPFAlignment == dmarc.AlignmentStrict {
+		p.ASPF = "s"
+	}
+	if rec.Percent != nil {
+		p.Pct = *rec.Percent
+	}
+	return p
 }
 
 // OrgDomain is the organisational domain of d (RFC 7489 §3.2): one label
@@ -139,6 +175,11 @@ func evalDMARC(ctx context.Context, r *budgeted, from []string, spfRes SPFResult
 		res.Result, res.Reason = ResultNone, "no DMARC record"
 		return res
 	}
+	recDomain := domain
+	if atOrg {
+		recDomain = res.OrgDomain
+	}
+	res.Published = published(recDomain, rec)
 	res.Policy = string(rec.Policy)
 	if atOrg && rec.SubdomainPolicy != "" {
 		res.Policy = string(rec.SubdomainPolicy) // §6.3 sp=

@@ -105,39 +105,40 @@ func TestVerify(t *testing.T) {
 		spf, dkim  string
 		dmarc      string
 		dis        string
+		pub        string // the record found (publishedString)
 	}{
 		{name: "aligned-signed", ip: "127.0.10.1", from: "alice@sender.test",
 			msg: func(t *testing.T) []byte { return sign(t, message("Alice <alice@sender.test>"), "sender.test", "s1") },
-			spf: "pass", dkim: "pass", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "pass", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "unsigned-spf-aligned", ip: "127.0.10.1", from: "alice@sender.test",
 			msg: func(*testing.T) []byte { return message("alice@sender.test") },
-			spf: "pass", dkim: "none", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "none", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "forged-from", ip: "127.0.20.1", from: "mallory@attacker.test",
 			msg: func(*testing.T) []byte { return message("CEO <ceo@sender.test>") },
-			spf: "temperror", dkim: "none", dmarc: "fail", dis: "reject"},
+			spf: "temperror", dkim: "none", dmarc: "fail", dis: "reject", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "spf-fail-dkim-pass", ip: "127.0.20.1", from: "alice@sender.test",
 			msg: func(t *testing.T) []byte { return sign(t, message("alice@sender.test"), "sender.test", "s1") },
-			spf: "fail", dkim: "pass", dmarc: "pass", dis: "none"},
+			spf: "fail", dkim: "pass", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "body-altered", ip: "127.0.20.1", from: "alice@sender.test",
 			msg: func(t *testing.T) []byte {
 				return bytes.Replace(sign(t, message("alice@sender.test"), "sender.test", "s1"), []byte("figures"), []byte("numbers"), 1)
 			},
-			spf: "fail", dkim: "fail", dmarc: "fail", dis: "reject"},
+			spf: "fail", dkim: "fail", dmarc: "fail", dis: "reject", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "subdomain-relaxed-sp", ip: "127.0.10.5", from: "list@news.sender.test",
 			msg: func(*testing.T) []byte { return message("list@news.sender.test") },
-			spf: "pass", dkim: "none", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "none", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "subdomain-fail-sp", ip: "127.0.20.1", from: "list@news.sender.test",
 			msg: func(*testing.T) []byte { return message("list@news.sender.test") },
-			spf: "softfail", dkim: "none", dmarc: "fail", dis: "quarantine"},
+			spf: "softfail", dkim: "none", dmarc: "fail", dis: "quarantine", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "strict-misaligned", ip: "127.0.10.1", from: "b@bounces.strict.test",
 			msg: func(t *testing.T) []byte { return sign(t, message("info@www.strict.test"), "strict.test", "s1") },
-			spf: "pass", dkim: "pass", dmarc: "fail", dis: "quarantine"},
+			spf: "pass", dkim: "pass", dmarc: "fail", dis: "quarantine", pub: "strict.test p=quarantine sp= adkim=s aspf=s pct=100 rua=[]"},
 		{name: "strict-aligned", ip: "127.0.10.1", from: "b@bounces.strict.test",
 			msg: func(t *testing.T) []byte { return sign(t, message("info@strict.test"), "strict.test", "s1") },
-			spf: "pass", dkim: "pass", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "pass", dmarc: "pass", dis: "none", pub: "strict.test p=quarantine sp= adkim=s aspf=s pct=100 rua=[]"},
 		{name: "pct-zero", ip: "127.0.10.1", from: "x@sampled.test",
 			msg: func(*testing.T) []byte { return message("x@sampled.test") },
-			spf: "fail", dkim: "none", dmarc: "fail", dis: "quarantine"},
+			spf: "fail", dkim: "none", dmarc: "fail", dis: "quarantine", pub: "sampled.test p=reject sp= adkim=r aspf=r pct=0 rua=[]"},
 		{name: "no-dmarc-record", ip: "127.0.10.1", from: "x@nopolicy.test",
 			msg: func(*testing.T) []byte { return message("x@nopolicy.test") },
 			spf: "neutral", dkim: "none", dmarc: "none"},
@@ -152,7 +153,7 @@ func TestVerify(t *testing.T) {
 			spf: "pass", dkim: "none", dmarc: "permerror"},
 		{name: "unknown-key", ip: "127.0.10.1", from: "alice@sender.test",
 			msg: func(t *testing.T) []byte { return sign(t, message("alice@sender.test"), "sender.test", "gone") },
-			spf: "pass", dkim: "permerror", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "permerror", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "lookup-limit", ip: "127.0.10.1", from: "x@loop.test",
 			msg: func(*testing.T) []byte { return message("x@loop.test") },
 			spf: "permerror", dkim: "none", dmarc: "none"},
@@ -179,7 +180,7 @@ func TestVerify(t *testing.T) {
 			spf: "pass", dkim: "none", dmarc: "none"},
 		{name: "null-sender-helo", ip: "127.0.10.1", helo: "helo.sender.test", from: "",
 			msg: func(*testing.T) []byte { return message("MAILER-DAEMON@helo.sender.test") },
-			spf: "pass", dkim: "none", dmarc: "pass", dis: "none"},
+			spf: "pass", dkim: "none", dmarc: "pass", dis: "none", pub: "sender.test p=reject sp=quarantine adkim=r aspf=r pct=100 rua=[mailto:d@sender.test]"},
 		{name: "unreachable-dns", ip: "127.0.10.1", from: "x@nowhere.invalid",
 			msg: func(*testing.T) []byte { return message("x@nowhere.invalid") },
 			spf: "temperror", dkim: "none", dmarc: "temperror"},
@@ -204,9 +205,20 @@ func TestVerify(t *testing.T) {
 					res.SPF.Result, res.SPF.Reason, res.DKIMSummary(), res.DKIM, res.DMARC.Result, res.DMARC.Disposition, res.DMARC.Reason,
 					tc.spf, tc.dkim, tc.dmarc, tc.dis)
 			}
+			if got := publishedString(res.DMARC.Published); got != tc.pub {
+				t.Errorf("published record %q, want %q", got, tc.pub)
+			}
 			golden.Check(t, filepath.Join("testdata", tc.name+".golden"), res.Field("mx.receiver.test"))
 		})
 	}
+}
+
+// publishedString is r in one line for the table: "" for nil.
+func publishedString(r *DMARCRecord) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s p=%s sp=%s adkim=%s aspf=%s pct=%d rua=%v", r.Domain, r.P, r.SP, r.ADKIM, r.ASPF, r.Pct, r.Rua)
 }
 
 // TestDNSBudget: a message's verification stops at its query budget with

@@ -79,8 +79,8 @@ type Acceptor struct {
 	// nil: none.
 	Resolver inauth.Resolver
 	// Verified, when set, is given each message's verification, whatever
-	// then becomes of the message (the metrics).
-	Verified func(listener string, r *inauth.Results)
+	// then becomes of the message (the metrics, DMARC reports).
+	Verified func(sub *reception.Submission, r *inauth.Results)
 }
 
 var _ reception.SpaceReporter = (*Acceptor)(nil)
@@ -101,7 +101,7 @@ func (a *Acceptor) Accept(ctx context.Context, sub *reception.Submission) (strin
 			"spf", v.Results.SPF.Result, "dkim", v.Results.DKIMSummary(), "dmarc", v.Results.DMARC.Result,
 			"disposition", v.Results.DMARC.Disposition, "arc", v.Results.ARC.Result)
 		if a.Verified != nil {
-			a.Verified(sub.Listener, v.Results)
+			a.Verified(sub, v.Results)
 		}
 	}
 	env, body, matched, err := Prepare(snap, &Message{

@@ -14,8 +14,10 @@ type Metrics struct {
 	hooksOnce sync.Once
 	// tlsReports are the TLS reporting gauges (tlsrpt.go).
 	tlsReports *tlsReportGauges
-	hooks      *hookMetrics // webhooks (hooks.go)
-	cluster    *clusterGauges
+	// dmarcReports are the DMARC reporting gauges (dmarc.go).
+	dmarcReports *dmarcReportGauges
+	hooks        *hookMetrics // webhooks (hooks.go)
+	cluster      *clusterGauges
 
 	// gateway are the stage rules' DNSBL and greylist gauges (gateway.go).
 	gateway *gatewayGauges
@@ -108,6 +110,7 @@ func New(opts ...Option) *Metrics {
 	m.reloadOK.Set(1) // the startup config was valid, or we would not run
 	m.hookSet()       // webhooks (hooks.go)
 	m.tlsReports = newTLSReportGauges()
+	m.dmarcReports = newDMARCReportGauges()
 	m.milters = newMilterMetrics()
 	m.cluster = newClusterGauges()
 	m.reputation = newReputationGauge()
@@ -118,7 +121,7 @@ func New(opts ...Option) *Metrics {
 		m.received, m.delivered, m.transient, m.bounced, m.expired,
 		m.ruleHits, m.ruleErrors, m.reloads, m.reloadTime, m.reloadOK, m.generation,
 		m.queue, m.space, m.budget, m.outConns, m.inConns, m.suspensions, m.fsync, m.replies,
-		m.limited, m.authFailed, m.authRefused, m.feedback, m.verified, m.tls, m.tlsReports,
+		m.limited, m.authFailed, m.authRefused, m.feedback, m.verified, m.tls, m.tlsReports, m.dmarcReports,
 		m.milters.outcomes, m.milters.errors,
 		m.reputation,
 		m.gateway,

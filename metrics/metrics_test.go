@@ -56,6 +56,7 @@ func exercise(m *Metrics) {
 	m.HookFailed("crm")
 	m.HookStatsFunc(func() []HookQueue { return []HookQueue{{Name: "crm", Queued: 7, Oldest: 1500 * time.Millisecond}} })
 	m.TLSReportStatsFunc(func() TLSReportStats { return TLSReportStats{Pending: 2, ResultsDropped: 1} })
+	m.DMARCReportStatsFunc(func() DMARCReportStats { return DMARCReportStats{Pending: 1, ReportsDropped: 3} })
 	m.MilterOutcome("mx", "spamassassin", "accept")
 	m.MilterOutcome("mx", "spamassassin", "reject")
 	m.MilterError("mx", "clamav", "timeout")

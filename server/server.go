@@ -20,6 +20,7 @@ import (
 	"github.com/cuemta/cuemta/delivery/mx"
 	"github.com/cuemta/cuemta/deliverylog"
 	"github.com/cuemta/cuemta/dkim"
+	"github.com/cuemta/cuemta/dmarcreport"
 	"github.com/cuemta/cuemta/hooks"
 	"github.com/cuemta/cuemta/inauth"
 	"github.com/cuemta/cuemta/intake"
@@ -54,6 +55,11 @@ type Server struct {
 	// tlsReports sends the TLS reports (nil: TLS reporting off), while
 	// Run runs.
 	tlsReports admin.TLSReports
+	// dmarcReports sends the DMARC aggregate reports and dmarcResults
+	// counts what they report (nil: DMARC reporting off), while Run
+	// runs; both are set before the listeners start.
+	dmarcReports admin.DMARCReports
+	dmarcResults *dmarcreport.Store
 	// cluster is the accounting shared with other nodes (cluster.go);
 	// nil on a node alone.
 	cluster *cluster.Client
@@ -191,6 +197,14 @@ func (s *Server) Run(ctx context.Context) error {
 		tlsResults = tlsRep.store
 		s.tlsReports = tlsRep.reporter
 	}
+	dmarcRep, err := s.openDMARCReporting(resolver)
+	if err != nil {
+		return err
+	}
+	if dmarcRep != nil {
+		s.dmarcReports = dmarcRep.reporter
+		s.dmarcResults = dmarcRep.store
+	}
 	shared, err := s.startCluster(cfg)
 	if err != nil {
 		return err
@@ -238,6 +252,14 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { cancel(); <-tlsRepDone }() // before the spool closes
+	dmarcRepDone := make(chan struct{})
+	go func() {
+		defer close(dmarcRepDone)
+		if dmarcRep != nil {
+			dmarcRep.run(runCtx, s) // sends reports and saves the counts until shutdown
+		}
+	}()
+	defer func() { cancel(); <-dmarcRepDone }()
 	if s.cluster != nil {
 		defer s.cluster.Close()
 		clusterDone := make(chan struct{})
@@ -388,6 +410,9 @@ func (s *Server) startAdmin(cfg *config.Config) error {
 	if s.tlsReports != nil {
 		opts = append(opts, admin.WithTLSReports(s.tlsReports))
 	}
+	if s.dmarcReports != nil {
+		opts = append(opts, admin.WithDMARCReports(s.dmarcReports))
+	}
 	srv, err := admin.New(cfg.Admin, backend{s}, s.metrics.Registry(), s.logger, opts...)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
@@ -429,8 +454,15 @@ func (s *Server) accepted(snap *intake.Policy, id string, env *queue.Envelope, s
 		ClientIP: env.ClientIP, Generation: snap.Generation, DKIM: s.dkimSignatures(env.DKIM), Tags: tags})
 }
 
-// verified counts the checks of one inbound message's verification.
-func (s *Server) verified(listener string, r *inauth.Results) {
+// verified counts the checks of one inbound message's verification, and
+// its DMARC outcome for the aggregate reports.
+func (s *Server) verified(sub *reception.Submission, r *inauth.Results) {
+	if store := s.dmarcResults; store != nil {
+		if res, ok := dmarcResult(sub, r); ok {
+			store.Record(res)
+		}
+	}
+	listener := sub.Listener
 	for _, c := range []struct {
 		on            bool
 		check, result string

@@ -50,8 +50,10 @@ func (s *Server) openTLSReporting(resolver *mx.Resolver) (*tlsReporting, error) 
 			}
 			return txts, err
 		},
-		Enqueue: s.enqueueTLSReport,
-		Logger:  s.logger,
+		Enqueue: func(ctx context.Context, from, to string, msg []byte) (string, error) {
+			return s.enqueueReport(ctx, tlsrpt.ReportListener, from, to, msg)
+		},
+		Logger: s.logger,
 	})
 	s.registerTLSReportMetrics(store)
 	s.logger.Info("TLS reporting on", "state", filepath.Join(cfg.Spool.Dir, "tlsrpt", "state.json"), "pending_reports", store.Pending())
@@ -80,13 +82,15 @@ func (t *tlsReporting) run(ctx context.Context, s *Server) {
 	t.reporter.Run(ctx, iv)
 }
 
-// enqueueTLSReport queues a report mail as the MTA's own mail: through
-// the message rules and DKIM signing like an injection, under
-// tlsrpt.ReportListener, so delivery counts no TLS result for it.
-func (s *Server) enqueueTLSReport(ctx context.Context, from, to string, msg []byte) (string, error) {
+// enqueueReport queues a report mail (TLS or DMARC) as the MTA's own
+// mail: through the message rules and DKIM signing like an injection,
+// under listener, a name no real listener has (tlsrpt.ReportListener,
+// dmarcreport.ReportListener): delivery counts no TLS result for a TLS
+// report, and rules can tell report mail apart.
+func (s *Server) enqueueReport(ctx context.Context, listener, from, to string, msg []byte) (string, error) {
 	snap := s.Snapshot()
 	env, body, matched, err := intake.Prepare(&snap.Policy, &intake.Message{
-		From: from, Recipients: []string{to}, Body: msg, Listener: tlsrpt.ReportListener,
+		From: from, Recipients: []string{to}, Body: msg, Listener: listener,
 	})
 	if err != nil {
 		var r *reception.Reply

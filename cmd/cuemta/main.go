@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"queue":    {runQueue, "inspect and act on the queue: queue ls|show|suspend|resume|retry|bounce|delete (by id or by filter)"},
 	"suppress": {runSuppress, "the suppression list: suppress ls|add|rm|import|export"},
 	"tlsrpt":   {runTLSRpt, "TLS reports (RFC 8460): tlsrpt send sends every pending report now"},
+	"dmarc":    {runDMARC, "DMARC aggregate reports (RFC 7489): dmarc send sends every pending report now"},
 	"status":   {runStatus, "show the running server's status"},
 	"top":      {runTop, "a refreshing terminal view of providers and sites: rates, queue, connections, shaping"},
 	"reload":   {runReload, "reload the running server's config (prints the new generation or the errors)"},
