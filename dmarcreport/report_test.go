@@ -46,7 +46,7 @@ func reportWindow(t *testing.T) *Window {
 	s.Record(with(func(r *Result) { r.Published.P, r.Published.SP, r.Published.Pct = "quarantine", "none", 50 }))
 	c.Set("2026-12-02T00:10:00Z")
 	s.Roll()
-	due := s.Due(c.Now(), 0)
+	due := s.Due(c.Now(), 0, 0)
 	if len(due) != 1 {
 		t.Fatalf("%d windows, want 1", len(due))
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -85,31 +83,15 @@ type Sent struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// jitterOf is the domain's share of the jitter: fixed per domain and
-// window, so a restart does not move it and domains spread out.
-func jitterOf(w *Window, jitter time.Duration) time.Duration {
-	if jitter <= 0 {
-		return 0
-	}
-	h := fnv.New64a()
-	io.WriteString(h, w.Domain+"\x00"+w.Start.UTC().Format(time.RFC3339))
-	return time.Duration(h.Sum64() % uint64(jitter))
-}
-
 // Cycle closes the windows of a day that has ended and sends every report
 // that is due: its window ended Delay plus the domain's jitter ago, and
 // any earlier failed try waited Retry.
 func (r *Reporter) Cycle(ctx context.Context) []Sent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.opts.Store.Roll()
 	set := r.opts.Settings()
-	now := r.opts.Now()
 	var out []Sent
-	for _, w := range r.opts.Store.Due(now, set.Delay) {
-		if now.Before(w.End.Add(set.Delay + jitterOf(w, set.Jitter))) {
-			continue
-		}
+	for _, w := range r.opts.Store.Ripe(r.opts.Now(), set.Delay, set.Jitter) {
 		out = append(out, r.send(ctx, w, set))
 	}
 	return out
@@ -121,10 +103,9 @@ func (r *Reporter) Cycle(ctx context.Context) []Sent {
 func (r *Reporter) SendNow(ctx context.Context) []Sent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.opts.Store.Cut()
 	set := r.opts.Settings()
 	var out []Sent
-	for _, w := range r.opts.Store.Due(time.Unix(1<<40, 0), 0) {
+	for _, w := range r.opts.Store.CutAll() {
 		out = append(out, r.send(ctx, w, set))
 	}
 	return out
@@ -142,14 +123,13 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 	now := r.opts.Now()
 	if set.MaxAge > 0 && now.After(w.End.Add(set.MaxAge)) {
 		log.Warn("dmarcreport: report given up", "report_id", id, "attempts", w.Attempts, "last_error", w.LastError)
-		r.opts.Store.Done(w)
-		r.opts.Store.dropWindow()
+		r.opts.Store.GiveUp(w.Seq)
 		res.Outcome, res.Error = "expired", w.LastError
 		return res
 	}
 	retry := func(err error) Sent {
 		log.Warn("dmarcreport: report not sent everywhere; trying again later", "report_id", id, "err", err)
-		r.opts.Store.Failed(w, now.Add(set.Retry), err)
+		r.opts.Store.Failed(w.Seq, now.Add(set.Retry), err)
 		res.Outcome, res.Error = "retry", err.Error()
 		return res
 	}
@@ -212,13 +192,13 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 		took++
 		res.Rua = append(res.Rua, d.Address)
 		res.Queued = append(res.Queued, sid)
-		r.opts.Store.sentTo(w, d.Address)
+		r.opts.Store.SentTo(w.Seq, d.Address)
 		log.Info("dmarcreport: report queued", "report_id", id, "rua", d.Address, "queued", sid, "bytes", len(msg))
 	}
 	if len(errs) > 0 {
 		return retry(errors.Join(errs...))
 	}
-	r.opts.Store.Done(w)
+	r.opts.Store.Done(w.Seq)
 	if took == 0 {
 		// Nobody can take it: the counts are dropped, as for a record
 		// without rua (RFC 7489 §7.2: reports go to rua only).
@@ -233,20 +213,5 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 // Run runs a cycle every interval and flushes the store, until ctx ends;
 // then it flushes one last time.
 func (r *Reporter) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := r.opts.Store.Flush(); err != nil {
-				r.opts.Logger.Error("dmarcreport: save counts at shutdown", "err", err)
-			}
-			return
-		case <-t.C:
-		}
-		r.Cycle(ctx)
-		if err := r.opts.Store.Flush(); err != nil {
-			r.opts.Logger.Error("dmarcreport: save counts", "err", err)
-		}
-	}
+	r.opts.Store.Run(ctx, interval, func() { r.Cycle(ctx) })
 }

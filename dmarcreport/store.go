@@ -1,42 +1,26 @@
 package dmarcreport
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/cuemta/cuemta/internal/atomicfile"
+	"github.com/cuemta/cuemta/internal/reportbook"
 )
 
-// The store counts results per policy domain in windows. A window is open
-// while results are added to it and closed (given an end) when the UTC
-// day it belongs to ends, or earlier when a report is forced (Cut); a
-// closed window waits in the store until its report is sent or it is too
-// old to be worth sending. RFC 7489 §7.2 leaves the interval to the
+// The store counts results per policy domain in daily windows; their
+// life (open, closed at the UTC day's end or by Cut, kept until sent),
+// the caps on open and closed windows and the state file are
+// internal/reportbook's. RFC 7489 §7.2 leaves the interval to the
 // record's ri= (default a day) and asks receivers to cover UTC days at
 // least; one day is what every receiver sends.
 //
-// Memory is bounded: at most MaxDomains open windows (a result for one
-// more domain is dropped and counted), at most MaxRecords rows per window
-// (a result that would make one more is dropped and counted), at most
-// maxDKIMPerRow signatures per row, strings clipped to maxFieldLen, and
-// at most 3×MaxDomains closed windows (the oldest go first, counted).
-//
-// Durability: the whole state is written to Path (replaced atomically,
-// internal/atomicfile) by Flush, which the reporter calls at every cycle
-// and at shutdown. A crash loses the counts of at most the last cycle; a
-// state file that cannot be read is renamed aside and counting starts
-// afresh, so a damaged file never stops reception.
+// What the store adds to the book's bounds: at most MaxRecords rows per
+// window (a result that would make one more is dropped and counted), at
+// most maxDKIMPerRow signatures per row, strings clipped to maxFieldLen.
 
 // Defaults of zero StoreOptions limits.
 const (
@@ -72,50 +56,22 @@ type StoreOptions struct {
 	Logger     *slog.Logger
 }
 
-// Store is the Recorder that counts results in daily windows. It is safe
-// for concurrent use.
+// Store is the Recorder that counts results in daily windows (the
+// windows' life and file are internal/reportbook's). It is safe for
+// concurrent use.
 type Store struct {
+	*reportbook.Book[*Window]
 	opts StoreOptions
-	// flushMu orders flushes, so an older state never replaces a newer.
-	flushMu sync.Mutex
-
-	mu    sync.Mutex
-	st    storeState
-	dirty bool
 }
 
 var _ Recorder = (*Store)(nil)
 
-// storeState is the store as saved.
-type storeState struct {
-	Version int `json:"version"`
-	// Day is the UTC midnight that began the day of the open windows.
-	Day  time.Time          `json:"day"`
-	Open map[string]*Window `json:"open,omitempty"`
-	// Closed windows wait for their report to be sent, oldest first.
-	Closed []*Window `json:"closed,omitempty"`
-	// DroppedResults counts results not counted (a cap, or a result
-	// without a usable policy domain or source address);
-	// DroppedWindows counts closed windows dropped unsent (too many, too
-	// old).
-	DroppedResults int64 `json:"droppedResults,omitempty"`
-	DroppedWindows int64 `json:"droppedWindows,omitempty"`
-	// LastSeq numbers windows: two cut in the same second stay apart.
-	LastSeq uint64 `json:"lastSeq"`
-}
-
+// storeVersion is the state file's format.
 const storeVersion = 1
 
 // Window is one policy domain's rows over a time range.
 type Window struct {
-	// Seq is unique in the store; it identifies the window and its
-	// report (ReportID).
-	Seq    uint64    `json:"seq"`
-	Domain string    `json:"domain"`
-	Start  time.Time `json:"start"`
-	// End is zero while the window is open; a day's window ends at the
-	// last second of the day, a cut one when it was cut.
-	End time.Time `json:"end,omitzero"`
+	reportbook.Head
 	// Policy is the record as last seen in the window: a record changed
 	// during the day is reported, and its rua used, as it is now.
 	Policy Policy `json:"policy"`
@@ -123,16 +79,9 @@ type Window struct {
 	// DroppedResults counts this window's results not counted because it
 	// had MaxRecords rows already.
 	DroppedResults int64 `json:"droppedResults,omitempty"`
-	// Sending state of a closed window.
-	Attempts  int       `json:"attempts,omitempty"`
-	NextTry   time.Time `json:"nextTry,omitzero"`
-	LastError string    `json:"lastError,omitempty"`
-	// SentTo are the addresses that took the report already: a retry
-	// goes to the others only.
-	SentTo []string `json:"sentTo,omitempty"`
 
 	// index finds a row by its key; built on first use, so a loaded or
-	// cloned window needs no fix-up.
+	// copied window needs no fix-up.
 	index map[string]*Row
 }
 
@@ -153,83 +102,23 @@ type Row struct {
 
 // OpenStore loads the state at opts.Path, if any.
 func OpenStore(opts StoreOptions) (*Store, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.MaxDomains <= 0 {
 		opts.MaxDomains = DefaultMaxDomains
 	}
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{opts: opts}
-	now := opts.Now()
-	s.st = storeState{Version: storeVersion, Day: dayOf(now), Open: map[string]*Window{}}
-	if opts.Path == "" {
-		return s, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("dmarcreport: %w", err)
-	}
-	b, err := os.ReadFile(opts.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dmarcreport: %w", err)
-	}
-	var st storeState
-	err = json.Unmarshal(b, &st)
-	if err == nil && st.Version != storeVersion {
-		err = fmt.Errorf("version %d, want %d", st.Version, storeVersion)
-	}
-	if err != nil {
-		// Counts are worth less than reception: keep the file for a look
-		// and start afresh rather than refuse to start.
-		aside := opts.Path + ".damaged-" + strconv.FormatInt(now.Unix(), 10)
-		if rerr := os.Rename(opts.Path, aside); rerr != nil {
-			return nil, fmt.Errorf("dmarcreport: %s unreadable (%v) and not renamed aside: %w", opts.Path, err, rerr)
-		}
-		opts.Logger.Error("dmarcreport: state unreadable, renamed aside; counting starts afresh", "path", opts.Path, "aside", aside, "err", err)
-		return s, nil
-	}
-	st.sanitize(now)
-	s.st = st
-	s.mu.Lock()
-	s.rollLocked(now)
-	s.mu.Unlock()
-	return s, nil
-}
-
-// sanitize makes a decoded state safe to use: JSON allows null windows
-// and rows, and a file edited by hand may lack the day.
-func (st *storeState) sanitize(now time.Time) {
-	if st.Day.IsZero() {
-		st.Day = dayOf(now)
-	}
-	open := map[string]*Window{}
-	for _, w := range st.Open {
-		if w != nil && w.Domain != "" {
+	b, err := reportbook.Open(reportbook.Options[*Window]{Name: "dmarcreport", Path: opts.Path, Version: storeVersion,
+		Now: opts.Now, MaxDomains: opts.MaxDomains, Logger: opts.Logger,
+		// JSON allows null rows; a hand-edited file may have them.
+		Fix: func(w *Window) bool {
 			w.Rows = slices.DeleteFunc(w.Rows, func(r *Row) bool { return r == nil })
-			open[w.Domain] = w
-		}
+			return true
+		}})
+	if err != nil {
+		return nil, err
 	}
-	st.Open = open
-	st.Closed = slices.DeleteFunc(st.Closed, func(w *Window) bool { return w == nil })
-	for _, w := range st.Closed {
-		w.Rows = slices.DeleteFunc(w.Rows, func(r *Row) bool { return r == nil })
-	}
-}
-
-// maxClosed bounds the closed windows kept: a few days of every domain.
-func (s *Store) maxClosed() int { return 3 * s.opts.MaxDomains }
-
-func dayOf(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return &Store{Book: b, opts: opts}, nil
 }
 
 // Record counts one result in its policy domain's open window. A result
@@ -247,38 +136,25 @@ func (s *Store) Record(r Result) {
 		key = row.key()
 		pol = normPolicy(r.Published, domain)
 	}
-	now := s.opts.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rollLocked(now)
-	s.dirty = true
 	if !ok {
-		s.st.DroppedResults++
+		s.Drop()
 		return
 	}
-	w := s.st.Open[domain]
-	if w == nil {
-		if len(s.st.Open) >= s.opts.MaxDomains {
-			s.st.DroppedResults++
+	s.Book.Record(domain, func(h reportbook.Head) *Window { return &Window{Head: h} }, func(w *Window, st *reportbook.State[*Window]) {
+		w.Policy = pol
+		if x := w.row(key); x != nil {
+			x.Count++
 			return
 		}
-		s.st.LastSeq++
-		w = &Window{Seq: s.st.LastSeq, Domain: domain, Start: now.UTC().Truncate(time.Second)}
-		s.st.Open[domain] = w
-	}
-	w.Policy = pol
-	if x := w.row(key); x != nil {
-		x.Count++
-		return
-	}
-	if len(w.Rows) >= s.opts.MaxRecords {
-		w.DroppedResults++
-		s.st.DroppedResults++
-		return
-	}
-	row.Count = 1
-	w.Rows = append(w.Rows, row)
-	w.index[key] = row
+		if len(w.Rows) >= s.opts.MaxRecords {
+			w.DroppedResults++
+			st.DroppedResults++
+			return
+		}
+		row.Count = 1
+		w.Rows = append(w.Rows, row)
+		w.index[key] = row
+	})
 }
 
 // row finds the row of key, building the index on first use.
@@ -395,175 +271,8 @@ func validDomain(s string) bool {
 	return true
 }
 
-// rollLocked closes the open windows when their UTC day has ended: they
-// end at the day's last second.
-func (s *Store) rollLocked(now time.Time) {
-	today := dayOf(now)
-	if !today.After(s.st.Day) {
-		return
-	}
-	s.closeLocked(s.st.Day.Add(24*time.Hour - time.Second))
-	s.st.Day = today
-}
-
-func (s *Store) closeLocked(end time.Time) {
-	for _, d := range slices.Sorted(maps.Keys(s.st.Open)) {
-		w := s.st.Open[d]
-		w.End = end
-		w.index = nil // no more rows: free the index
-		s.st.Closed = append(s.st.Closed, w)
-	}
-	clear(s.st.Open)
-	if n := len(s.st.Closed) - s.maxClosed(); n > 0 {
-		s.st.DroppedWindows += int64(n)
-		s.opts.Logger.Warn("dmarcreport: too many unsent reports; the oldest are dropped", "dropped", n)
-		s.st.Closed = slices.Delete(s.st.Closed, 0, n)
-	}
-	s.dirty = true
-}
-
-// Cut closes every open window now, so that its report can be sent before
-// the day ends; counting goes on in new windows from now.
-func (s *Store) Cut() {
-	now := s.opts.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rollLocked(now)
-	s.closeLocked(now.UTC().Truncate(time.Second))
-}
-
-// Roll closes the windows of a day that has ended (Record does too, but
-// the last results of a day may come long before the next).
-func (s *Store) Roll() {
-	now := s.opts.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rollLocked(now)
-}
-
-// Due returns copies of the closed windows whose report is due at now: at
-// least delay after the window's end, and not before its next try after
-// a failed send.
-func (s *Store) Due(now time.Time, delay time.Duration) []*Window {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*Window
-	for _, w := range s.st.Closed {
-		if now.Before(w.End.Add(delay)) || now.Before(w.NextTry) {
-			continue
-		}
-		out = append(out, w.clone())
-	}
-	return out
-}
-
-// Pending is the number of closed windows not yet sent.
-func (s *Store) Pending() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.st.Closed)
-}
-
 // Open returns a copy of the open window of domain, or nil.
 func (s *Store) Open(domain string) *Window {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if w := s.st.Open[normName(domain)]; w != nil {
-		return w.clone()
-	}
-	return nil
-}
-
-// Dropped returns the counts of results not counted and of windows
-// dropped unsent.
-func (s *Store) Dropped() (results, windows int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.st.DroppedResults, s.st.DroppedWindows
-}
-
-// Done removes a closed window (by Seq): its report was sent, or it is
-// given up.
-func (s *Store) Done(w *Window) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.st.Closed = slices.DeleteFunc(s.st.Closed, func(c *Window) bool { return c.Seq == w.Seq })
-	s.dirty = true
-}
-
-// Failed records a failed send: the window is tried again at next.
-func (s *Store) Failed(w *Window, next time.Time, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.st.Closed {
-		if c.Seq == w.Seq {
-			c.Attempts++
-			c.NextTry = next
-			c.LastError = err.Error()
-		}
-	}
-	s.dirty = true
-}
-
-// sentTo records that the address took w's report.
-func (s *Store) sentTo(w *Window, addr string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.st.Closed {
-		if c.Seq == w.Seq && !slices.Contains(c.SentTo, addr) {
-			c.SentTo = append(c.SentTo, addr)
-		}
-	}
-	s.dirty = true
-}
-
-// dropWindow counts a window given up unsent.
-func (s *Store) dropWindow() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.st.DroppedWindows++
-	s.dirty = true
-}
-
-// clone is a deep copy of w, so the reporter reads a window while Record
-// goes on.
-func (w *Window) clone() *Window {
-	c := *w
-	c.index = nil
-	c.Policy.Rua = slices.Clone(w.Policy.Rua)
-	c.SentTo = slices.Clone(w.SentTo)
-	c.Rows = make([]*Row, len(w.Rows))
-	for i, r := range w.Rows {
-		rc := *r
-		rc.DKIMAuth = slices.Clone(r.DKIMAuth)
-		c.Rows[i] = &rc
-	}
-	return &c
-}
-
-// Flush writes the state when it changed since the last flush.
-func (s *Store) Flush() error {
-	if s.opts.Path == "" {
-		return nil
-	}
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	if !s.dirty {
-		s.mu.Unlock()
-		return nil
-	}
-	b, err := json.Marshal(&s.st)
-	s.dirty = false
-	s.mu.Unlock()
-	if err == nil {
-		err = atomicfile.Write(s.opts.Path, b, 0o600)
-	}
-	if err != nil {
-		s.mu.Lock()
-		s.dirty = true // try again next time
-		s.mu.Unlock()
-		return fmt.Errorf("dmarcreport: save counts: %w", err)
-	}
-	return nil
+	w, _ := s.OpenWindow(normName(domain))
+	return w
 }

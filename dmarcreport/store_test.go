@@ -177,7 +177,7 @@ func TestDayRollOver(t *testing.T) {
 	}
 	c.Set("2026-12-02T00:00:01Z")
 	s.Record(okResult)
-	due := s.Due(c.Now(), 0)
+	due := s.Due(c.Now(), 0, 0)
 	if len(due) != 1 {
 		t.Fatalf("%d windows due after midnight, want 1", len(due))
 	}
@@ -199,7 +199,7 @@ func TestDayRollOver(t *testing.T) {
 		t.Errorf("%d windows pending after the second day, want 2", n)
 	}
 	// Due waits for the delay after the end.
-	if n := len(s.Due(c.Now(), time.Hour)); n != 1 {
+	if n := len(s.Due(c.Now(), time.Hour, 0)); n != 1 {
 		t.Errorf("%d windows due 10 minutes into the day with a 1h delay, want only the older one", n)
 	}
 }
@@ -270,9 +270,9 @@ func TestPersistence(t *testing.T) {
 	s.Record(with(func(r *Result) { r.Disposition = "reject" }))
 	c.Set("2026-12-02T01:00:00Z")
 	s.Roll()
-	w := s.Due(c.Now(), 0)[0]
-	s.Failed(w, c.Now().Add(time.Hour), os.ErrDeadlineExceeded)
-	s.sentTo(w, "dmarc@x.test")
+	w := s.Due(c.Now(), 0, 0)[0]
+	s.Failed(w.Seq, c.Now().Add(time.Hour), os.ErrDeadlineExceeded)
+	s.SentTo(w.Seq, "dmarc@x.test")
 	s.Record(okResult)
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
@@ -290,10 +290,10 @@ func TestPersistence(t *testing.T) {
 	}
 
 	s2 := openTest(t, c, path)
-	if n := len(s2.Due(c.Now(), 0)); n != 0 {
+	if n := len(s2.Due(c.Now(), 0, 0)); n != 0 {
 		t.Errorf("%d windows due before their retry time after reopen", n)
 	}
-	due := s2.Due(c.Now().Add(time.Hour), 0)
+	due := s2.Due(c.Now().Add(time.Hour), 0, 0)
 	if len(due) != 1 || due[0].Attempts != 1 || len(due[0].Rows) != 2 || !slices.Equal(due[0].SentTo, []string{"dmarc@x.test"}) ||
 		due[0].Policy.P != "reject" || due[0].Seq != w.Seq {
 		t.Fatalf("closed windows after reopen: %+v", due)
@@ -365,7 +365,7 @@ func TestDamagedState(t *testing.T) {
 	c := newClock("2026-12-01T10:00:00Z")
 	s := openTest(t, c, path)
 	s.Record(okResult)
-	if due := s.Due(c.Now(), 0); len(due) != 1 || len(due[0].Rows) != 0 {
+	if due := s.Due(c.Now(), 0, 0); len(due) != 1 || len(due[0].Rows) != 0 {
 		t.Errorf("windows %+v, want y.test without rows", due)
 	}
 }
@@ -400,7 +400,7 @@ func TestConcurrentRecord(t *testing.T) {
 	wg.Go(func() {
 		for range 5 {
 			s.Cut()
-			for _, w := range s.Due(c.Now(), 0) {
+			for _, w := range s.Due(c.Now(), 0, 0) {
 				_ = BuildReport(w, testSubmitter)
 			}
 		}
@@ -408,7 +408,7 @@ func TestConcurrentRecord(t *testing.T) {
 	wg.Wait()
 	s.Cut()
 	var total int64
-	for _, w := range s.Due(c.Now(), 0) {
+	for _, w := range s.Due(c.Now(), 0, 0) {
 		for _, r := range w.Rows {
 			total += r.Count
 		}

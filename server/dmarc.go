@@ -43,15 +43,9 @@ func (s *Server) openDMARCReporting(resolver *mx.Resolver) (*dmarcReporting, err
 		return nil, err
 	}
 	rep := dmarcreport.NewReporter(dmarcreport.ReporterOptions{
-		Store:    store,
-		Settings: s.dmarcReportSettings,
-		LookupTXT: func(ctx context.Context, name string) ([]string, error) {
-			txts, err := resolver.LookupTXT(ctx, name)
-			if mx.IsPermanent(err) {
-				return nil, nil // NXDOMAIN: no record, nothing to retry
-			}
-			return txts, err
-		},
+		Store:     store,
+		Settings:  s.dmarcReportSettings,
+		LookupTXT: reportLookupTXT(resolver),
 		Enqueue: func(ctx context.Context, from, to string, msg []byte) (string, error) {
 			return s.enqueueReport(ctx, dmarcreport.ReportListener, from, to, msg)
 		},

@@ -41,15 +41,9 @@ func (s *Server) openTLSReporting(resolver *mx.Resolver) (*tlsReporting, error) 
 		return nil, err
 	}
 	rep := tlsrpt.NewReporter(tlsrpt.ReporterOptions{
-		Store:    store,
-		Settings: s.tlsReportSettings,
-		LookupTXT: func(ctx context.Context, name string) ([]string, error) {
-			txts, err := resolver.LookupTXT(ctx, name)
-			if mx.IsPermanent(err) {
-				return nil, nil // NXDOMAIN: no record, nothing to retry
-			}
-			return txts, err
-		},
+		Store:     store,
+		Settings:  s.tlsReportSettings,
+		LookupTXT: reportLookupTXT(resolver),
 		Enqueue: func(ctx context.Context, from, to string, msg []byte) (string, error) {
 			return s.enqueueReport(ctx, tlsrpt.ReportListener, from, to, msg)
 		},
@@ -116,4 +110,17 @@ func (s *Server) registerTLSReportMetrics(store *tlsrpt.Store) {
 		results, reports := store.Dropped()
 		return metrics.TLSReportStats{Pending: store.Pending(), ResultsDropped: results, ReportsDropped: reports, DetailsDropped: store.DroppedDetails()}
 	})
+}
+
+// reportLookupTXT is the TXT lookup of the report senders (TLS and DMARC
+// reports) on resolver: a name that does not exist has no records, and
+// only a failure is an error (worth a retry).
+func reportLookupTXT(resolver *mx.Resolver) func(ctx context.Context, name string) ([]string, error) {
+	return func(ctx context.Context, name string) ([]string, error) {
+		txts, err := resolver.LookupTXT(ctx, name)
+		if mx.IsPermanent(err) {
+			return nil, nil // NXDOMAIN: no record, nothing to retry
+		}
+		return txts, err
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -93,31 +92,15 @@ type Sent struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// jitterOf is the domain's share of the jitter: fixed per domain and
-// day, so a restart does not move it and domains spread out.
-func jitterOf(w *Window, jitter time.Duration) time.Duration {
-	if jitter <= 0 {
-		return 0
-	}
-	h := fnv.New64a()
-	io.WriteString(h, w.Domain+"\x00"+w.Start.UTC().Format(time.RFC3339))
-	return time.Duration(h.Sum64() % uint64(jitter))
-}
-
 // Cycle closes the windows of a day that has ended and sends every report
 // that is due: its day ended Delay plus the domain's jitter ago, and any
 // earlier failed try waited Retry.
 func (r *Reporter) Cycle(ctx context.Context) []Sent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.opts.Store.Roll()
 	set := r.opts.Settings()
-	now := r.opts.Now()
 	var out []Sent
-	for _, w := range r.opts.Store.Due(now, set.Delay) {
-		if now.Before(w.End.Add(set.Delay + jitterOf(w, set.Jitter))) {
-			continue
-		}
+	for _, w := range r.opts.Store.Ripe(r.opts.Now(), set.Delay, set.Jitter) {
 		out = append(out, r.send(ctx, w, set))
 	}
 	return out
@@ -129,10 +112,9 @@ func (r *Reporter) Cycle(ctx context.Context) []Sent {
 func (r *Reporter) SendNow(ctx context.Context) []Sent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.opts.Store.Cut()
 	set := r.opts.Settings()
 	var out []Sent
-	for _, w := range r.opts.Store.Due(time.Unix(1<<40, 0), 0) {
+	for _, w := range r.opts.Store.CutAll() {
 		out = append(out, r.send(ctx, w, set))
 	}
 	return out
@@ -148,13 +130,12 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 		res.Error = err.Error()
 		if set.MaxAge > 0 && now.After(w.End.Add(set.MaxAge)) {
 			log.Warn("tlsrpt: report given up", "domain", w.Domain, "report_id", rep.ReportID, "attempts", w.Attempts+1, "err", err)
-			r.opts.Store.Done(w)
-			r.opts.Store.dropWindow()
+			r.opts.Store.GiveUp(w.Seq)
 			res.Outcome = "expired"
 			return res
 		}
 		log.Warn("tlsrpt: report not sent; trying again later", "domain", w.Domain, "report_id", rep.ReportID, "err", err)
-		r.opts.Store.Failed(w, now.Add(set.Retry), err)
+		r.opts.Store.Failed(w.Seq, now.Add(set.Retry), err)
 		res.Outcome = "retry"
 		return res
 	}
@@ -167,7 +148,7 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 		// The domain asks for no reports (or publishes a record we must
 		// ignore): the counts are dropped, as RFC 8460 §3 says.
 		log.Debug("tlsrpt: no report wanted", "domain", w.Domain, "why", err)
-		r.opts.Store.Done(w)
+		r.opts.Store.Done(w.Seq)
 		res.Outcome, res.Error = "no-record", err.Error()
 		return res
 	}
@@ -193,13 +174,13 @@ func (r *Reporter) send(ctx context.Context, w *Window, set Settings) Sent {
 			res.Queued = append(res.Queued, id)
 		}
 		res.Rua = append(res.Rua, us)
-		r.opts.Store.sentTo(w, us)
+		r.opts.Store.SentTo(w.Seq, us)
 		log.Info("tlsrpt: report sent", "domain", w.Domain, "report_id", rep.ReportID, "rua", us, "queued", id)
 	}
 	if len(errs) > 0 {
 		return fail(errors.Join(errs...))
 	}
-	r.opts.Store.Done(w)
+	r.opts.Store.Done(w.Seq)
 	res.Outcome = "sent"
 	return res
 }
@@ -262,20 +243,5 @@ func httpsOnly(req *http.Request, via []*http.Request) error {
 // Run runs a cycle every interval and flushes the store, until ctx ends;
 // then it flushes one last time.
 func (r *Reporter) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := r.opts.Store.Flush(); err != nil {
-				r.opts.Logger.Error("tlsrpt: save counts at shutdown", "err", err)
-			}
-			return
-		case <-t.C:
-		}
-		r.Cycle(ctx)
-		if err := r.opts.Store.Flush(); err != nil {
-			r.opts.Logger.Error("tlsrpt: save counts", "err", err)
-		}
-	}
+	r.opts.Store.Run(ctx, interval, func() { r.Cycle(ctx) })
 }

@@ -1,6 +1,7 @@
 package tlsrpt
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -74,7 +75,7 @@ func TestDayRollOver(t *testing.T) {
 	}
 	c.Set("2026-12-02T00:00:01Z")
 	s.Record(okResult)
-	due := s.Due(c.Now(), 0)
+	due := s.Due(c.Now(), 0, 0)
 	if len(due) != 1 {
 		t.Fatalf("%d windows due after midnight, want 1", len(due))
 	}
@@ -99,7 +100,7 @@ func TestDayRollOver(t *testing.T) {
 		t.Errorf("%d windows pending after the second day, want 2", n)
 	}
 	// Due waits for the delay after the end.
-	if n := len(s.Due(c.Now(), time.Hour)); n != 1 {
+	if n := len(s.Due(c.Now(), time.Hour, 0)); n != 1 {
 		t.Errorf("%d windows due 10 minutes into the day with a 1h delay, want only the older one", n)
 	}
 }
@@ -116,8 +117,8 @@ func TestPersistence(t *testing.T) {
 	s.Record(noTLS)
 	c.Set("2026-12-02T01:00:00Z")
 	s.Roll()
-	w := s.Due(c.Now(), 0)[0]
-	s.Failed(w, c.Now().Add(time.Hour), os.ErrDeadlineExceeded)
+	w := s.Due(c.Now(), 0, 0)[0]
+	s.Failed(w.Seq, c.Now().Add(time.Hour), os.ErrDeadlineExceeded)
 	s.Record(noTLS)
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
@@ -135,10 +136,10 @@ func TestPersistence(t *testing.T) {
 	}
 
 	s2 := openTest(t, c, path)
-	if n := len(s2.Due(c.Now(), 0)); n != 0 {
+	if n := len(s2.Due(c.Now(), 0, 0)); n != 0 {
 		t.Errorf("%d windows due before their retry time after reopen", n)
 	}
-	due := s2.Due(c.Now().Add(time.Hour), 0)
+	due := s2.Due(c.Now().Add(time.Hour), 0, 0)
 	if len(due) != 1 || due[0].Attempts != 1 || due[0].Policies[0].Success != 1 || due[0].Policies[0].Failure != 1 {
 		t.Fatalf("closed windows after reopen: %+v", due)
 	}
@@ -161,7 +162,7 @@ func TestPersistence(t *testing.T) {
 	if s4.Pending() != 0 {
 		t.Error("a damaged state file gave windows")
 	}
-	if _, err := os.Stat(path + ".bad"); err != nil {
+	if _, err := os.Stat(fmt.Sprintf("%s.damaged-%d", path, c.Now().Unix())); err != nil {
 		t.Errorf("the damaged file was not set aside: %v", err)
 	}
 }

@@ -132,7 +132,9 @@ dmarcReporting: {enabled: true, organization: "cuemta e2e", flushInterval: "1h"}
 	send("127.0.20.1", "ceo@sender.test", msg("CEO <ceo@sender.test>", "spoofed", false), "550 5.7.1")
 	send("127.0.10.1", "bob@quiet.test", msg("bob@quiet.test", "quiet", false), "250 ")
 	// A clean stop saves the counts; the second aligned message lands in
-	// the same row after the restart.
+	// the same row after the restart. (Delivered first: a delivery cut
+	// short by the stop would wait for its retry.)
+	waitFor(t, 20*time.Second, "two messages at corp", func() bool { return len(messagesTo(s, "corp")) == 2 })
 	if err := srv.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ dmarcReporting: {enabled: true, organization: "cuemta e2e", flushInterval: "1h"}
 		t.Errorf("Subject %q, want it to start %q", subject, want)
 	}
 	if got.Metadata.OrgName != "cuemta e2e" || got.Metadata.Email != "postmaster@mta.test" || got.Metadata.ReportID == "" ||
-		got.Metadata.DateRange.End <= got.Metadata.DateRange.Begin {
+		got.Metadata.DateRange.End < got.Metadata.DateRange.Begin {
 		t.Errorf("report_metadata %+v", got.Metadata)
 	}
 	if p := got.Published; p.Domain != "sender.test" || p.P != "reject" || p.ADKIM != "r" || p.ASPF != "r" || p.Pct != 100 {
