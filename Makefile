@@ -82,7 +82,7 @@ FUZZ_TARGETS := \
 	config:FuzzLoadSource intake:FuzzRewriteHeader delivery/dsn:FuzzBuild \
 	admin:FuzzInjectRequest delivery/smtpclient:FuzzReadReply delivery/mx:FuzzLookup \
 	internal/mime7bit:FuzzConvert internal/msgheader:FuzzParse internal/msgheader:FuzzCountField feedback:FuzzParse \
-	dkim:FuzzSign inauth:FuzzVerifyARC
+	dkim:FuzzSign inauth:FuzzVerifyARC dmarcreport:FuzzParseRua dmarcreport:FuzzReportXML
 
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do \
