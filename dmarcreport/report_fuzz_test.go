@@ -41,7 +41,7 @@ func FuzzReportXML(f *testing.F) {
 		r := Result{SourceIP: netip.MustParseAddr("192.0.2.1"), HeaderFrom: from, EnvelopeFrom: env,
 			Published:   Policy{Domain: "x.test", P: disposition, Rua: []string{"mailto:agg@x.test"}},
 			Disposition: disposition, DKIM: []DKIMAuth{{Domain: from, Selector: selector, Result: result}},
-			SPF:         SPFAuth{Domain: env, Scope: scope, Result: result}}
+			SPF: SPFAuth{Domain: env, Scope: scope, Result: result}}
 		s.Record(r)
 		s.Record(r)
 		due := s.CutAll()
