@@ -1,18 +1,24 @@
 package intake_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-msgauth/dkim"
+
 	"github.com/cuemta/cuemta/inauth"
 	"github.com/cuemta/cuemta/intake"
+	"github.com/cuemta/cuemta/internal/arctest"
 	"github.com/cuemta/cuemta/reception"
 	"github.com/cuemta/cuemta/server"
 )
@@ -167,5 +173,75 @@ dkim: keys: gw: {domain: "receiver.test", selector: "arc", keyFile: "` + keyFile
 	}
 	if string(out) != string(body) {
 		t.Errorf("unverified mail, stored:\n%s\nwant it as it came", out)
+	}
+}
+
+// TestEightBitSignedAndSealed: an 8-bit message ARC-sealed, alone or
+// after DKIM signing, is made 7-bit once, before both, and is stored so:
+// the DKIM signature (go-msgauth) and the ARC chain (dkimpy) verify over
+// what is stored.
+func TestEightBitSignedAndSealed(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) { eightBitSealed(t, signed) })
+	}
+}
+
+func eightBitSealed(t *testing.T, signed bool) {
+	arctest.Require(t)
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "gw.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(pub)
+	cfgFile := filepath.Join(dir, "c.cue")
+	src := `spool: dir: "` + filepath.Join(dir, "spool") + `"
+hostname: "mx.receiver.test"
+listeners: mx: {addr: "127.0.0.1:2525", verify: arcSeal: "gw"}
+dkim: keys: gw: {domain: "receiver.test", selector: "arc", keyFile: "` + keyFile + `"}
+`
+	if signed {
+		src += `dkim: default: ["gw"]` + "\n"
+	}
+	if err := os.WriteFile(cfgFile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := server.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("From: alice@sender.test\r\nTo: u@receiver.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\xc3\xa9 cr\xc3\xa8me\r\n")
+	res := &inauth.Results{Checks: inauth.Checks{SPF: true, ARC: true},
+		SPF: inauth.SPFResult{Result: "pass", Domain: "sender.test", Scope: "mailfrom"}, ARC: inauth.ARCResult{Result: "none"}}
+	env, out, _, err := intake.Prepare(&snap.Policy, &intake.Message{From: "a@sender.test", Recipients: []string{"u@receiver.test"}, Listener: "mx",
+		Body: body, EightBitMIME: true, Verification: &intake.Verification{Results: res, AuthservID: "mx.receiver.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexFunc(out, func(r rune) bool { return r >= 0x80 }); i >= 0 || env.EightBitMIME {
+		t.Fatalf("stored with 8-bit data at %d (8BITMIME %v):\n%s", i, env.EightBitMIME, out)
+	}
+	if !bytes.HasPrefix(out, []byte("ARC-Seal: ")) || bytes.Contains(out, []byte("\r\nDKIM-Signature: ")) != signed {
+		t.Fatalf("sealed, and signed %v? stored:\n%s", signed, out)
+	}
+	lookup := func(name string) ([]string, error) {
+		if name == "arc._domainkey.receiver.test" {
+			return []string{record}, nil
+		}
+		return nil, errors.New("no such record: " + name)
+	}
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(out), &dkim.VerifyOptions{LookupTXT: lookup})
+	if n := map[bool]int{true: 1, false: 0}[signed]; err != nil || len(vs) != n || (n == 1 && vs[0].Err != nil) {
+		t.Errorf("DKIM over the stored message: %v %+v", err, vs)
+	}
+	if got := arctest.Verify(t, out, map[string]string{"arc._domainkey.receiver.test": record}); got != "pass" {
+		t.Errorf("dkimpy's ARC verdict on the stored message: %s, want pass", got)
 	}
 }

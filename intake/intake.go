@@ -233,10 +233,11 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		signing = dkim.NewSigningTable(&cfg.DKIM)
 	}
 	var applied []dkim.Applied
+	sevenBit := false // the body went through sevenBitForSigning
 	if sel := signing.Select(d.DKIM, fromDomain, m.From); len(sel.Names) > 0 {
 		keys, as, err := snap.DKIM.Apply(sel.Names, fromDomain)
 		if err == nil {
-			body = sevenBitForSigning(body, m.SMTPUTF8)
+			body, sevenBit = sevenBitForSigning(body, m.SMTPUTF8), true
 			body, err = dkim.Sign(body, keys)
 		}
 		if err != nil {
@@ -246,7 +247,7 @@ func Prepare(snap *Policy, m *Message) (*queue.Envelope, []byte, []string, error
 		}
 		applied = as
 	}
-	if body, err = sealARC(snap, m, body); err != nil {
+	if body, err = sealARC(snap, m, body, sevenBit); err != nil {
 		// RFC 5321 §4.2.3 451; RFC 3463 X.7.0 other security status.
 		return nil, nil, d.Matched, &reception.Reply{Code: 451, Enhanced: "4.7.0", Text: "Temporary signing failure, try again later", Cause: err}
 	}
@@ -289,9 +290,10 @@ func StorageReply(err error) *reception.Reply {
 // sealARC adds the listener's ARC set (listeners.*.verify.arcSeal) on
 // top of the message as it will be stored, last, so that nothing changes
 // what it covers: it vouches for this host's verification to a next hop
-// that trusts it. The body is made 7-bit first, as for DKIM. A chain at
-// its 50 sets goes on unsealed; nothing is sealed for mail not verified.
-func sealARC(snap *Policy, m *Message, body []byte) ([]byte, error) {
+// that trusts it. The body is made 7-bit first, as for DKIM, unless
+// signing did (sevenBit). A chain at its 50 sets goes on unsealed;
+// nothing is sealed for mail not verified.
+func sealARC(snap *Policy, m *Message, body []byte, sevenBit bool) ([]byte, error) {
 	v := m.Verification
 	l := snap.Config.Listeners[m.Listener]
 	if v == nil || l == nil || l.Verify.ARCSeal == "" {
@@ -301,7 +303,9 @@ func sealARC(snap *Policy, m *Message, body []byte) ([]byte, error) {
 	if key == nil {
 		return nil, fmt.Errorf("ARC seal: no dkim key %q loaded", l.Verify.ARCSeal)
 	}
-	body = sevenBitForSigning(body, m.SMTPUTF8)
+	if !sevenBit {
+		body = sevenBitForSigning(body, m.SMTPUTF8)
+	}
 	set, err := v.Results.Seal(body, v.AuthservID, key, time.Now())
 	if errors.Is(err, inauth.ErrChainFull) {
 		return body, nil
