@@ -65,11 +65,21 @@ type RecordRow struct {
 }
 
 // PolicyEvaluated is the disposition and the aligned results
-// (Appendix C: PolicyEvaluatedType).
+// (Appendix C: PolicyEvaluatedType), with the reasons a disposition
+// differs from the policy.
 type PolicyEvaluated struct {
-	Disposition string `xml:"disposition"`
-	DKIM        string `xml:"dkim"`
-	SPF         string `xml:"spf"`
+	Disposition string           `xml:"disposition"`
+	DKIM        string           `xml:"dkim"`
+	SPF         string           `xml:"spf"`
+	Reasons     []OverrideReason `xml:"reason,omitempty"`
+}
+
+// OverrideReason says why the disposition is not the policy's
+// (Appendix C: PolicyOverrideReason): here only "sampled_out", the
+// record's pct (RFC 7489 §6.6.4).
+type OverrideReason struct {
+	Type    string `xml:"type"`
+	Comment string `xml:"comment,omitempty"`
 }
 
 // Identifiers are the messages' domains (Appendix C: IdentifierType,
@@ -147,6 +157,9 @@ func BuildReport(w *Window, sub Submitter) *Feedback {
 		}
 		for _, d := range r.DKIMAuth {
 			rec.AuthResults.DKIM = append(rec.AuthResults.DKIM, DKIMResult(d))
+		}
+		if r.SampledOut {
+			rec.Row.PolicyEvaluated.Reasons = []OverrideReason{{Type: "sampled_out"}}
 		}
 		rep.Records = append(rep.Records, rec)
 	}

@@ -37,7 +37,14 @@ func reportWindow(t *testing.T) *Window {
 		r.DKIM = append(r.DKIM, DKIMAuth{Domain: "lists.y.test", Selector: "ml", Result: "pass"})
 		r.SPF = SPFAuth{Domain: "lists.y.test", Scope: "mfrom", Result: "pass"}
 	})
-	seq := []Result{okResult, okResult, okResult, forged, list, list}
+	// pct=50 spared this one p=reject: quarantined, sampled out.
+	sampled := with(func(r *Result) {
+		r.SourceIP = netip.MustParseAddr("203.0.113.9")
+		r.Disposition, r.SampledOut, r.DKIMAligned, r.SPFAligned = "quarantine", true, false, false
+		r.DKIM = nil
+		r.SPF = SPFAuth{Domain: "x.test", Scope: "mfrom", Result: "fail"}
+	})
+	seq := []Result{okResult, okResult, okResult, forged, list, list, sampled}
 	for i, r := range seq {
 		c.Set(time.Date(2026, 12, 1, i, 0, 0, 0, time.UTC).Format(time.RFC3339))
 		s.Record(r)
@@ -83,13 +90,14 @@ type rfcFeedback struct {
 	SP       *string  `xml:"policy_published>sp"`
 	Pct      int      `xml:"policy_published>pct"`
 	Records  []struct {
-		SourceIP     string  `xml:"row>source_ip"`
-		Count        int64   `xml:"row>count"`
-		Disposition  string  `xml:"row>policy_evaluated>disposition"`
-		DKIM         string  `xml:"row>policy_evaluated>dkim"`
-		SPF          string  `xml:"row>policy_evaluated>spf"`
-		HeaderFrom   string  `xml:"identifiers>header_from"`
-		EnvelopeFrom *string `xml:"identifiers>envelope_from"`
+		SourceIP     string   `xml:"row>source_ip"`
+		Count        int64    `xml:"row>count"`
+		Disposition  string   `xml:"row>policy_evaluated>disposition"`
+		DKIM         string   `xml:"row>policy_evaluated>dkim"`
+		SPF          string   `xml:"row>policy_evaluated>spf"`
+		Reasons      []string `xml:"row>policy_evaluated>reason>type"`
+		HeaderFrom   string   `xml:"identifiers>header_from"`
+		EnvelopeFrom *string  `xml:"identifiers>envelope_from"`
 		DKIMAuth     []struct {
 			Domain   string `xml:"domain"`
 			Selector string `xml:"selector"`
@@ -128,10 +136,10 @@ func TestReportDecode(t *testing.T) {
 	if f.Domain != "x.test" || f.ADKIM != "r" || f.ASPF != "r" || f.P != "quarantine" || f.SP == nil || *f.SP != "none" || f.Pct != 50 {
 		t.Errorf("policy_published %+v, want the record as last seen", f)
 	}
-	if len(f.Records) != 3 {
-		t.Fatalf("%d records, want 3", len(f.Records))
+	if len(f.Records) != 4 {
+		t.Fatalf("%d records, want 4", len(f.Records))
 	}
-	ok, list, forged := f.Records[0], f.Records[1], f.Records[2] // largest count first
+	ok, list, forged, sampled := f.Records[0], f.Records[1], f.Records[2], f.Records[3] // largest count first, then by fields
 	if ok.SourceIP != "192.0.2.1" || ok.Count != 4 || ok.Disposition != "none" || ok.DKIM != "pass" || ok.SPF != "pass" ||
 		ok.HeaderFrom != "x.test" || ok.EnvelopeFrom == nil || *ok.EnvelopeFrom != "x.test" ||
 		len(ok.DKIMAuth) != 1 || ok.DKIMAuth[0].Selector != "s1" || ok.DKIMAuth[0].Result != "pass" ||
@@ -144,6 +152,10 @@ func TestReportDecode(t *testing.T) {
 	if forged.SourceIP != "2001:db8::25" || forged.Disposition != "reject" || forged.DKIM != "fail" || forged.EnvelopeFrom == nil || *forged.EnvelopeFrom != "" ||
 		len(forged.DKIMAuth) != 0 || forged.SPFAuth[0].Scope != "helo" || forged.SPFAuth[0].Domain != "mail.forger.test" {
 		t.Errorf("forged record %+v, want reject, an empty envelope_from (the null sender), no dkim", forged)
+	}
+	if sampled.SourceIP != "203.0.113.9" || sampled.Disposition != "quarantine" || len(sampled.Reasons) != 1 || sampled.Reasons[0] != "sampled_out" ||
+		len(ok.Reasons)+len(list.Reasons)+len(forged.Reasons) != 0 {
+		t.Errorf("sampled record %+v, want quarantine for the reason sampled_out, and no reason elsewhere", sampled)
 	}
 
 	// Optional elements are left out when empty; dropped results are

@@ -12,7 +12,7 @@ type Result struct {
 	// HeaderFrom is the RFC5322.From domain (header_from).
 	HeaderFrom string
 	// EnvelopeFrom is the RFC5321.MailFrom domain; "" for the null
-	// sender (envelope_from is then left out).
+	// sender (envelope_from is then empty).
 	EnvelopeFrom string
 	// Published is the record evaluated; it may be the organisational
 	// domain's (RFC 7489 §6.6.3). Its Domain names the report.
@@ -20,6 +20,9 @@ type Result struct {
 	// Disposition is none, quarantine or reject: what the policy asked
 	// of this message after pct (policy_evaluated disposition).
 	Disposition string
+	// SampledOut is set when the record's pct made Disposition less
+	// strict than its policy: the report gives the reason "sampled_out".
+	SampledOut bool
 	// DKIMAligned and SPFAligned are policy_evaluated dkim and spf: pass
 	// when true, else fail.
 	DKIMAligned bool

@@ -90,6 +90,7 @@ type Window struct {
 type Row struct {
 	SourceIP    string `json:"sourceIP"`
 	Disposition string `json:"disposition"`
+	SampledOut  bool   `json:"sampledOut,omitempty"`
 	// DKIM and SPF are policy_evaluated: aligned pass or fail.
 	DKIM         bool       `json:"dkim"`
 	SPF          bool       `json:"spf"`
@@ -176,6 +177,7 @@ func newRow(r Result) *Row {
 	row := &Row{
 		SourceIP:     r.SourceIP.Unmap().WithZone("").String(),
 		Disposition:  normWord(r.Disposition, "none"),
+		SampledOut:   r.SampledOut,
 		DKIM:         r.DKIMAligned,
 		SPF:          r.SPFAligned,
 		HeaderFrom:   normName(r.HeaderFrom),
@@ -194,7 +196,7 @@ func newRow(r Result) *Row {
 // key identifies the row's group: every field but the count.
 func (r *Row) key() string {
 	var b strings.Builder
-	for _, f := range []string{r.SourceIP, r.Disposition, strconv.FormatBool(r.DKIM), strconv.FormatBool(r.SPF),
+	for _, f := range []string{r.SourceIP, r.Disposition, strconv.FormatBool(r.SampledOut), strconv.FormatBool(r.DKIM), strconv.FormatBool(r.SPF),
 		r.HeaderFrom, r.EnvelopeFrom, r.SPFAuth.Domain, r.SPFAuth.Scope, r.SPFAuth.Result} {
 		b.WriteString(f)
 		b.WriteByte(0)

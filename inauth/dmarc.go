@@ -30,7 +30,10 @@ type DMARCResult struct {
 	Disposition string
 	// SPFAligned and DKIMAligned report which identifier passed aligned.
 	SPFAligned, DKIMAligned bool
-	Reason                  string
+	// SampledOut is set when pct= made the disposition less strict than
+	// the policy (RFC 7489 §6.6.4; "sampled_out" in aggregate reports).
+	SampledOut bool
+	Reason     string
 	// Published is the record evaluated, nil without one: what an
 	// aggregate report (RFC 7489 §7.2) says was published, and where it
 	// goes.
@@ -201,6 +204,7 @@ func evalDMARC(ctx context.Context, r *budgeted, from []string, spfRes SPFResult
 	res.Disposition = res.Policy
 	if rec.Percent != nil && *rec.Percent < 100 && !sample(*rec.Percent) {
 		// §6.6.4: outside pct, the next less strict policy applies.
+		res.SampledOut = res.Policy != string(dmarc.PolicyNone)
 		switch res.Policy {
 		case string(dmarc.PolicyReject):
 			res.Disposition = string(dmarc.PolicyQuarantine)

@@ -205,6 +205,9 @@ func TestVerify(t *testing.T) {
 					res.SPF.Result, res.SPF.Reason, res.DKIMSummary(), res.DKIM, res.DMARC.Result, res.DMARC.Disposition, res.DMARC.Reason,
 					tc.spf, tc.dkim, tc.dmarc, tc.dis)
 			}
+			if sampled := tc.name == "pct-zero"; res.DMARC.SampledOut != sampled {
+				t.Errorf("SampledOut %v, want %v", res.DMARC.SampledOut, sampled)
+			}
 			if got := publishedString(res.DMARC.Published); got != tc.pub {
 				t.Errorf("published record %q, want %q", got, tc.pub)
 			}

@@ -103,6 +103,7 @@ func dmarcResult(sub *reception.Submission, r *inauth.Results) (dmarcreport.Resu
 		Published: dmarcreport.Policy{Domain: p.Domain, ADKIM: p.ADKIM, ASPF: p.ASPF, P: p.P, SP: p.SP, Pct: p.Pct,
 			Rua: p.Rua},
 		Disposition: d.Disposition,
+		SampledOut:  d.SampledOut,
 		DKIMAligned: d.DKIMAligned,
 		SPFAligned:  d.SPFAligned,
 	}
