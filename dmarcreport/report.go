@@ -114,17 +114,9 @@ type SPFResult struct {
 
 // Submitter is who sends reports: org_name, email and extra_contact_info
 // of report_metadata; Hostname is the receiver's domain in report ids,
-// the Subject and the attachment's file name.
-type Submitter struct{ Organization, Email, ContactInfo, Hostname string }
-
-// ReportID is the unique id of a window's report: its start, its
-// sequence number, its domain and the submitting host, in the form of a
-// message id's inside (RFC 7489 §7.2.1.1 puts it in angle brackets in
-// the Subject). It depends on the window only, so every try of a report
-// carries the same id.
-func ReportID(w *Window, hostname string) string {
-	return w.Start.UTC().Format("20060102T150405Z") + "." + strconv.FormatUint(w.Seq, 10) + "." + w.Domain + "@" + hostname
-}
+// the Subject and the attachment's file name; Node is the cluster node's
+// name, "" for a server alone (report ids, reportbook.Head.ReportID).
+type Submitter struct{ Organization, Email, ContactInfo, Hostname, Node string }
 
 // BuildReport is the report of a closed window. Records come in a stable
 // order: the largest count first, then by their fields.
@@ -134,7 +126,7 @@ func BuildReport(w *Window, sub Submitter) *Feedback {
 		Version: "1.0",
 		Metadata: ReportMetadata{
 			OrgName: sub.Organization, Email: sub.Email, ExtraContactInfo: sub.ContactInfo,
-			ReportID:  ReportID(w, sub.Hostname),
+			ReportID:  w.ReportID(sub.Hostname, sub.Node),
 			DateRange: DateRange{Begin: w.Start.Unix(), End: w.End.Unix()},
 		},
 		PolicyPublished: PolicyPublished{Domain: w.Domain, ADKIM: p.ADKIM, ASPF: p.ASPF, P: p.P, SP: p.SP, Pct: p.Pct},

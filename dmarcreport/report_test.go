@@ -127,7 +127,7 @@ func TestReportDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f.Version != "1.0" || f.OrgName != "Example Receiver" || f.Email != "postmaster@mta.test" || f.Extra == nil ||
-		*f.Extra != "https://mta.test/dmarc" || f.ReportID != ReportID(w, "mta.test") || len(f.Errors) != 0 {
+		*f.Extra != "https://mta.test/dmarc" || f.ReportID != "20261201T000000Z.1.x.test@mta.test" || len(f.Errors) != 0 {
 		t.Errorf("report_metadata %+v", f)
 	}
 	if f.Begin != time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Unix() || f.End != time.Date(2026, 12, 1, 23, 59, 59, 0, time.UTC).Unix() {

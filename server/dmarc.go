@@ -66,7 +66,7 @@ func (s *Server) dmarcReportSettings() dmarcreport.Settings {
 	dc := cfg.DMARCReporting
 	return dmarcreport.Settings{
 		Submitter: dmarcreport.Submitter{Organization: cfg.DMARCReportOrganization(), Email: cfg.DMARCReportFrom(),
-			ContactInfo: dc.ContactInfo, Hostname: cfg.Hostname},
+			ContactInfo: dc.ContactInfo, Hostname: cfg.Hostname, Node: s.clusterNode()},
 		MailFrom: cfg.DMARCReportFrom(),
 		Delay:    dc.Delay.D(), Jitter: dc.Jitter.D(), Retry: dc.Retry.D(), MaxAge: dc.MaxAge.D(),
 	}

@@ -59,9 +59,10 @@ func (s *Server) tlsReportSettings() tlsrpt.Settings {
 	cfg := s.Snapshot().Config
 	tc := cfg.TLSReporting
 	return tlsrpt.Settings{
-		Submitter: tlsrpt.Submitter{Organization: cfg.TLSReportOrganization(), Contact: cfg.TLSReportContact(), Hostname: cfg.Hostname},
-		MailFrom:  cfg.TLSReportFrom(),
-		Delay:     tc.Delay.D(), Jitter: tc.Jitter.D(), HTTPTimeout: tc.HTTPTimeout.D(),
+		Submitter: tlsrpt.Submitter{Organization: cfg.TLSReportOrganization(), Contact: cfg.TLSReportContact(), Hostname: cfg.Hostname,
+			Node: s.clusterNode()},
+		MailFrom: cfg.TLSReportFrom(),
+		Delay:    tc.Delay.D(), Jitter: tc.Jitter.D(), HTTPTimeout: tc.HTTPTimeout.D(),
 		Retry: tc.Retry.D(), MaxAge: tc.MaxAge.D(),
 	}
 }
@@ -123,4 +124,13 @@ func reportLookupTXT(resolver *mx.Resolver) func(ctx context.Context, name strin
 		}
 		return txts, err
 	}
+}
+
+// clusterNode is this node's name in the cluster, "" for a server alone:
+// it keeps the report ids of nodes that share a hostname apart.
+func (s *Server) clusterNode() string {
+	if s.cluster == nil {
+		return ""
+	}
+	return s.cluster.Node()
 }

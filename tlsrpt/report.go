@@ -71,15 +71,10 @@ func (d DateRange) MarshalJSON() ([]byte, error) {
 type Submitter struct {
 	// Organization is organization-name; Contact is contact-info (an
 	// address or URI); Hostname names this MTA in report IDs, the
-	// attachment file name and TLS-Report-Submitter.
-	Organization, Contact, Hostname string
-}
-
-// ReportID is the unique id of a window's report: its start, its
-// sequence number, its domain and the submitting host, in the form of a
-// message id (RFC 8460 §5.3 puts it in angle brackets in the Subject).
-func ReportID(w *Window, hostname string) string {
-	return w.Start.UTC().Format("20060102T150405Z") + "." + strconv.FormatUint(w.Seq, 10) + "." + w.Domain + "@" + hostname
+	// attachment file name and TLS-Report-Submitter; Node is the cluster
+	// node's name, "" for a server alone (report IDs,
+	// reportbook.Head.ReportID).
+	Organization, Contact, Hostname, Node string
 }
 
 // BuildReport is the report of a closed window.
@@ -88,7 +83,7 @@ func BuildReport(w *Window, sub Submitter) *Report {
 		OrganizationName: sub.Organization,
 		DateRange:        DateRange{Start: w.Start, End: w.End},
 		ContactInfo:      sub.Contact,
-		ReportID:         ReportID(w, sub.Hostname),
+		ReportID:         w.ReportID(sub.Hostname, sub.Node),
 		Policies:         make([]PolicyReport, 0, len(w.Policies)),
 	}
 	for _, p := range w.Policies {

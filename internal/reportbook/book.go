@@ -58,6 +58,21 @@ type Head struct {
 	SentTo []string `json:"sentTo,omitempty"`
 }
 
+// ReportID is the unique id of the window's report, in the form of a
+// message id's inside (both RFCs put it in angle brackets in the
+// Subject): its start, its sequence number, the cluster node that
+// counted it ("" for a server alone: nodes of one cluster may share a
+// hostname and a start second), its domain and the submitting host. It
+// depends on the window only, so every try of a report carries the same
+// id.
+func (h *Head) ReportID(hostname, node string) string {
+	id := h.Start.UTC().Format("20060102T150405Z") + "." + strconv.FormatUint(h.Seq, 10) + "."
+	if node != "" {
+		id += node + "."
+	}
+	return id + h.Domain + "@" + hostname
+}
+
 // WindowHead returns h; through embedding, it makes a window type a
 // Window.
 func (h *Head) WindowHead() *Head { return h }

@@ -243,3 +243,21 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d results counted, want 800", total)
 	}
 }
+
+// TestReportID: a window's report id names its start, sequence number,
+// domain and host, and the cluster node when there is one, so that two
+// nodes sharing a hostname never send two reports with one id.
+func TestReportID(t *testing.T) {
+	h := Head{Seq: 7, Domain: "x.test", Start: time.Date(2026, 12, 1, 0, 0, 3, 0, time.UTC)}
+	for _, tc := range []struct{ node, want string }{
+		{"", "20261201T000003Z.7.x.test@mx.example.net"},
+		{"cuemta-1", "20261201T000003Z.7.cuemta-1.x.test@mx.example.net"},
+	} {
+		if got := h.ReportID("mx.example.net", tc.node); got != tc.want {
+			t.Errorf("node %q: %s, want %s", tc.node, got, tc.want)
+		}
+	}
+	if h.ReportID("mx.example.net", "a") == h.ReportID("mx.example.net", "b") {
+		t.Error("two nodes, one id")
+	}
+}
