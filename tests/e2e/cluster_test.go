@@ -49,6 +49,8 @@ cluster: {
 	node: "n%d"
 	leaseTTL: %q
 }
+// Counted per node; TestClusterReportIDsNameTheNode reads the ids.
+tlsReporting: enabled: true
 profiles: capped: {
 	match: domains: ["capped.test"]
 	maxConnections: %d
@@ -458,5 +460,27 @@ func TestClusterThrottleShared(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if got := s.Stats().Sites["throttly"].Messages - before; got > 2 {
 		t.Errorf("node 1 delivered %d of 4 messages within 3 s under a shared 6/m throttle", got)
+	}
+}
+
+// TestClusterReportIDsNameTheNode: nodes that share a hostname (mta.test)
+// count TLS results each, and their reports' ids name the node, so that
+// a collector never sees two reports with one id.
+func TestClusterReportIDsNameTheNode(t *testing.T) {
+	s := startSim(t, map[string]*sim.Site{"capped": cappedSite()})
+	r := redistest.Start(t)
+	nodes := startNodes(t, s, r, 2)
+	injectEach(t, nodes, 1, 0)
+	waitFor(t, 20*time.Second, "both messages at the sim", func() bool { return len(messagesTo(s, "capped")) == 2 })
+	for i, srv := range nodes {
+		code, out := api(t, "POST", "http://"+srv.admin+"/api/v1/tlsrpt/send", "", "")
+		reps, _ := out["reports"].([]any)
+		if code != http.StatusOK || len(reps) != 1 {
+			t.Fatalf("node %d: POST /api/v1/tlsrpt/send: %d %v, want one report", i, code, out)
+		}
+		id, _ := reps[0].(map[string]any)["report_id"].(string)
+		if want := fmt.Sprintf(".n%d.capped.test@mta.test", i); !strings.HasSuffix(id, want) {
+			t.Errorf("node %d: report id %q, want it to end %q", i, id, want)
+		}
 	}
 }
