@@ -259,7 +259,7 @@ func validDomain(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, l := range strings.Split(s, ".") {
+	for l := range strings.SplitSeq(s, ".") {
 		if l == "" || len(l) > 63 {
 			return false
 		}
