@@ -153,8 +153,9 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 	if tlsPolicy == TLSProfileMTASTS || tlsPolicy == "" {
 		tlsPolicy = smtpclient.TLSOpportunistic // MTA-STS when published (checkSTS), else opportunistic
 	}
+	var plainCause error
 	if tlsPolicy == smtpclient.TLSOpportunistic && e.opts.Now().Before(l.plainUntil) {
-		tlsPolicy = "none"
+		tlsPolicy, plainCause = "none", l.plainCause
 	}
 	l.mu.Unlock()
 	// RFC 8461 §5: an enforce policy overrides the profile: TLS or nothing.
@@ -231,11 +232,11 @@ func (l *lane) dialHosts(ctx context.Context, hosts []string, first *job) (*smtp
 			if dh != nil {
 				err = l.daneDialed(h, dh, a.String(), local, conn, err) // reports its own TLS-RPT results
 			} else {
-				noteTLSAttempt(ctx, host, opts, err) // TLS-RPT, no policy (tlsrpt.go)
+				noteTLSAttempt(ctx, host, opts, plainCause, err) // TLS-RPT, no policy (tlsrpt.go)
 			}
 			if err != nil && opts.TLS == smtpclient.TLSOpportunistic && smtpclient.IsTLSFailure(err) {
 				l.mu.Lock()
-				l.plainUntil = e.opts.Now().Add(time.Hour)
+				l.plainUntil, l.plainCause = e.opts.Now().Add(time.Hour), err
 				l.mu.Unlock()
 				opts.TLS = "none"
 				conn, err = e.opts.Dial(ctx, opts)

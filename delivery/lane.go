@@ -50,7 +50,11 @@ type lane struct {
 	thr          throttle // a rule's slow-down of this lane
 	backoff      int      // consecutive throttling replies no rule acted on
 	connFailures int      // consecutive connection failures
-	plainUntil   time.Time
+	// plainUntil ends the hour of clear text after an opportunistic
+	// handshake failed with plainCause (conn.go; TLS-RPT counts the
+	// hour's sessions as that failure, tlsrpt.go).
+	plainUntil time.Time
+	plainCause error
 	// secs is each open connection's certificate check (mtasts.go).
 	secs map[*smtpclient.Conn]*connSecurity
 	// daneMX: a domain with a secure MX RRset came to the lane, so DANE

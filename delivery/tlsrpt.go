@@ -15,7 +15,8 @@ import (
 // policy applied: policy type "no-policy-found", one result per
 // connection and recipient domain that used it, when STARTTLS was tried
 // (the profile's tls is not "none") on an MX delivery (not a static
-// route). A session shared by jobs of several domains counts once for
+// route), or skipped because a handshake to the lane failed within the
+// hour (counted as that failure: the session went unencrypted for it). A session shared by jobs of several domains counts once for
 // each, as each domain's mail went over it. Report mail itself
 // (tlsrpt.ReportListener) is never counted: RFC 8460 §5.3.
 //
@@ -25,6 +26,10 @@ import (
 // tlsNote is what one dial saw of TLS.
 type tlsNote struct {
 	policy string // the TLS policy of the last attempt
+	// plainCause is the failed handshake that made the last attempt go
+	// in clear text without trying STARTTLS (the lane's hour of clear
+	// text); nil when it did not.
+	plainCause error
 	// addr is the address of the last attempt (no port): the receiving IP
 	// of the connection the dial returned (a clear text redial after a
 	// failed handshake goes to the same address).
@@ -46,13 +51,14 @@ func withTLSNote(ctx context.Context) (context.Context, *tlsNote) {
 }
 
 // noteTLSAttempt records one dial attempt's TLS: the policy it ran under
-// and, when STARTTLS failed, how.
-func noteTLSAttempt(ctx context.Context, host string, o smtpclient.Options, err error) {
+// (and plainCause, the failure that made it clear text) and, when
+// STARTTLS failed, how.
+func noteTLSAttempt(ctx context.Context, host string, o smtpclient.Options, plainCause, err error) {
 	n, _ := ctx.Value(tlsNoteKey{}).(*tlsNote)
 	if n == nil {
 		return
 	}
-	n.policy = o.TLS
+	n.policy, n.plainCause = o.TLS, plainCause
 	n.addr, _, _ = net.SplitHostPort(o.Addr)
 	if err != nil && smtpclient.IsTLSFailure(err) {
 		f := tlsFailure{host: host, rem: n.addr, err: err}
@@ -92,11 +98,24 @@ func (l *lane) recordTLS(j *job, conn *smtpclient.Conn, host string, n *tlsNote,
 	l.mu.Lock()
 	static := l.hop.static
 	l.mu.Unlock()
-	if static || n.policy == "" || n.policy == smtpclient.TLSNone {
+	if static || n.policy == "" || (n.policy == smtpclient.TLSNone && n.plainCause == nil) {
 		return
 	}
 	seen[j.domain] = true
 	base := tlsrpt.Result{PolicyDomain: j.domain, PolicyType: tlsrpt.PolicyNoPolicyFound}
+	if n.policy == smtpclient.TLSNone {
+		// The lane's hour of clear text after a failed handshake: the
+		// session went unencrypted for that failure, so it counts as
+		// it, not as a session without TLS that nobody tried.
+		if conn != nil {
+			r := base
+			r.Failure = resultTypeOf(n.plainCause)
+			r.Reason = "STARTTLS not tried within an hour of a failed handshake: " + n.plainCause.Error()
+			r.SendingIP, r.ReceivingMX, r.ReceivingIP = addrString(conn.LocalAddr().Addr()), host, n.addr
+			e.recordTLSResult(j, r)
+		}
+		return
+	}
 	remote := n.addr
 	failedHere := false
 	for _, f := range n.failures {

@@ -55,9 +55,9 @@ func TestTLSResultsNoPolicy(t *testing.T) {
 			f := startScriptedMX(t, mxScript{exts: []string{"8BITMIME"}, tls: tc.server})
 			dns := fakeDNS{mx: map[string][]string{"x.test": {"mx.x.test"}, "y.test": {"mx.x.test"}}, hosts: map[string]string{"mx.x.test": "192.0.2.1"}}
 			// One connection at a time, so that both jobs ride the first
-			// one: a second connection dialled after a failed handshake
-			// goes in clear text without trying STARTTLS, and records
-			// nothing.
+			// one (a second connection dialled after a failed handshake
+			// goes in clear text without trying STARTTLS: it records the
+			// same failure, TestTLSResultsClearTextHour).
 			r := newSchedulerRig(t, `hostname: "mta.example"
 profiles: default: {tls: "`+tc.tls+`", maxConnections: 1, connectionRate: "1000/s", retry: {schedule: ["1m"], jitter: 0}}
 `, dns, map[string]*fakeMX{"192.0.2.1": f})
@@ -87,5 +87,39 @@ profiles: default: {tls: "`+tc.tls+`", maxConnections: 1, connectionRate: "1000/
 				t.Errorf("results %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestTLSResultsClearTextHour: after a failed opportunistic handshake the
+// lane sends in clear text for an hour without trying STARTTLS; each of
+// those sessions counts as the failure that caused it, so a report says
+// how much mail went unencrypted, not only that one handshake failed.
+func TestTLSResultsClearTextHour(t *testing.T) {
+	f := startScriptedMX(t, mxScript{exts: []string{"8BITMIME"}, tls: &tls.Config{}}) // STARTTLS offered, every handshake fails
+	dns := fakeDNS{mx: map[string][]string{"x.test": {"mx.x.test"}}, hosts: map[string]string{"mx.x.test": "192.0.2.1"}}
+	r := newSchedulerRig(t, `hostname: "mta.example"
+profiles: default: {tls: "opportunistic", maxConnections: 1, maxMessagesPerConnection: 1, connectionRate: "1000/s", retry: {schedule: ["1m"], jitter: 0}}
+`, dns, map[string]*fakeMX{"192.0.2.1": f})
+	r.send(queue.Envelope{Recipients: rcpts("a@x.test")})
+	r.waitFor("the first message delivered", func() bool { return f.delivered() == 1 })
+	r.send(queue.Envelope{Recipients: rcpts("b@x.test")})
+	r.waitFor("the second message delivered", func() bool { return f.delivered() == 2 })
+	var reasons []string
+	for _, x := range r.tlsResults() {
+		if x.PolicyDomain != "x.test" {
+			continue
+		}
+		if x.Failure != tlsrpt.ValidationFailure || x.ReceivingMX != "mx.x.test" || x.ReceivingIP != "192.0.2.1" {
+			t.Errorf("result %+v, want a validation failure at mx.x.test 192.0.2.1", x)
+		}
+		reasons = append(reasons, x.Reason)
+	}
+	if len(reasons) != 2 || strings.Contains(reasons[0], "not tried") || !strings.HasPrefix(reasons[1], "STARTTLS not tried within an hour of a failed handshake: ") {
+		t.Errorf("reasons %q, want the handshake's failure, then the clear text session's", reasons)
+	}
+	// The failed handshake, its clear text redial, and the second
+	// session, which does not try STARTTLS (a try would fail and redial).
+	if conns, _, _ := f.connStats(); conns != 3 {
+		t.Errorf("%d connections, want 3", conns)
 	}
 }
