@@ -19,6 +19,7 @@ type DMARCReporting struct {
 	FlushInterval Duration `json:"flushInterval"`
 	MaxDomains    int      `json:"maxDomains"`
 	MaxRecords    int      `json:"maxRecords"`
+	MaxRows       int      `json:"maxRows"`
 }
 
 // DMARCReportOrganization is org_name: the configured one, else the

@@ -11,8 +11,8 @@
 // Invariants:
 //
 //   - Memory is bounded whatever senders do: at most MaxDomains open
-//     windows, MaxRecords rows per window, 3×MaxDomains closed windows
-//     and maxRuaPerReport destinations per report. What a cap turns away
+//     windows, MaxRecords rows per window, MaxRows rows in all windows,
+//     3×MaxDomains closed windows and MaxRua destinations per report. What a cap turns away
 //     is counted (Store.Dropped), never silently lost.
 //   - A report goes to a destination at most once: the destinations that
 //     took a window's report are saved with it, so a retry after a

@@ -94,6 +94,7 @@ func (r *Reporter) Cycle(ctx context.Context) []Sent {
 	for _, w := range r.opts.Store.Ripe(r.opts.Now(), set.Delay, set.Jitter) {
 		out = append(out, r.send(ctx, w, set))
 	}
+	r.opts.Store.Recount()
 	return out
 }
 
@@ -108,6 +109,7 @@ func (r *Reporter) SendNow(ctx context.Context) []Sent {
 	for _, w := range r.opts.Store.CutAll() {
 		out = append(out, r.send(ctx, w, set))
 	}
+	r.opts.Store.Recount()
 	return out
 }
 

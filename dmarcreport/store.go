@@ -26,6 +26,7 @@ import (
 const (
 	DefaultMaxDomains = 10000
 	DefaultMaxRecords = 1000
+	DefaultMaxRows    = 100000
 )
 
 const (
@@ -53,7 +54,11 @@ type StoreOptions struct {
 	// MaxRecords bounds the distinct rows per window; 0 means
 	// DefaultMaxRecords. Beyond it a result is dropped and counted.
 	MaxRecords int
-	Logger     *slog.Logger
+	// MaxRows bounds the rows of every window together, open and
+	// unsent; 0 means DefaultMaxRows. A result that would make one more
+	// is dropped and counted.
+	MaxRows int
+	Logger  *slog.Logger
 }
 
 // Store is the Recorder that counts results in daily windows (the
@@ -62,6 +67,11 @@ type StoreOptions struct {
 type Store struct {
 	*reportbook.Book[*Window]
 	opts StoreOptions
+	// rows is the rows the windows hold, guarded by the book's lock
+	// (Record's add and Total's use run under it): counted up as rows
+	// are made, and recounted by Recount, so that windows the book
+	// drops give their rows back.
+	rows int
 }
 
 var _ Recorder = (*Store)(nil)
@@ -109,6 +119,9 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
+	if opts.MaxRows <= 0 {
+		opts.MaxRows = DefaultMaxRows
+	}
 	b, err := reportbook.Open(reportbook.Options[*Window]{Name: "dmarcreport", Path: opts.Path, Version: storeVersion,
 		Now: opts.Now, MaxDomains: opts.MaxDomains, Logger: opts.Logger,
 		// JSON allows null rows; a hand-edited file may have them.
@@ -119,7 +132,16 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Book: b, opts: opts}, nil
+	s := &Store{Book: b, opts: opts}
+	s.Recount()
+	return s, nil
+}
+
+// Recount totals the rows the windows hold (the reporter calls it every
+// cycle): windows sent, given up or dropped by the book's caps no longer
+// count against MaxRows.
+func (s *Store) Recount() {
+	s.Total(func(w *Window) int { return len(w.Rows) }, func(n int) { s.rows = n })
 }
 
 // Record counts one result in its policy domain's open window. A result
@@ -147,11 +169,12 @@ func (s *Store) Record(r Result) {
 			x.Count++
 			return
 		}
-		if len(w.Rows) >= s.opts.MaxRecords {
+		if len(w.Rows) >= s.opts.MaxRecords || s.rows >= s.opts.MaxRows {
 			w.DroppedResults++
 			st.DroppedResults++
 			return
 		}
+		s.rows++
 		row.Count = 1
 		w.Rows = append(w.Rows, row)
 		w.index[key] = row

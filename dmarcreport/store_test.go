@@ -258,6 +258,48 @@ func TestCaps(t *testing.T) {
 	}
 }
 
+// TestMaxRows: the rows of every window together, open and closed, are
+// bounded; a window sent gives its rows back at the next Recount, and so
+// does one loaded from the file.
+func TestMaxRows(t *testing.T) {
+	c := newClock("2026-12-01T10:00:00Z")
+	path := filepath.Join(t.TempDir(), "state.json")
+	s := openTest(t, c, path, func(o *StoreOptions) { o.MaxRows = 4 })
+	row := func(domain string, i int) Result {
+		return with(func(r *Result) {
+			r.Published.Domain = domain
+			r.SourceIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		})
+	}
+	for i := range 3 {
+		s.Record(row("a.test", i))
+	}
+	s.Cut()
+	for i := range 3 {
+		s.Record(row("b.test", i)) // the fifth and sixth rows are over
+	}
+	s.Record(row("b.test", 0)) // an existing row still counts
+	if w := s.Open("b.test"); w == nil || len(w.Rows) != 1 || w.Rows[0].Count != 2 || w.DroppedResults != 2 {
+		t.Fatalf("b.test %+v, want 1 row of 2 and 2 dropped (4 rows in all)", w)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, c, path, func(o *StoreOptions) { o.MaxRows = 4 })
+	s2.Record(row("c.test", 9))
+	if w := s2.Open("c.test"); w == nil || len(w.Rows) != 0 || w.DroppedResults != 1 {
+		t.Errorf("reopened with 4 rows held: c.test %+v, want its result dropped", w)
+	}
+	s.Done(s.Due(c.Now(), 0, 0)[0].Seq) // a.test's report went: 3 rows back
+	s.Recount()
+	for i := range 3 {
+		s.Record(row("b.test", 10+i))
+	}
+	if w := s.Open("b.test"); len(w.Rows) != 4 {
+		t.Errorf("after a.test was sent: b.test has %d rows, want 4", len(w.Rows))
+	}
+}
+
 // TestPersistence: the counts survive a reopen (after a Flush), closed
 // windows with their sending state included; an unreadable file is set
 // aside rather than stopping the start.

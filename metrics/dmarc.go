@@ -23,7 +23,7 @@ type dmarcReportGauges struct {
 func newDMARCReportGauges() *dmarcReportGauges {
 	return &dmarcReportGauges{
 		pending: prometheus.NewDesc(ns+"_dmarc_reports_pending", "DMARC aggregate reports of ended windows waiting to be sent.", nil, nil),
-		results: prometheus.NewDesc(ns+"_dmarc_results_dropped_total", "Verified messages not counted in a DMARC report: more policy domains in a day than dmarcReporting.maxDomains, or more rows for one than maxRecords.", nil, nil),
+		results: prometheus.NewDesc(ns+"_dmarc_results_dropped_total", "Verified messages not counted in a DMARC report: more policy domains in a day than dmarcReporting.maxDomains, more rows for one than maxRecords, or more rows in all than maxRows.", nil, nil),
 		reports: prometheus.NewDesc(ns+"_dmarc_reports_dropped_total", "DMARC aggregate reports given up unsent: past dmarcReporting.maxAge, or beyond the closed windows kept.", nil, nil),
 	}
 }

@@ -37,6 +37,7 @@ func (s *Server) openDMARCReporting(resolver *mx.Resolver) (*dmarcReporting, err
 		Path:       path,
 		MaxDomains: dc.MaxDomains,
 		MaxRecords: dc.MaxRecords,
+		MaxRows:    dc.MaxRows,
 		Logger:     s.logger,
 	})
 	if err != nil {

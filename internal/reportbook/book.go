@@ -384,6 +384,23 @@ func (b *Book[W]) Pending() int {
 	return len(b.st.Closed)
 }
 
+// Total sums size over every window, open and closed, and gives the sum
+// to use, all with the book locked: for a package to keep a count of
+// what its windows hold in step with windows the book dropped. use must
+// not call the book.
+func (b *Book[W]) Total(size func(W) int, use func(total int)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, w := range b.st.Open {
+		n += size(w)
+	}
+	for _, w := range b.st.Closed {
+		n += size(w)
+	}
+	use(n)
+}
+
 // OpenWindow returns a copy of the open window of domain, and whether
 // there is one.
 func (b *Book[W]) OpenWindow(domain string) (W, bool) {
