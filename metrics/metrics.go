@@ -13,9 +13,9 @@ type Metrics struct {
 
 	hooksOnce sync.Once
 	// tlsReports are the TLS reporting gauges (tlsrpt.go).
-	tlsReports *tlsReportGauges
+	tlsReports *reportGauges[TLSReportStats]
 	// dmarcReports are the DMARC reporting gauges (dmarc.go).
-	dmarcReports *dmarcReportGauges
+	dmarcReports *reportGauges[DMARCReportStats]
 	hooks        *hookMetrics // webhooks (hooks.go)
 	cluster      *clusterGauges
 
